@@ -1,0 +1,59 @@
+"""tympan: the lab notebook that listens.
+
+Experiment tracking, ablation studies and a representation debugger for speech and audio
+deep learning. ``import tympan`` is light: storage, numpy and torch load on first use.
+
+    run = tympan.init(project="asr", config={"encoder": "gru"})
+    run.log({"loss": 0.3}, step=1)
+    run.finish()
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tympan.errors import TympanError
+from tympan.track.api import (
+    active_run,
+    find_runs,
+    finish,
+    init,
+    load_run,
+    log,
+    log_audio,
+    seed_everything,
+)
+
+if TYPE_CHECKING:
+    from tympan.track.lookup import RunRecord
+    from tympan.track.run import Run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Run",
+    "RunRecord",
+    "TympanError",
+    "__version__",
+    "active_run",
+    "find_runs",
+    "finish",
+    "init",
+    "load_run",
+    "log",
+    "log_audio",
+    "seed_everything",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # Classes whose modules import SQLAlchemy/numpy are loaded only when asked for.
+    if name == "Run":
+        from tympan.track.run import Run
+
+        return Run
+    if name == "RunRecord":
+        from tympan.track.lookup import RunRecord
+
+        return RunRecord
+    raise AttributeError(f"module 'tympan' has no attribute {name!r}")

@@ -1,0 +1,82 @@
+"""tympan's exceptions: one tree, so callers can catch everything tympan raises.
+
+    TympanError
+    ├── StoreError                 the store cannot be used as asked
+    │   ├── StoreURLError          TYMPAN_STORE / --store names no store we can open
+    │   ├── StoreNotFoundError     no store exists at that location (and none was to be created)
+    │   ├── StoreUnavailableError  the store exists but cannot be read or written right now
+    │   ├── StoreCorruptError      the file or database is not a readable tympan store
+    │   └── SchemaVersionError     the store's schema is older or newer than this tympan
+    ├── NotFoundError              an id names nothing
+    │   └── RunNotFoundError       (also: an ambiguous run-id prefix)
+    ├── RunStateError (RuntimeError)   e.g. logging after finish(), no active run
+    ├── SettingsError (ValueError)     a TYMPAN_* environment variable has a bad value
+    └── InvalidInputError (ValueError) what the user logged is malformed
+        ├── MetricKeyError (ValueError)
+        ├── MetricValueError (TypeError)   non-numeric metric values
+        └── AudioError (ValueError)        wrong dtype/shape, non-finite samples, bad rate
+
+Messages say what was wrong and what to do; the CLI prints them as one line.
+"""
+
+from __future__ import annotations
+
+
+class TympanError(Exception):
+    """Base class of every error tympan raises on purpose."""
+
+
+class StoreError(TympanError):
+    """The store cannot be used as asked."""
+
+
+class StoreURLError(StoreError):
+    """The store location is malformed or of an unsupported kind."""
+
+
+class StoreNotFoundError(StoreError):
+    """No store exists at the location, and the caller did not ask to create one."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store exists but cannot be reached, read or written at the moment."""
+
+
+class StoreCorruptError(StoreError):
+    """The location holds something that is not a readable tympan store."""
+
+
+class SchemaVersionError(StoreError):
+    """The store's schema revision does not match this version of tympan."""
+
+
+class NotFoundError(TympanError):
+    """An identifier names nothing in the store."""
+
+
+class RunNotFoundError(NotFoundError):
+    """A run id (or id prefix) matches no run, or more than one."""
+
+
+class RunStateError(TympanError, RuntimeError):
+    """The operation is not valid in the run's current state."""
+
+
+class SettingsError(TympanError, ValueError):
+    """A TYMPAN_* setting has a value tympan cannot use."""
+
+
+class InvalidInputError(TympanError, ValueError):
+    """Something the user passed to tympan is malformed."""
+
+
+class MetricKeyError(InvalidInputError):
+    """A metric, sample or artifact key is empty, too long or has odd characters."""
+
+
+class MetricValueError(TympanError, TypeError):
+    """A metric value is not a number."""
+
+
+class AudioError(InvalidInputError):
+    """Audio with the wrong dtype or shape, non-finite samples or a bad sample rate."""

@@ -1,0 +1,85 @@
+"""Settings, read from ``TYMPAN_*`` environment variables when a feature asks for them.
+
+Nothing is read at import time. Every setting is listed in ``SETTINGS`` and documented in
+``docs/settings.md`` (a test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tympan.errors import SettingsError
+
+
+@dataclass(frozen=True)
+class Setting:
+    env: str
+    default: Any
+    parse: Callable[[str], Any]
+    help: str
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise ValueError("must be > 0")
+    return value
+
+
+def _flag(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be one of 1/0, true/false, yes/no, on/off")
+
+
+SETTINGS: dict[str, Setting] = {
+    s.env: s
+    for s in [
+        Setting("TYMPAN_STORE", ".tympan", str,
+                "Where runs are stored: a directory, sqlite:///FILE or postgresql+psycopg://..."),
+        Setting("TYMPAN_ARTIFACTS", None, str,
+                "Artifact (blob) root recorded when a new store is created; "
+                "defaults to blobs/ inside a directory store."),
+        Setting("TYMPAN_PROJECT", "default", str, "Project used when init() names none."),
+        Setting("TYMPAN_FLUSH_INTERVAL", 0.5, _positive_float,
+                "Seconds between background flushes; a SIGKILL loses at most this much."),
+        Setting("TYMPAN_HEARTBEAT_INTERVAL", 5.0, _positive_float,
+                "Seconds between heartbeats of a running run."),
+        Setting("TYMPAN_CRASH_AFTER", 60.0, _positive_float,
+                "Seconds without a heartbeat after which a running run is shown as crashed."),
+        Setting("TYMPAN_SPOOL_POINTS", 5_000_000, _positive_int,
+                "Most metric points kept in memory while the store is unwritable."),
+        Setting("TYMPAN_BUSY_TIMEOUT", 30.0, _positive_float,
+                "Seconds a SQLite write waits for another process's lock before it is retried."),
+        Setting("TYMPAN_EXIT_TIMEOUT", 30.0, _positive_float,
+                "Seconds interpreter exit waits for an unwritable store before giving up."),
+        Setting("TYMPAN_CAPTURE_ENV", True, _flag,
+                "Record git state, packages and hardware with every new run."),
+    ]
+}
+
+
+def get(env: str, environ: Mapping[str, str] | None = None) -> Any:
+    """The value of one setting, parsed; a bad value raises SettingsError naming it."""
+    setting = SETTINGS[env]
+    source = os.environ if environ is None else environ
+    raw = source.get(env)
+    if raw is None or raw == "":
+        return setting.default
+    try:
+        return setting.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{env}={raw!r} is not valid: {exc}") from None

@@ -1,0 +1,40 @@
+"""Artifacts: a run's files by logical path, pointing at content-addressed blobs."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Row, select
+
+from tympan.store.schema import artifacts, blobs
+from tympan.store.upsert import insert_for
+
+
+def record(
+    conn: Connection, run_id: str, path: str, sha256: str, size: int, media_type: str, now: float
+) -> int:
+    """Attach a blob to a run under ``path``; logging the same path again replaces it."""
+    conn.execute(
+        insert_for(conn, blobs).values(sha256=sha256, size=size, created_at=now)
+        .on_conflict_do_nothing()
+    )
+    stmt = insert_for(conn, artifacts).values(
+        run_id=run_id, path=path, sha256=sha256, size=size, media_type=media_type, created_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id", "path"],
+        set_={"sha256": sha256, "size": size, "media_type": media_type, "created_at": now},
+    )
+    conn.execute(stmt)
+    return conn.execute(
+        select(artifacts.c.id).where(artifacts.c.run_id == run_id, artifacts.c.path == path)
+    ).scalar_one()
+
+
+def for_run(conn: Connection, run_id: str) -> list[Row]:
+    stmt = select(artifacts).where(artifacts.c.run_id == run_id).order_by(artifacts.c.path)
+    return list(conn.execute(stmt))
+
+
+def get(conn: Connection, run_id: str, path: str) -> Row | None:
+    stmt = select(artifacts).where(artifacts.c.run_id == run_id, artifacts.c.path == path)
+    return conn.execute(stmt).first()
+

@@ -1,0 +1,110 @@
+"""Content-addressed blob storage: a blob's name is the sha256 of its bytes.
+
+Local roots write to a temporary file and rename it into place, so a crash never leaves a
+half-written blob under a valid name. Other roots (``s3://...``) go through fsspec, whose
+object stores make a put atomic by themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO
+
+_CHUNK = 1 << 20
+
+
+def _is_local(root: str) -> bool:
+    return "://" not in root or root.startswith("file://")
+
+
+class BlobStore:
+    """Blobs under one root, laid out as ``ab/cdef...`` by hash."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.removeprefix("file://") if _is_local(root) else root.rstrip("/")
+
+    def path(self, sha256: str) -> str:
+        return f"{self.root}/{sha256[:2]}/{sha256[2:]}"
+
+    def put_bytes(self, data: bytes) -> tuple[str, int]:
+        sha = hashlib.sha256(data).hexdigest()
+        if not self.exists(sha):
+            self._write(sha, lambda out: out.write(data))
+        return sha, len(data)
+
+    def put_file(self, source: str | os.PathLike[str]) -> tuple[str, int]:
+        """Copy a file in; hashes while copying so the file is read once."""
+        if not _is_local(self.root):
+            data = Path(source).read_bytes()
+            return self.put_bytes(data)
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                while chunk := src.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            sha = digest.hexdigest()
+            target = Path(self.path(sha))
+            if target.exists():
+                os.unlink(tmp)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, target)
+            return sha, size
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def exists(self, sha256: str) -> bool:
+        if _is_local(self.root):
+            return os.path.exists(self.path(sha256))
+        return self._fs().exists(self.path(sha256))
+
+    def open(self, sha256: str) -> IO[bytes]:
+        if _is_local(self.root):
+            return open(self.path(sha256), "rb")
+        return self._fs().open(self.path(sha256), "rb")
+
+    def read(self, sha256: str) -> bytes:
+        with self.open(sha256) as f:
+            return f.read()
+
+    def copy_to(self, sha256: str, dest: str | os.PathLike[str]) -> None:
+        with self.open(sha256) as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, _CHUNK)
+
+    def _write(self, sha: str, fill) -> None:
+        if not _is_local(self.root):
+            with self._fs().open(self.path(sha), "wb") as out:
+                fill(out)
+            return
+        target = Path(self.path(sha))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                fill(out)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def _fs(self):
+        import fsspec
+
+        fs, _ = fsspec.core.url_to_fs(self.root)
+        return fs

@@ -1,0 +1,87 @@
+"""Run records: identity, status, config, tags, liveness."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, update
+
+from tympan.store.schema import runs
+
+
+def insert(conn: Connection, **fields: Any) -> None:
+    conn.execute(runs.insert().values(**fields))
+
+
+def get(conn: Connection, run_id: str) -> Row | None:
+    return conn.execute(select(runs).where(runs.c.id == run_id)).first()
+
+
+def ids_with_prefix(conn: Connection, prefix: str, limit: int = 5) -> list[str]:
+    # Run ids are [0-9a-z]: no LIKE wildcards can sneak in through a validated prefix.
+    stmt = select(runs.c.id).where(runs.c.id.like(f"{prefix}%")).order_by(runs.c.id).limit(limit)
+    return list(conn.execute(stmt).scalars())
+
+
+def ids_named(conn: Connection, name: str, limit: int = 5) -> list[str]:
+    stmt = select(runs.c.id).where(runs.c.name == name).order_by(runs.c.created_at.desc())
+    return list(conn.execute(stmt.limit(limit)).scalars())
+
+
+def query(
+    conn: Connection,
+    project_ids: Sequence[int] | None = None,
+    statuses: Sequence[str] | None = None,
+    study_id: str | None = None,
+) -> list[Row]:
+    stmt = select(runs).order_by(runs.c.created_at.desc(), runs.c.id)
+    if project_ids is not None:
+        stmt = stmt.where(runs.c.project_id.in_(project_ids))
+    if statuses:
+        stmt = stmt.where(runs.c.status.in_(statuses))
+    if study_id is not None:
+        stmt = stmt.where(runs.c.study_id == study_id)
+    return list(conn.execute(stmt))
+
+
+def set_status(
+    conn: Connection, run_id: str, status: str, ended_at: float | None, error: str | None = None
+) -> None:
+    values: dict[str, Any] = {"status": status, "ended_at": ended_at}
+    if error is not None:
+        values["error"] = error
+    conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+
+def beat(conn: Connection, run_ids: Iterable[str], now: float) -> None:
+    """Record that these runs' process is alive; revives a run wrongly presumed crashed."""
+    ids = list(run_ids)
+    if ids:
+        conn.execute(
+            update(runs)
+            .where(runs.c.id.in_(ids), runs.c.status.in_(("running", "crashed")))
+            .values(heartbeat_at=now, status="running", ended_at=None)
+        )
+
+
+def mark_crashed(conn: Connection, run_id: str, seen_heartbeat: float | None) -> bool:
+    """Mark a silent run crashed, unless its heartbeat moved since we looked (it is alive)."""
+    stmt = update(runs).where(runs.c.id == run_id, runs.c.status == "running")
+    if seen_heartbeat is None:
+        stmt = stmt.where(runs.c.heartbeat_at.is_(None))
+    else:
+        stmt = stmt.where(runs.c.heartbeat_at == seen_heartbeat)
+    return conn.execute(stmt.values(status="crashed", ended_at=seen_heartbeat)).rowcount > 0
+
+
+def reopen(conn: Connection, run_id: str, host: str, pid: int, now: float) -> None:
+    conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(status="running", ended_at=None, heartbeat_at=now, host=host, pid=pid, error=None)
+    )
+
+
+def set_fields(conn: Connection, run_id: str, **values: Any) -> None:
+    conn.execute(update(runs).where(runs.c.id == run_id).values(**values))

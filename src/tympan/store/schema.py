@@ -1,0 +1,154 @@
+"""The store's tables (SQLAlchemy Core). Migrations in ``migrations/`` create and evolve them.
+
+Times are float seconds since the epoch: portable across SQLite and PostgreSQL, and what
+``time.time()`` gives the writer with no conversion on the hot path.
+
+Metric points are stored as chunks: one row per (run, key) per flush holding the steps,
+values and wall times of that flush as little-endian int64/float64 arrays. Measured against a
+row per point, chunks ingest and read one to two orders of magnitude faster (see
+docs/benchmarks.md); ``finish()`` merges small chunks so long runs read in few rows.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+RUN_STATUSES = ("running", "finished", "failed", "crashed")
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+environments = Table(
+    "environments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("data", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float),
+    Column("heartbeat_at", Float),
+    Column("config", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("parent_id", String(32), ForeignKey("runs.id")),
+    Column("study_id", String(64)),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("seed", Integer),
+    Column("env_id", Integer, ForeignKey("environments.id")),
+    Column("error", Text),
+    Index("ix_runs_project", "project_id", "created_at"),
+    Index("ix_runs_status", "status"),
+    Index("ix_runs_study", "study_id"),
+)
+
+metric_chunks = Table(
+    "metric_chunks",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("step_lo", BigInteger, nullable=False),
+    Column("step_hi", BigInteger, nullable=False),
+    Column("steps", LargeBinary, nullable=False),
+    Column("vals", LargeBinary, nullable=False),
+    Column("times", LargeBinary, nullable=False),
+)
+
+run_summaries = Table(
+    "run_summaries",
+    metadata,
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("last", Float),
+    Column("last_step", BigInteger),
+    Column("min", Float),
+    Column("min_step", BigInteger),
+    Column("max", Float),
+    Column("max_step", BigInteger),
+    Column("count", Integer, nullable=False),
+    Column("nan_count", Integer, nullable=False),
+    Column("inf_count", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("path", String(1024), nullable=False),
+    Column("sha256", String(64), ForeignKey("blobs.sha256"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("media_type", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("run_id", "path", name="uq_artifacts_run_path"),
+)
+
+audio_samples = Table(
+    "audio_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("artifact_id", Integer, ForeignKey("artifacts.id"), nullable=False),
+    Column("sample_rate", Integer, nullable=False),
+    Column("frames", BigInteger, nullable=False),
+    Column("duration", Float, nullable=False),
+    Column("channels", Integer, nullable=False),
+    Column("caption", Text),
+    Column("peak", Float, nullable=False),
+    # FLAC holds [-1, 1]; louder audio is stored scaled by 1/gain and gain kept to undo it.
+    Column("gain", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_audio_samples_run", "run_id", "key", "step"),
+)

@@ -1,0 +1,55 @@
+"""Per-(run, key) summaries: last, min, max and counts, kept current on every flush."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import Connection, select
+
+from tympan.store.schema import run_summaries
+from tympan.store.upsert import insert_for
+
+
+@dataclass
+class Summary:
+    last: float | None = None
+    last_step: int | None = None
+    min: float | None = None
+    min_step: int | None = None
+    max: float | None = None
+    max_step: int | None = None
+    count: int = 0
+    nan_count: int = 0
+    inf_count: int = 0
+
+
+def upsert(conn: Connection, run_id: str, changed: dict[str, Summary], now: float) -> None:
+    if not changed:
+        return
+    rows = [
+        {"run_id": run_id, "key": k, **asdict(s), "updated_at": now} for k, s in changed.items()
+    ]
+    stmt = insert_for(conn, run_summaries)
+    updated = {c: stmt.excluded[c] for c in rows[0] if c not in ("run_id", "key")}
+    conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_=updated), rows)
+
+
+_FIELDS = tuple(Summary.__dataclass_fields__)
+
+
+def for_runs(conn: Connection, run_ids: Sequence[str]) -> dict[str, dict[str, Summary]]:
+    out: dict[str, dict[str, Summary]] = {r: {} for r in run_ids}
+    for batch in _batches(run_ids, 500):
+        stmt = select(run_summaries).where(run_summaries.c.run_id.in_(batch))
+        for row in conn.execute(stmt).mappings():
+            summary = Summary(**{f: row[f] for f in _FIELDS})
+            if summary.count and summary.last is None:
+                summary.last = float("nan")  # SQLite stores NaN as NULL; count says it was set
+            out[row["run_id"]][row["key"]] = summary
+    return out
+
+
+def _batches(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,65 @@
+"""Schema revisions: refuse a store whose schema this tympan does not speak; upgrade on demand.
+
+The check reads ``alembic_version`` with plain SQL so opening a store does not import Alembic;
+``HEAD`` must equal Alembic's head revision (a test keeps them in step).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, inspect, text
+
+from tympan.errors import SchemaVersionError, StoreCorruptError
+
+HEAD = "0001"
+KNOWN = ("0001",)  # every revision ever shipped, oldest first
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The store's revision, or None for an empty database."""
+    with engine.connect() as conn:
+        tables = set(inspect(conn).get_table_names())
+        if "alembic_version" not in tables:
+            if tables & {"runs", "projects"}:
+                raise StoreCorruptError(
+                    "the database has tympan-like tables but no schema revision; it was not "
+                    "created by tympan or was damaged"
+                )
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def check(engine: Engine, where: str) -> str | None:
+    """Raise SchemaVersionError unless the store is at HEAD (None means: empty, create it)."""
+    revision = current_revision(engine)
+    if revision is None or revision == HEAD:
+        return revision
+    if revision in KNOWN:
+        raise SchemaVersionError(
+            f"the store at {where} has schema revision {revision}, older than this tympan's "
+            f"{HEAD}: run `tympan db upgrade --store {where}` (back it up first if it matters)"
+        )
+    raise SchemaVersionError(
+        f"the store at {where} has schema revision {revision}, which this tympan "
+        f"(schema {HEAD}) does not know: it was written by a newer tympan; upgrade tympan"
+    )
+
+
+def upgrade(engine: Engine, target: str = "head") -> tuple[str | None, str]:
+    """Migrate the store to ``target``; returns (revision before, revision after)."""
+    from alembic import command
+    from alembic.config import Config
+
+    before = current_revision(engine)
+    if before is not None and before not in KNOWN:
+        raise SchemaVersionError(
+            f"schema revision {before} is newer than this tympan ({HEAD}): upgrade tympan"
+        )
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, target)
+    return before, current_revision(engine) or ""

@@ -1,0 +1,1 @@
+"""Tracking: the writer API for runs."""

@@ -1,0 +1,97 @@
+"""The module-level tracking API. Kept import-light: heavy modules load on first use."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from tympan.track import active
+
+if TYPE_CHECKING:
+    from tympan.track.lookup import RunRecord
+    from tympan.track.run import Run
+
+_pending_seed: list[int] = []  # seed_everything() before init(): recorded by the next run
+
+
+def init(
+    project: str | None = None,
+    name: str | None = None,
+    config: Any = None,
+    tags: list[str] | str | None = None,
+    note: str = "",
+    *,
+    store: str | os.PathLike[str] | None = None,
+    resume: str | None = None,
+    parent: str | None = None,
+    study: str | None = None,
+) -> Run:
+    """Start recording a run (or, with ``resume=RUN_ID``, continue one) and make it active.
+
+    ``config`` may be a dict, a dataclass, an argparse Namespace or a pydantic model.
+    ``store`` defaults to TYMPAN_STORE, else ``./.tympan``.
+    """
+    from tympan.track import start
+
+    if resume is not None:
+        return start.resume_run(resume, store=store)
+    seed = _pending_seed.pop() if _pending_seed else None
+    return start.start_run(project=project, name=name, config=config, tags=tags, note=note,
+                           store=store, parent=parent, study=study, seed=seed)
+
+
+def log(data: dict[str, Any], step: int | None = None) -> None:
+    """``Run.log`` on the active run."""
+    active.require().log(data, step=step)
+
+
+def log_audio(key: str, waveform: Any, sample_rate: int, step: int | None = None,
+              caption: str | None = None) -> None:
+    """``Run.log_audio`` on the active run."""
+    active.require().log_audio(key, waveform, sample_rate, step=step, caption=caption)
+
+
+def finish(status: str = "finished") -> None:
+    """Finish the active run."""
+    active.require().finish(status)
+
+
+def active_run() -> Run | None:
+    """The run ``tympan.log`` writes to in this thread/task, if any."""
+    return active.current()
+
+
+def seed_everything(seed: int) -> int:
+    """Seed python, numpy and torch; the seed is recorded with the active (or next) run."""
+    from tympan.store import runs
+    from tympan.track.seeding import seed_everything as _seed
+    from tympan.track.writer import Command
+
+    seed = _seed(seed)
+    run = active.current()
+    if run is None:
+        _pending_seed[:] = [seed]
+    else:
+        run._writer.submit(Command(run.store, lambda c: runs.set_fields(c, run.id, seed=seed),
+                                   "seed"))
+    return seed
+
+
+def load_run(run: str, store: str | os.PathLike[str] | None = None) -> RunRecord:
+    """A stored run by id, id prefix or unique name."""
+    from tympan.track.lookup import get_run
+    from tympan.track.stores import shared_store
+
+    return get_run(shared_store(store), run)
+
+
+def find_runs(store: str | os.PathLike[str] | None = None, **filters: Any) -> list[RunRecord]:
+    """Stored runs matching filters (see ``tympan.track.lookup.find_runs``)."""
+    from tympan.track import lookup
+    from tympan.track.stores import shared_store
+
+    return lookup.find_runs(shared_store(store), **filters)
+
+
+__all__ = ["active_run", "find_runs", "finish", "init", "load_run", "log",
+           "log_audio", "seed_everything"]

@@ -1,0 +1,237 @@
+"""Reading runs back: find them, resolve ids, load their history. Pure reads, plus marking
+runs whose process is gone as crashed (see liveness.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tympan.errors import InvalidInputError, RunNotFoundError
+from tympan.store import Store, artifacts, environments, metrics, projects, runs, samples
+from tympan.store.metrics import Series
+from tympan.store.schema import RUN_STATUSES
+from tympan.store.summaries import Summary, for_runs
+from tympan.track import liveness
+from tympan.track.naming import looks_like_id_prefix
+
+
+@dataclass
+class RunRecord:
+    """A stored run as read back: what ``tympan show`` and analyses work from."""
+
+    id: str
+    name: str
+    project: str
+    status: str
+    created_at: float
+    started_at: float
+    ended_at: float | None
+    heartbeat_at: float | None
+    config: dict[str, Any]
+    tags: list[str]
+    note: str
+    parent_id: str | None
+    study_id: str | None
+    host: str | None
+    pid: int | None
+    seed: int | None
+    env_id: int | None
+    error: str | None
+    summary: dict[str, Summary] = field(default_factory=dict)
+    store: Store | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def duration(self) -> float | None:
+        end = self.ended_at or self.heartbeat_at
+        return None if end is None else max(0.0, end - self.started_at)
+
+    def history(self, key: str) -> Series:
+        """The full series of one metric, in logging order (numpy arrays)."""
+        with self._store().read() as conn:
+            series = metrics.read(conn, self.id, key)
+        if not len(series) and key not in self.summary:
+            known = ", ".join(sorted(self.summary)) or "none"
+            raise InvalidInputError(f"run {self.id} has no metric {key!r} (it has: {known})")
+        return series
+
+    def metric_keys(self) -> list[str]:
+        with self._store().read() as conn:
+            return metrics.keys(conn, self.id)
+
+    def environment(self) -> dict[str, Any] | None:
+        with self._store().read() as conn:
+            return environments.get(conn, self.env_id)
+
+    def artifacts(self) -> list[Any]:
+        with self._store().read() as conn:
+            return artifacts.for_run(conn, self.id)
+
+    def audio_samples(self) -> list[Any]:
+        with self._store().read() as conn:
+            return samples.for_run(conn, self.id)
+
+    def _store(self) -> Store:
+        if self.store is None:
+            raise InvalidInputError("this RunRecord is detached from its store")
+        return self.store
+
+
+def _record(row: Any, project: str, summary: dict[str, Summary], store: Store) -> RunRecord:
+    fields = {k: getattr(row, k) for k in (
+        "id", "name", "status", "created_at", "started_at", "ended_at", "heartbeat_at",
+        "config", "tags", "note", "parent_id", "study_id", "host", "pid", "seed", "env_id",
+        "error")}
+    return RunRecord(project=project, summary=summary, store=store, **fields)
+
+
+def resolve_run_id(store: Store, text: str) -> str:
+    """A full run id from an id, a unique id prefix, or a unique run name."""
+    text = text.strip()
+    with store.read() as conn:
+        if looks_like_id_prefix(text):
+            if runs.get(conn, text) is not None:
+                return text
+            matches = runs.ids_with_prefix(conn, text)
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise RunNotFoundError(
+                    f"run id prefix {text!r} is ambiguous: {', '.join(matches)}; "
+                    "type more characters"
+                )
+        named = runs.ids_named(conn, text)
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise RunNotFoundError(
+            f"{len(named)} runs are named {text!r} ({', '.join(named)}): use a run id"
+        )
+    raise RunNotFoundError(
+        f"no run {text!r} in the store at {store.where}: `tympan runs` lists run ids"
+    )
+
+
+def get_run(store: Store, run: str) -> RunRecord:
+    run_id = resolve_run_id(store, run)
+    with store.read() as conn:
+        row = runs.get(conn, run_id)
+    if liveness.reconcile(store, [row]):
+        with store.read() as conn:
+            row = runs.get(conn, run_id)
+    with store.read() as conn:
+        project = projects.names(conn)[row.project_id]
+        summary = for_runs(conn, [run_id])[run_id]
+    return _record(row, project, summary, store)
+
+
+def find_runs(
+    store: Store,
+    *,
+    project: str | None = None,
+    status: Sequence[str] | str | None = None,
+    tags: Sequence[str] = (),
+    where: Mapping[str, str] | None = None,
+    study: str | None = None,
+    sort: str | None = None,
+    descending: bool = False,
+    limit: int | None = None,
+) -> list[RunRecord]:
+    """Runs matching all the filters, newest first unless ``sort`` names a metric summary.
+
+    ``where`` matches config values by dotted key (``model.encoder=gru``), compared as text
+    so ``lr=0.001`` matches the number. ``sort`` is ``KEY`` (last value) or ``KEY.min`` /
+    ``KEY.max`` / ``KEY.last`` / ``KEY.count``; runs without that metric go last.
+    """
+    statuses = [status] if isinstance(status, str) else list(status or [])
+    for s in statuses:
+        if s not in RUN_STATUSES:
+            raise InvalidInputError(f"unknown status {s!r}: use one of {', '.join(RUN_STATUSES)}")
+    with store.read() as conn:
+        names = projects.names(conn)
+        project_ids = None
+        if project is not None:
+            project_ids = [i for i, n in names.items() if n == project]
+            if not project_ids:
+                known = ", ".join(sorted(names.values())) or "none yet"
+                raise InvalidInputError(f"no project {project!r} (projects: {known})")
+        # Status filtering happens after liveness, so a dead 'running' run shows as crashed.
+        rows = runs.query(conn, project_ids=project_ids, study_id=study)
+    crashed = liveness.reconcile(store, rows)
+    selected = []
+    for row in rows:
+        row_status = "crashed" if row.id in crashed else row.status
+        if statuses and row_status not in statuses:
+            continue
+        if tags and not set(tags) <= set(row.tags or []):
+            continue
+        if where and not _config_matches(row.config or {}, where):
+            continue
+        selected.append((row, row_status))
+    with store.read() as conn:
+        summaries = for_runs(conn, [r.id for r, _ in selected])
+    records = []
+    for row, row_status in selected:
+        record = _record(row, names[row.project_id], summaries[row.id], store)
+        record.status = row_status
+        records.append(record)
+    if sort:
+        records = sort_by_metric(records, sort, descending)
+    return records[:limit] if limit else records
+
+
+def sort_by_metric(records: list[RunRecord], sort: str, descending: bool) -> list[RunRecord]:
+    key, _, field_name = sort.rpartition(".")
+    if field_name not in {"last", "min", "max", "count"} or not key:
+        key, field_name = sort, "last"
+
+    def value(record: RunRecord) -> float | None:
+        s = record.summary.get(key)
+        v = None if s is None else getattr(s, field_name)
+        return None if v is None or v != v else float(v)  # NaN sorts with missing
+
+    present = [r for r in records if value(r) is not None]
+    missing = [r for r in records if value(r) is None]
+    present.sort(key=value, reverse=descending)  # type: ignore[arg-type]
+    return present + missing
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"encoder": "gru"}}`` -> ``{"model.encoder": "gru"}``."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+def config_text(value: Any) -> str:
+    """A config value as typed on a command line (``True`` -> ``true``, ``None`` -> ``null``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    return str(value)
+
+
+def _config_matches(config: Mapping[str, Any], where: Mapping[str, str]) -> bool:
+    flat = flatten(config)
+    for key, wanted in where.items():
+        if key not in flat:
+            return False
+        actual = flat[key]
+        if config_text(actual) != wanted and not _numbers_equal(actual, wanted):
+            return False
+    return True
+
+
+def _numbers_equal(actual: Any, wanted: str) -> bool:
+    if isinstance(actual, bool) or not isinstance(actual, int | float):
+        return False
+    try:
+        return float(wanted) == float(actual)
+    except ValueError:
+        return False

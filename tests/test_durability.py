@@ -1,0 +1,207 @@
+"""Crashes, concurrency and an unwritable store: real processes, real signals, real locks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tympan
+from tympan.store import open_store, runs
+from tympan.track import liveness
+
+WORKERS = str(Path(__file__).with_name("workers.py"))
+FLUSH_INTERVAL = 0.5
+
+
+def _child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TYMPAN_")}
+    env.update({"TYMPAN_CAPTURE_ENV": "0", "TYMPAN_FLUSH_INTERVAL": str(FLUSH_INTERVAL)}, **extra)
+    return env
+
+
+@pytest.mark.slow
+def test_sigkill_loses_at_most_one_flush_interval_and_shows_crashed(store_url: str) -> None:
+    child = subprocess.Popen([sys.executable, WORKERS, "forever", store_url],
+                             stdout=subprocess.PIPE, text=True, env=_child_env())
+    try:
+        run_id = child.stdout.readline().strip()
+        time.sleep(2.5)
+        killed_at = time.time()
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+    finally:
+        child.kill()
+        child.stdout.close()
+    record = tympan.load_run(run_id, store=store_url)
+    assert record.status == "crashed"  # pid is gone: seen at once, no waiting for a timeout
+    wall = record.history("wall")
+    assert len(wall) > 500
+    np.testing.assert_array_equal(wall.steps, np.arange(len(wall)))  # a prefix, no holes
+    lost_seconds = killed_at - wall.values[-1]
+    # One interval, plus the time one flush takes on a busy 2-core CI machine.
+    assert lost_seconds <= FLUSH_INTERVAL + 0.5, lost_seconds
+    if store_url.startswith("postgresql"):
+        return
+    with sqlite3.connect(Path(store_url) / "tympan.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.slow
+def test_sixteen_processes_log_into_one_store_at_once(store_url: str) -> None:
+    points, keys = 3000, 4
+    children = [
+        subprocess.Popen([sys.executable, WORKERS, "many", store_url, str(points), str(keys),
+                          str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=_child_env())
+        for i in range(16)
+    ]
+    ids = []
+    for child in children:
+        out, err = child.communicate(timeout=240)
+        assert child.returncode == 0, err
+        ids.append(out.strip())
+    found = tympan.find_runs(store=store_url, project="many")
+    assert sorted(r.id for r in found) == sorted(ids)
+    assert {r.status for r in found} == {"finished"}
+    assert sorted(r.config["worker"] for r in found) == sorted(str(i) for i in range(16))
+    for record in found:
+        assert {k: s.count for k, s in record.summary.items()} == {f"k{j}": points
+                                                                   for j in range(keys)}
+        series = record.history("k3")
+        np.testing.assert_array_equal(series.steps, np.arange(points))
+        np.testing.assert_allclose(series.values, np.arange(points) * 0.5 + 3)
+
+
+def test_training_survives_a_locked_sqlite_store(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("TYMPAN_BUSY_TIMEOUT", "0.2")
+    store = str(tmp_path / "s")
+    run = tympan.init(project="p", store=store)
+    run.log({"loss": 0.0}, step=0)
+    run.flush()
+    blocker = sqlite3.connect(tmp_path / "s" / "tympan.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock for a while
+    with caplog.at_level(logging.WARNING, logger="tympan"):
+        started = time.perf_counter()
+        for step in range(1, 3001):
+            run.log({"loss": float(step)}, step=step)
+            if step % 100 == 0:
+                time.sleep(0.05)  # ~1.5 s of "training" while the store is locked
+        assert time.perf_counter() - started < 5  # log() never waited for the store
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        run.finish()
+    warnings = [r.getMessage() for r in caplog.records if "cannot write" in r.getMessage()]
+    assert len(warnings) == 1, warnings  # warned once, not once per flush
+    assert "database is locked" in warnings[0]
+    series = tympan.load_run(run.id, store=store).history("loss")
+    np.testing.assert_array_equal(series.steps, np.arange(3001))
+
+
+@pytest.mark.postgres
+def test_training_survives_a_read_only_postgres(pg_database: str, caplog) -> None:
+    import psycopg
+    from tests.conftest import PG_ADMIN
+
+    name = pg_database.rsplit("/", 1)[1]
+    run = tympan.init(project="p", store=pg_database)
+    run.log({"loss": 0.0}, step=0)
+    run.flush()
+
+    def set_read_only(flag: str) -> None:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = {flag}')
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+
+    with caplog.at_level(logging.WARNING, logger="tympan"):
+        set_read_only("on")
+        for step in range(1, 2001):
+            run.log({"loss": float(step)}, step=step)
+            if step % 100 == 0:
+                time.sleep(0.05)
+        set_read_only("off")
+        run.finish()
+    assert sum("cannot write" in r.getMessage() for r in caplog.records) == 1
+    series = tympan.load_run(run.id, store=pg_database).history("loss")
+    np.testing.assert_array_equal(series.steps, np.arange(2001))
+
+
+def test_spool_is_bounded_and_says_what_it_dropped(tmp_path, monkeypatch, caplog) -> None:
+    monkeypatch.setenv("TYMPAN_BUSY_TIMEOUT", "0.1")
+    monkeypatch.setenv("TYMPAN_SPOOL_POINTS", "500")
+    store = str(tmp_path / "s")
+    run = tympan.init(project="p", store=store)
+    run.flush()
+    blocker = sqlite3.connect(tmp_path / "s" / "tympan.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    with caplog.at_level(logging.WARNING, logger="tympan"):
+        for step in range(2000):
+            run.log({"loss": float(step)}, step=step)
+            if step % 200 == 199:
+                time.sleep(0.7)  # let a flush fail between bursts
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        run.finish()
+    assert any("spool full" in r.getMessage() for r in caplog.records)
+    series = tympan.load_run(run.id, store=store).history("loss")
+    assert 0 < len(series) < 2000
+    assert series.steps[-1] == 1999  # the newest points are the ones kept
+
+
+def test_silent_runs_on_other_hosts_are_presumed_crashed_and_heal(tmp_path, monkeypatch) -> None:
+    store_path = str(tmp_path / "s")
+    run = tympan.init(project="p", store=store_path)
+    run.finish()
+    store = open_store(store_path)
+    now = time.time()
+    with store.write() as conn:
+        for run_id, host, beat in [("remotealive", "gpu-node-7", now - 5),
+                                   ("remotesilent", "gpu-node-8", now - 600),
+                                   ("localdead", liveness.socket.gethostname(), now)]:
+            runs.insert(conn, id=run_id, project_id=1, name=run_id, status="running",
+                        created_at=now - 700, started_at=now - 700, heartbeat_at=beat,
+                        config={}, tags=[], note="", host=host, pid=2**22 + 12345)
+    statuses = {r.id: r.status for r in tympan.find_runs(store=store_path)}
+    assert statuses["remotealive"] == "running"
+    assert statuses["remotesilent"] == "crashed"
+    assert statuses["localdead"] == "crashed"
+    with store.write() as conn:  # the silent run's heartbeat arrives after all
+        runs.beat(conn, ["remotesilent"], time.time())
+    assert tympan.load_run("remotesilent", store=store_path).status == "running"
+    store.close()
+
+
+def test_resuming_a_live_run_is_refused(tmp_path) -> None:
+    store = str(tmp_path / "s")
+    run = tympan.init(project="p", store=store)
+    with pytest.raises(tympan.TympanError, match="already open in this process"):
+        tympan.init(resume=run.id, store=store)
+    run.finish()
+
+
+def test_log_from_many_threads_loses_nothing(tmp_path) -> None:
+    store = str(tmp_path / "s")
+    run = tympan.init(project="p", store=store)
+
+    def worker(offset: int) -> None:
+        for i in range(5000):
+            run.log({f"t{offset}": float(i)}, step=offset * 10_000 + i)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    run.finish()
+    summary = tympan.load_run(run.id, store=store).summary
+    assert {k: s.count for k, s in summary.items()} == {f"t{i}": 5000 for i in range(4)}
