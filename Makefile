@@ -1,0 +1,49 @@
+# `make demo` and `make test` each create/update .venv, install what they need, and run.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+TYMPAN := $(VENV)/bin/tympan
+DEMO_STORE ?= .tympan
+
+.PHONY: demo test lint bench torch clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# torch==2.13.0 is the CPU wheel on these machines; a bare "torch" requirement would make
+# pip resolve the newest release with several GB of CUDA packages. Installed first, so the
+# `torch` extra below finds it satisfied.
+torch: | $(PY)
+	@$(PY) -c "import torch" 2>/dev/null || $(PIP) install --quiet torch==2.13.0
+
+$(VENV)/.deps-demo: pyproject.toml | $(PY)
+	$(MAKE) --no-print-directory torch
+	$(PIP) install --quiet -e '.[torch]'
+	touch $@
+
+$(VENV)/.deps-test: pyproject.toml | $(PY)
+	$(MAKE) --no-print-directory torch
+	$(PIP) install --quiet -e '.[dev,torch,postgres]'
+	touch $@
+
+demo: $(VENV)/.deps-demo
+	TYMPAN_STORE=$(DEMO_STORE) $(PY) recipes/demo.py | tee $(VENV)/demo.out
+	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) runs --project demo --sort val_acc --desc --limit 10
+	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) show $$(tail -n 1 $(VENV)/demo.out)
+
+test: $(VENV)/.deps-test
+	$(VENV)/bin/ruff check src tests benchmarks recipes
+	$(PY) -m pytest
+
+lint: $(VENV)/.deps-test
+	$(VENV)/bin/ruff check src tests benchmarks recipes
+
+# Peers (MLflow, W&B, Aim) live in their own venv so they never touch the test venv.
+bench:
+	bash benchmarks/setup-bench.sh
+	.venv-bench/bin/python benchmarks/logging.py
+
+clean:
+	rm -rf $(VENV) .venv-bench build dist src/*.egg-info .pytest_cache .ruff_cache
