@@ -38,7 +38,9 @@ class Config:
     seed: int = 0
 
 
-def make_clips(cfg: Config, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def make_clips(
+    cfg: Config, n: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Noisy tones of random phase and slightly detuned pitch, and their class labels."""
     labels = torch.randint(len(PITCHES_HZ), (n,), generator=generator)
     freqs = torch.tensor(PITCHES_HZ)[labels] * (1 + 0.02 * torch.randn(n, generator=generator))
