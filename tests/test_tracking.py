@@ -243,3 +243,16 @@ def test_find_runs_filters_and_sorts(store_url: str) -> None:
         tympan.find_runs(store=store_url, project="nope")
     with pytest.raises(InvalidInputError, match="unknown status"):
         tympan.find_runs(store=store_url, status="done")
+
+
+def test_a_run_name_is_never_silently_taken_for_an_id_prefix(tmp_path) -> None:
+    store = str(tmp_path / "s")
+    first = tympan.init(project="p", store=store)
+    first.finish()
+    prefix = first.id[:2]
+    named = tympan.init(project="p", name=prefix, store=store)  # a name that is also a prefix
+    named.finish()
+    with pytest.raises(RunNotFoundError, match=f"'{prefix}' is ambiguous.*named.*ids starting"):
+        tympan.load_run(prefix, store=store)
+    assert tympan.load_run(first.id, store=store).id == first.id
+    assert tympan.load_run(first.id[:9], store=store).id == first.id

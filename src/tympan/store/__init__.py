@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, inspect, select, text
 
 from tympan import settings
 from tympan.errors import StoreCorruptError, StoreNotFoundError
@@ -26,7 +26,8 @@ from tympan.store.failures import translated
 from tympan.store.location import StoreLocation, parse_location
 from tympan.store.schema import meta
 
-__all__ = ["Store", "StoreLocation", "open_store", "parse_location"]
+__all__ = ["Store", "StoreLocation", "open_store", "parse_location", "store_revision",
+           "upgrade_store"]
 
 
 @dataclass
@@ -81,19 +82,46 @@ def open_store(
     where_text = location.describe()
     try:
         with translated(where_text):
-            revision = versioning.check(engine, where_text) if check_schema else "unchecked"
+            if check_schema:
+                revision = versioning.check(engine, where_text)
+            else:
+                revision = versioning.current_revision(engine)
             if revision is None:
-                if not create:
+                if not create and check_schema:
                     raise StoreNotFoundError(
                         f"{where_text} holds no tympan store yet: start a run with "
                         "tympan.init() or run `tympan db upgrade` to create one"
                     )
-                _create(engine, location)
+                if create:
+                    _create(engine, location)
             root = _artifact_root(engine, location)
     except BaseException:
         engine.dispose()
         raise
     return Store(location, engine, BlobStore(root))
+
+
+def store_revision(where: str | os.PathLike[str] | None = None) -> tuple[str | None, str]:
+    """(the store's schema revision, where the store is), whatever the revision."""
+    with open_store(where, check_schema=False) as store, translated(store.where):
+        return versioning.current_revision(store.engine), store.where
+
+
+def upgrade_store(where: str | os.PathLike[str] | None = None) -> tuple[str | None, str, str]:
+    """Migrate a store to this tympan's schema, creating it if there is none yet.
+
+    Returns (revision before, None for a new store; revision after; where the store is).
+    """
+    try:
+        before, _ = store_revision(where)
+    except StoreNotFoundError:
+        before = None
+    if before is None:
+        with open_store(where, create=True) as store:
+            return None, versioning.HEAD, store.where
+    with open_store(where, check_schema=False) as store, translated(store.where):
+        before, after = versioning.upgrade(store.engine)
+        return before, after, store.where
 
 
 def _check_sqlite_file(location: StoreLocation, create: bool) -> None:
@@ -157,6 +185,8 @@ def _create(engine: Engine, location: StoreLocation) -> None:
 
 def _artifact_root(engine: Engine, location: StoreLocation) -> str:
     with engine.connect() as conn:
+        if not inspect(conn).has_table("meta"):  # an empty database opened unchecked
+            return location.default_artifacts
         root = conn.execute(select(meta.c.value).where(meta.c.key == "artifact_root")).scalar()
     if root is None:
         root = location.default_artifacts

@@ -86,27 +86,27 @@ def _record(row: Any, project: str, summary: dict[str, Summary], store: Store) -
 
 
 def resolve_run_id(store: Store, text: str) -> str:
-    """A full run id from an id, a unique id prefix, or a unique run name."""
+    """A full run id from an id, a unique run name, or a unique id prefix.
+
+    A full id wins; otherwise the text must name exactly one run by name or id prefix, so a
+    short name like ``b`` is never silently taken for the id prefix of another run.
+    """
     text = text.strip()
     with store.read() as conn:
-        if looks_like_id_prefix(text):
-            if runs.get(conn, text) is not None:
-                return text
-            matches = runs.ids_with_prefix(conn, text)
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                raise RunNotFoundError(
-                    f"run id prefix {text!r} is ambiguous: {', '.join(matches)}; "
-                    "type more characters"
-                )
+        if looks_like_id_prefix(text) and runs.get(conn, text) is not None:
+            return text
         named = runs.ids_named(conn, text)
-    if len(named) == 1:
-        return named[0]
-    if len(named) > 1:
-        raise RunNotFoundError(
-            f"{len(named)} runs are named {text!r} ({', '.join(named)}): use a run id"
-        )
+        prefixed = runs.ids_with_prefix(conn, text) if looks_like_id_prefix(text) else []
+    candidates = list(dict.fromkeys(named + prefixed))
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        what = []
+        if named:
+            what.append(f"named {text!r}: {', '.join(named)}")
+        if prefixed:
+            what.append(f"with ids starting {text!r}: {', '.join(prefixed)}")
+        raise RunNotFoundError(f"{text!r} is ambiguous ({'; '.join(what)}): use a run id")
     raise RunNotFoundError(
         f"no run {text!r} in the store at {store.where}: `tympan runs` lists run ids"
     )
@@ -180,10 +180,19 @@ def find_runs(
     return records[:limit] if limit else records
 
 
+SUMMARY_FIELDS = ("last", "min", "max", "count")
+
+
+def split_metric_sort(spec: str) -> tuple[str, str]:
+    """``loss.min`` -> ``("loss", "min")``; ``val.loss`` -> ``("val.loss", "last")``."""
+    key, _, field_name = spec.rpartition(".")
+    if field_name in SUMMARY_FIELDS and key:
+        return key, field_name
+    return spec, "last"
+
+
 def sort_by_metric(records: list[RunRecord], sort: str, descending: bool) -> list[RunRecord]:
-    key, _, field_name = sort.rpartition(".")
-    if field_name not in {"last", "min", "max", "count"} or not key:
-        key, field_name = sort, "last"
+    key, field_name = split_metric_sort(sort)
 
     def value(record: RunRecord) -> float | None:
         s = record.summary.get(key)

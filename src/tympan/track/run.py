@@ -10,11 +10,12 @@ import mimetypes
 import os
 import time
 import traceback
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tympan.errors import InvalidInputError, RunStateError
+from tympan.errors import InvalidInputError, RunStateError, StoreUnavailableError
 from tympan.store import Store, artifacts, runs, samples
 from tympan.store.summaries import Summary
 from tympan.track import audio_sample
@@ -214,7 +215,14 @@ class Run:
 
         active.forget(self)
         future.add_done_callback(lambda _f: self._writer.detach(self.id))
-        future.result(timeout)
+        try:
+            future.result(timeout)
+        except FutureTimeout:
+            raise StoreUnavailableError(
+                f"run {self.id}: the store at {self.store.where} is still unwritable after "
+                f"{timeout:g} s; {sink.pending_points} points wait in memory and are written "
+                "if it recovers before the process exits"
+            ) from None
 
     def fail(self, exc: BaseException) -> None:
         """Finish as failed, keeping the exception's traceback with the run."""

@@ -343,6 +343,8 @@ def _at_exit() -> None:
     for hook in _exit_hooks[1:]:
         try:
             hook()
+        except StoreError as exc:
+            log.warning("tympan: %s", exc)
         except Exception:
             log.exception("tympan: error while finishing runs at exit")
     if _writer is not None and _writer.alive:
