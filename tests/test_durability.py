@@ -205,3 +205,32 @@ def test_log_from_many_threads_loses_nothing(tmp_path) -> None:
     run.finish()
     summary = tympan.load_run(run.id, store=store).summary
     assert {k: s.count for k, s in summary.items()} == {f"t{i}": 5000 for i in range(4)}
+
+
+@pytest.mark.parametrize(
+    ("ending", "status", "in_error"),
+    [
+        ("pass", "finished", None),  # forgot finish(): interpreter exit finishes and flushes
+        ("raise RuntimeError('diverged at step 2999')", "failed", "diverged at step 2999"),
+        ("import sys; sys.exit(3)", "finished", None),
+    ],
+)
+def test_script_endings_record_the_right_status(tmp_path, ending, status, in_error) -> None:
+    store = str(tmp_path / "s")
+    script = (
+        "import tympan\n"
+        f"run = tympan.init(project='exit', store={store!r})\n"
+        "print(run.id, flush=True)\n"
+        "for i in range(3000):\n"
+        "    run.log({'loss': 1.0 / (i + 1)}, step=i)\n"
+        f"{ending}\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=_child_env(TYMPAN_FLUSH_INTERVAL="30"), timeout=60)
+    run_id = done.stdout.split()[0]
+    record = tympan.load_run(run_id, store=store)
+    assert record.status == status
+    assert record.summary["loss"].count == 3000  # all of it, though no flush was due yet
+    if in_error:
+        assert in_error in record.error and "Traceback" in record.error
+        assert in_error in done.stderr  # the user's own traceback is still printed

@@ -1,8 +1,8 @@
 """The process's one writer thread and its queue.
 
-Callers never touch the database on the training path: ``Run.log`` appends a record to its
-sink's deque and returns. Every ``flush_interval`` (or sooner when a buffer grows large) the
-writer drains all sinks, groups points into per-key arrays, and writes one transaction per
+Callers never touch the database on the training path: ``Run.log`` appends to its sink's
+column buffers and returns. Every ``flush_interval`` (or sooner when a buffer grows large) the
+writer swaps the buffers out, turns them into per-key arrays, and writes one transaction per
 store: metric chunks, summaries and heartbeats together, so a SIGKILL loses at most one
 interval and never leaves half a flush behind.
 
