@@ -38,7 +38,8 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ TARGETS = {
     "ingest": Target(">= 1,000,000 pts/s", lambda v: v >= 1_000_000),
     "ingest-pg": Target(">= 300,000 pts/s", lambda v: v >= 300_000),
     "read": Target("<= 50 ms per 1M pts", lambda v: v <= 50.0),
+    "read-pg": Target("<= 50 ms per 1M pts", lambda v: v <= 50.0),
     "import": Target("<= 150 ms", lambda v: v <= 150.0),
 }
 TITLES = {
@@ -90,7 +92,12 @@ TITLES = {
     "read": "(c) read one metric's full history (lower is better)",
     "import": "(d) import time (lower is better)",
 }
-TYMPAN_LABELS = {"ingest": "tympan (SQLite)", "ingest-pg": "tympan (PostgreSQL)"}
+TYMPAN_LABELS = {
+    "ingest": "tympan (SQLite)",
+    "ingest-pg": "tympan (PostgreSQL)",
+    "read": "tympan (SQLite)",
+    "read-pg": "tympan (PostgreSQL)",
+}
 
 # Quiet peers' telemetry, banners and background sampling in every worker.
 WORKER_ENV = {
@@ -151,11 +158,14 @@ def tympan_ingest(n: int, tmp: Path, quick: bool) -> Result:
     return _tympan_ingest(n, str(tmp / "store"), "ingest")
 
 
-def tympan_ingest_pg(n: int, tmp: Path, quick: bool) -> Result:
+@contextmanager
+def _fresh_pg_database() -> Iterator[tuple[str | None, str]]:
+    """(URL of a new database, "") or (None, why not); the database is dropped afterwards."""
     try:
         import psycopg
     except ImportError:
-        return Result("tympan", "ingest-pg", "skipped", unit="pts/s", note="psycopg not installed")
+        yield None, "psycopg not installed"
+        return
     admin, user, errors = None, "", []
     for user in ("postgres", "root"):
         try:
@@ -168,21 +178,41 @@ def tympan_ingest_pg(n: int, tmp: Path, quick: bool) -> Result:
         except psycopg.Error as e:
             errors.append(f"{user}: {str(e).strip().splitlines()[0]}")
     if admin is None:
-        reason = "PostgreSQL at 127.0.0.1:5432 unreachable (" + "; ".join(errors) + ")"
-        return Result("tympan", "ingest-pg", "skipped", unit="pts/s", note=reason)
+        yield None, "PostgreSQL at 127.0.0.1:5432 unreachable (" + "; ".join(errors) + ")"
+        return
     db = f"tympan_bench_{os.getpid()}_{secrets.token_hex(4)}"
     admin.execute(f'CREATE DATABASE "{db}"')
     try:
-        return _tympan_ingest(n, f"postgresql+psycopg://{user}@127.0.0.1:5432/{db}", "ingest-pg")
+        yield f"postgresql+psycopg://{user}@127.0.0.1:5432/{db}", ""
     finally:
+        from tympan.track.stores import close_stores
+
+        close_stores()
         admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         admin.close()
 
 
+def tympan_ingest_pg(n: int, tmp: Path, quick: bool) -> Result:
+    with _fresh_pg_database() as (url, why_not):
+        if url is None:
+            return Result("tympan", "ingest-pg", "skipped", unit="pts/s", note=why_not)
+        return _tympan_ingest(n, url, "ingest-pg")
+
+
+def tympan_read_pg(n: int, tmp: Path, quick: bool) -> Result:
+    with _fresh_pg_database() as (url, why_not):
+        if url is None:
+            return Result("tympan", "read-pg", "skipped", unit="ms", note=why_not)
+        return _tympan_read(n, url, "read-pg")
+
+
 def tympan_read(n: int, tmp: Path, quick: bool) -> Result:
+    return _tympan_read(n, str(tmp / "store"), "read")
+
+
+def _tympan_read(n: int, store: str, figure: str) -> Result:
     import tympan
 
-    store = str(tmp / "store")
     run = _tympan_init("read", store, {"points": n})
     for i in range(n):
         run.log({"loss": 0.5 + i * 1e-7}, step=i)
@@ -197,7 +227,7 @@ def tympan_read(n: int, tmp: Path, quick: bool) -> Result:
             raise RuntimeError(f"history('loss') has {len(h.values)} points, expected {n}")
         return elapsed
 
-    return _read_result("tympan", n, read, "load_run(id).history('loss')")
+    return _read_result("tympan", n, read, "load_run(id).history('loss')", figure)
 
 
 # --------------------------------------------------------------------------- MLflow
@@ -387,7 +417,9 @@ def _ingest_result(
     return Result(tool, figure, value=rate, unit="pts/s", points=n, norm=rate, note=note)
 
 
-def _read_result(tool: str, n: int, read: Callable[[], int], how: str) -> Result:
+def _read_result(
+    tool: str, n: int, read: Callable[[], int], how: str, figure: str = "read"
+) -> Result:
     samples: list[float] = []
     spent = 0.0
     for _ in range(REPEATS):  # bounded: at most REPEATS reads, fewer past READ_BUDGET_S
@@ -402,7 +434,7 @@ def _read_result(tool: str, n: int, read: Callable[[], int], how: str) -> Result
         note += f"; ratio per point (= {fmt_num(v * 1e6 / n)} ms per 1M)"
     return Result(
         tool,
-        "read",
+        figure,
         value=v,
         unit=f"ms / {n:,} pts",
         points=n,
@@ -417,6 +449,7 @@ WORKERS: dict[tuple[str, str], tuple[Worker, dict[str, int]]] = {
     ("tympan", "ingest"): (tympan_ingest, INGEST_POINTS),
     ("tympan", "ingest-pg"): (tympan_ingest_pg, INGEST_POINTS),
     ("tympan", "read"): (tympan_read, READ_POINTS),
+    ("tympan", "read-pg"): (tympan_read_pg, READ_POINTS),
     ("mlflow", "caller"): (mlflow_caller, CALLER_CALLS),
     ("mlflow", "ingest"): (mlflow_ingest, INGEST_POINTS),
     ("mlflow", "read"): (mlflow_read, READ_POINTS),
@@ -471,7 +504,9 @@ def measure(tool: str, figure: str, quick: bool, timeout: float) -> list[Result]
     if figure == "read" and tool == "wandb":
         return [Result("wandb", "read", "n/a", unit="ms", note="offline mode has no read API")]
     extra = ["--quick"] if quick else []
-    figs = [figure, "ingest-pg"] if (tool, figure) == ("tympan", "ingest") else [figure]
+    figs = [figure]
+    if tool == "tympan" and figure in ("ingest", "read"):
+        figs.append(f"{figure}-pg")  # the same workload on PostgreSQL
     return [spawn_worker(python, SCRIPT, tool, f, extra, WORKER_ENV, timeout) for f in figs]
 
 
