@@ -16,9 +16,9 @@ from types import TracebackType
 from typing import Any
 
 from tympan.errors import InvalidInputError, RunStateError, StoreUnavailableError
-from tympan.store import Store, artifacts, runs, samples
+from tympan.store import Store, artifacts, metrics, runs, samples, summaries
 from tympan.store.summaries import Summary
-from tympan.track import audio_sample
+from tympan.track import active, audio_sample
 from tympan.track.validate import check_key, check_step, to_number
 from tympan.track.writer import WAKE_ROWS, Command, Sink, Writer
 
@@ -183,8 +183,6 @@ class Run:
         """Per-key last/min/max/count of what was logged so far (flushes first)."""
         if self._closed is None:
             self.flush()
-        from tympan.store import summaries
-
         with self.store.read() as conn:
             return summaries.for_runs(conn, [self.id])[self.id]
 
@@ -211,8 +209,6 @@ class Run:
             _compact(conn, self.id)
 
         future = self._writer.submit(Command(self.store, close, "finish"))
-        from tympan.track import active
-
         active.forget(self)
         future.add_done_callback(lambda _f: self._writer.detach(self.id))
         try:
@@ -249,8 +245,6 @@ COMPACT_TARGET = 1 << 20  # points per merged chunk: a 1M-point series reads as 
 
 
 def _compact(conn: Any, run_id: str) -> None:
-    from tympan.store import metrics
-
     for key, count in metrics.chunk_counts(conn, run_id).items():
         if count > COMPACT_ABOVE:
             metrics.compact(conn, run_id, key, COMPACT_TARGET)
