@@ -478,3 +478,23 @@ def test_a_real_process_lists_runs(lab: Lab) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert {r["id"] for r in json.loads(proc.stdout)} == {lab.gru, lab.lstm, lab.tts}
+
+
+# --- the same commands on both backends ----------------------------------------------------
+
+
+def test_every_read_command_works_on_each_backend(store_url: str, tmp_path: Path) -> None:
+    lab = _make_lab(store_url)
+    assert sorted(listed_ids(lab, "--project", "asr", "--sort", "wer")) == sorted(
+        [lab.gru, lab.lstm])
+    show = tympan_cli("--store", store_url, "show", lab.tts)
+    assert show.code == 0 and "boom in the decoder" in show.stdout
+    diff = tympan_cli("--store", store_url, "diff", lab.gru, lab.lstm)
+    assert diff.code == 0 and "model.encoder" in diff.stdout
+    out = tmp_path / "gru.csv"
+    export = tympan_cli("--store", store_url, "export", lab.gru, "--format", "csv",
+                        "--output", str(out))
+    assert export.code == 0
+    assert len(out.read_text().splitlines()) == 1 + 10  # header + 5 steps x 2 keys
+    current = tympan_cli("--store", store_url, "db", "current")
+    assert current.code == 0 and "up to date" in current.stdout

@@ -234,3 +234,27 @@ def test_script_endings_record_the_right_status(tmp_path, ending, status, in_err
     if in_error:
         assert in_error in record.error and "Traceback" in record.error
         assert in_error in done.stderr  # the user's own traceback is still printed
+
+
+def test_a_forked_child_cannot_silently_lose_what_it_logs(tmp_path) -> None:
+    store = str(tmp_path / "s")
+    run = tympan.init(project="p", store=store)
+    run.log({"loss": 1.0}, step=0)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what logging does, then leave without cleanup
+        try:
+            run.log({"loss": 2.0}, step=1)
+            message = "logged"
+        except tympan.TympanError as exc:
+            message = str(exc)
+        os.write(write_end, message.encode())
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    with os.fdopen(read_end) as pipe:
+        message = pipe.read()
+    assert "forked child cannot log" in message and "tympan.init() in the child" in message
+    run.log({"loss": 3.0}, step=2)  # the parent goes on as before
+    run.finish()
+    assert tympan.load_run(run.id, store=store).history("loss").values.tolist() == [1.0, 3.0]

@@ -117,6 +117,7 @@ def _activate(run: Run) -> None:
     if not _hooks_installed:
         _hooks_installed = True
         on_exit(_finish_open_runs)
+        os.register_at_fork(after_in_child=_disown_runs_in_child)
         previous = sys.excepthook
 
         def excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
@@ -126,6 +127,19 @@ def _activate(run: Run) -> None:
             previous(kind, exc, tb)
 
         sys.excepthook = excepthook
+
+
+def _disown_runs_in_child() -> None:
+    """A forked child inherits open runs but not the writer thread: what it logged would
+    vanish, so logging there is an error that says what to do instead."""
+    parent = os.getppid()
+    for run in active.open_runs():
+        run._closed = (
+            f"run {run.id} belongs to process {parent}; this forked child cannot log to it "
+            "(nothing it logged would be stored): log from the parent, or call tympan.init() "
+            "in the child for a run of its own"
+        )
+        active.forget(run)
 
 
 def _finish_open_runs() -> None:
