@@ -20,12 +20,12 @@ torch: | $(PY)
 
 $(VENV)/.deps-demo: pyproject.toml | $(PY)
 	$(MAKE) --no-print-directory torch
-	$(PIP) install --quiet -e '.[torch]'
+	$(PIP) install --quiet -e '.[torch,audio]'
 	touch $@
 
 $(VENV)/.deps-test: pyproject.toml | $(PY)
 	$(MAKE) --no-print-directory torch
-	$(PIP) install --quiet -e '.[dev,torch,postgres]'
+	$(PIP) install --quiet -e '.[dev,torch,audio,postgres]'
 	touch $@
 
 demo: $(VENV)/.deps-demo
