@@ -1,0 +1,288 @@
+"""Spectral features on torch ops, matching librosa: STFT, (mel) spectrograms, dB, MFCC.
+
+Parameter names, defaults and results follow librosa >= 0.10 (``librosa.stft``,
+``librosa.filters.mel``, ``librosa.feature.melspectrogram``, ``librosa.power_to_db``,
+``librosa.feature.mfcc``), so a recipe can switch between the two without changing numbers.
+What torch adds:
+
+- batches: every function takes ``(..., time)`` (or ``(..., freq, frames)``) and keeps the
+  leading axes; item ``i`` of a batch equals the function applied to item ``i`` alone;
+- devices and autograd: CPU or CUDA, and gradients flow back to the waveform;
+- input: numpy arrays or torch tensors; the result is always a torch tensor on the input's
+  device (numpy input: CPU). Float64 input computes in float64, float32 in float32, integer
+  input is converted to float32.
+
+One deliberate difference: ``power_to_db``'s ``top_db`` floor is relative to the maximum of
+each item (the last two axes), not of the whole array, so batching never changes a result.
+Filterbanks, windows and DCT matrices are built once per (parameters, device, dtype) and
+cached; they are built in float64 with numpy/scipy, then cast.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from tympan.errors import InvalidInputError
+
+__all__ = [
+    "log_mel",
+    "mel_filterbank",
+    "melspectrogram",
+    "mfcc",
+    "power_spectrogram",
+    "power_to_db",
+    "spectrogram",
+    "stft",
+]
+
+ArrayLike = Any  # np.ndarray | torch.Tensor: kept loose so numpy input type-checks too
+Window = str | tuple | np.ndarray | torch.Tensor
+
+
+def stft(y: ArrayLike, n_fft: int = 2048, hop_length: int | None = None,
+         win_length: int | None = None, window: Window = "hann", center: bool = True,
+         pad_mode: str = "constant") -> torch.Tensor:
+    """Complex STFT of ``y`` ``(..., time)`` -> ``(..., 1 + n_fft // 2, frames)``, as
+    ``librosa.stft``: ``win_length`` defaults to ``n_fft``, ``hop_length`` to
+    ``win_length // 4``; the window (a scipy ``get_window`` spec or an array) is centred in
+    ``n_fft``; ``center`` pads ``n_fft // 2`` each side with ``pad_mode``."""
+    x = _as_tensor(y)
+    win_length = n_fft if win_length is None else int(win_length)
+    hop_length = win_length // 4 if hop_length is None else int(hop_length)
+    if not 0 < win_length <= n_fft:
+        raise InvalidInputError(f"win_length must be in (0, n_fft={n_fft}], got {win_length}")
+    if hop_length <= 0:
+        raise InvalidInputError(f"hop_length must be positive, got {hop_length}")
+    if x.ndim == 0:
+        raise InvalidInputError("stft needs a signal shaped (..., time), got a scalar")
+    lead, n = x.shape[:-1], x.shape[-1]
+    flat = x.reshape(-1, n)
+    if center:
+        if pad_mode not in ("constant", "reflect", "edge", "replicate", "circular"):
+            raise InvalidInputError(f"unsupported pad_mode {pad_mode!r}")
+        mode = "replicate" if pad_mode == "edge" else pad_mode
+        if mode == "reflect" and n <= n_fft // 2:
+            raise InvalidInputError(f"pad_mode='reflect' needs more than n_fft // 2 = "
+                                    f"{n_fft // 2} samples, got {n}")
+        # F.pad wants (batch, channel, time) for the non-constant modes
+        flat = torch.nn.functional.pad(flat[:, None], (n_fft // 2, n_fft // 2), mode=mode)[:, 0]
+    if flat.shape[-1] < n_fft:
+        raise InvalidInputError(f"the signal ({n} samples) is shorter than n_fft={n_fft}; "
+                                "use center=True or a smaller n_fft")
+    win = _window(window, win_length, n_fft, x.device, x.dtype)
+    spec = torch.stft(flat, n_fft, hop_length=hop_length, win_length=n_fft, window=win,
+                      center=False, onesided=True, return_complex=True)
+    return spec.reshape(*lead, *spec.shape[-2:])
+
+
+def spectrogram(y: ArrayLike, n_fft: int = 2048, hop_length: int | None = None,
+                win_length: int | None = None, window: Window = "hann", center: bool = True,
+                pad_mode: str = "constant", power: float = 2.0) -> torch.Tensor:
+    """``|stft(y)| ** power``: 1.0 for magnitude, 2.0 for power (the default)."""
+    spec = stft(y, n_fft, hop_length, win_length, window, center, pad_mode)
+    if power == 2.0:  # re² + im² avoids the sqrt and its undefined gradient at 0
+        return spec.real.square() + spec.imag.square()
+    if power <= 0:
+        raise InvalidInputError(f"power must be positive, got {power}")
+    return spec.abs().pow(power)
+
+
+def power_spectrogram(y: ArrayLike, n_fft: int = 2048, hop_length: int | None = None,
+                      win_length: int | None = None, window: Window = "hann",
+                      center: bool = True, pad_mode: str = "constant") -> torch.Tensor:
+    """``|stft(y)| ** 2``, shaped ``(..., 1 + n_fft // 2, frames)``."""
+    return spectrogram(y, n_fft, hop_length, win_length, window, center, pad_mode, 2.0)
+
+
+def mel_filterbank(sr: int, n_fft: int, n_mels: int = 128, fmin: float = 0.0,
+                   fmax: float | None = None, htk: bool = False,
+                   norm: str | float | None = "slaney", *, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Mel filterbank ``(n_mels, 1 + n_fft // 2)``, equal to ``librosa.filters.mel`` with the
+    same arguments: triangular filters on the HTK or Slaney mel scale; ``norm="slaney"``
+    divides each by its width in Hz (constant energy per band), a number p scales each to
+    unit Lp norm, None leaves peaks at 1. Cached; do not modify the returned tensor."""
+    if not (norm is None or norm == "slaney" or (not isinstance(norm, str) and norm > 0)):
+        raise InvalidInputError(f"norm must be 'slaney', None or a positive number, got {norm!r}")
+    return _mel(int(sr), int(n_fft), int(n_mels), float(fmin),
+                float(sr) / 2 if fmax is None else float(fmax), bool(htk), norm,
+                torch.device(device), dtype)
+
+
+def melspectrogram(y: ArrayLike, sr: int = 22050, n_fft: int = 2048,
+                   hop_length: int | None = None, win_length: int | None = None,
+                   window: Window = "hann", center: bool = True, pad_mode: str = "constant",
+                   power: float = 2.0, n_mels: int = 128, fmin: float = 0.0,
+                   fmax: float | None = None, htk: bool = False,
+                   norm: str | float | None = "slaney") -> torch.Tensor:
+    """Mel spectrogram ``(..., n_mels, frames)`` as ``librosa.feature.melspectrogram``: the
+    filterbank of :func:`mel_filterbank` applied to ``spectrogram(y, ..., power)``."""
+    spec = spectrogram(y, n_fft, hop_length, win_length, window, center, pad_mode, power)
+    basis = mel_filterbank(sr, n_fft, n_mels, fmin, fmax, htk, norm,
+                           device=spec.device, dtype=spec.dtype)
+    return torch.matmul(basis, spec)
+
+
+def power_to_db(S: ArrayLike, ref: float | Callable[[torch.Tensor], Any] = 1.0,
+                amin: float = 1e-10, top_db: float | None = 80.0) -> torch.Tensor:
+    """``10 * log10(max(S, amin) / max(ref, amin))`` as ``librosa.power_to_db``, then, when
+    ``top_db`` is set, floored at ``top_db`` below the maximum of each item (the last two
+    axes; librosa takes the maximum of the whole array, which is the same for one item).
+    ``ref`` is a number or a callable of the spectrogram (e.g. ``torch.amax``)."""
+    s = _as_tensor(S)
+    if amin <= 0:
+        raise InvalidInputError(f"amin must be strictly positive, got {amin}")
+    if s.is_complex():
+        s = s.abs()
+    log_spec = 10.0 * torch.log10(torch.clamp(s, min=amin))
+    if callable(ref):
+        r = torch.as_tensor(ref(s), dtype=s.dtype, device=s.device).abs()
+        log_spec = log_spec - 10.0 * torch.log10(torch.clamp(r, min=amin))
+    else:
+        log_spec = log_spec - 10.0 * float(np.log10(max(amin, abs(float(ref)))))
+    if top_db is not None:
+        if top_db < 0:
+            raise InvalidInputError(f"top_db must be non-negative, got {top_db}")
+        axes = tuple(range(-min(2, log_spec.ndim), 0))
+        peak = torch.amax(log_spec, dim=axes, keepdim=True) if axes else log_spec
+        log_spec = torch.maximum(log_spec, peak - top_db)
+    return log_spec
+
+
+def log_mel(y: ArrayLike, sr: int = 22050, n_fft: int = 2048, hop_length: int | None = None,
+            win_length: int | None = None, window: Window = "hann", center: bool = True,
+            pad_mode: str = "constant", power: float = 2.0, n_mels: int = 128,
+            fmin: float = 0.0, fmax: float | None = None, htk: bool = False,
+            norm: str | float | None = "slaney", *, ref: float = 1.0, amin: float = 1e-10,
+            top_db: float | None = 80.0) -> torch.Tensor:
+    """``power_to_db(melspectrogram(y, ...), ref, amin, top_db)`` in dB, ``(..., n_mels,
+    frames)``: the usual input of speech models."""
+    mel = melspectrogram(y, sr, n_fft, hop_length, win_length, window, center, pad_mode,
+                         power, n_mels, fmin, fmax, htk, norm)
+    return power_to_db(mel, ref=ref, amin=amin, top_db=top_db)
+
+
+def mfcc(y: ArrayLike, sr: int = 22050, n_mfcc: int = 20, dct_type: int = 2,
+         norm: str | None = "ortho", lifter: float = 0, *, mel_norm: str | float | None = "slaney",
+         top_db: float | None = 80.0, **mel_kwargs: Any) -> torch.Tensor:
+    """MFCCs ``(..., n_mfcc, frames)`` as ``librosa.feature.mfcc``: the DCT (``dct_type``
+    1-3, ``norm`` "ortho" or None, as ``scipy.fft.dct``) over mel bands of
+    ``power_to_db(melspectrogram(y, sr, **mel_kwargs), top_db=top_db)``, then optional
+    sinusoidal liftering. ``norm`` is the DCT's, as in librosa; the filterbank's is
+    ``mel_norm``."""
+    if n_mfcc <= 0:
+        raise InvalidInputError(f"n_mfcc must be positive, got {n_mfcc}")
+    if lifter < 0:
+        raise InvalidInputError(f"lifter must be non-negative, got {lifter}")
+    if dct_type not in (1, 2, 3) or norm not in ("ortho", None):
+        raise InvalidInputError(f"dct_type must be 1, 2 or 3 and norm 'ortho' or None, got "
+                                f"{dct_type!r} and {norm!r}")
+    S = power_to_db(melspectrogram(y, sr, norm=mel_norm, **mel_kwargs), top_db=top_db)
+    n_mels = S.shape[-2]
+    if n_mfcc > n_mels:
+        raise InvalidInputError(f"n_mfcc ({n_mfcc}) cannot exceed n_mels ({n_mels})")
+    dct = _dct(n_mels, n_mfcc, dct_type, norm, S.device, S.dtype)
+    M = torch.matmul(dct, S)
+    if lifter > 0:
+        lift = 1 + (lifter / 2) * torch.sin(
+            torch.pi * torch.arange(1, 1 + n_mfcc, device=S.device, dtype=S.dtype) / lifter)
+        M = M * lift[:, None]
+    return M
+
+
+def _as_tensor(y: ArrayLike) -> torch.Tensor:
+    if isinstance(y, torch.Tensor):
+        t = y
+    else:
+        arr = np.asarray(y)
+        if arr.dtype.kind not in "fiuc" :
+            raise InvalidInputError(f"expected a numeric array, got dtype {arr.dtype}")
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if not (t.is_floating_point() or t.is_complex()):
+        t = t.to(torch.float32)
+    return t
+
+
+# ---- cached constants: built in float64 with numpy/scipy (as librosa does), then cast ----
+
+def _window(window: Window, win_length: int, n_fft: int, device: torch.device,
+            dtype: torch.dtype) -> torch.Tensor:
+    if isinstance(window, (np.ndarray, torch.Tensor)):
+        w = torch.as_tensor(window, device=device, dtype=dtype)
+        if w.shape != (win_length,):
+            raise InvalidInputError(f"window has shape {tuple(w.shape)}, expected "
+                                    f"({win_length},)")
+        lpad = (n_fft - win_length) // 2
+        return torch.nn.functional.pad(w, (lpad, n_fft - win_length - lpad))
+    return _named_window(window, win_length, n_fft, device, dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _named_window(window: str | tuple, win_length: int, n_fft: int, device: torch.device,
+                  dtype: torch.dtype) -> torch.Tensor:
+    from scipy.signal import get_window
+
+    try:  # periodic (fftbins=True), librosa's choice for spectral analysis
+        w = get_window(window, win_length, fftbins=True)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"unknown window {window!r}: {exc}") from exc
+    lpad = (n_fft - win_length) // 2
+    w = np.pad(w, (lpad, n_fft - win_length - lpad))
+    return torch.as_tensor(w, dtype=dtype, device=device)
+
+
+def _hz_to_mel(f: np.ndarray, htk: bool) -> np.ndarray:
+    f = np.asarray(f, dtype=np.float64)
+    if htk:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0  # Slaney: linear below 1 kHz, logarithmic above
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    mels = f / f_sp
+    above = f >= min_log_hz
+    mels[above] = min_log_mel + np.log(f[above] / min_log_hz) / logstep
+    return mels
+
+
+def _mel_to_hz(m: np.ndarray, htk: bool) -> np.ndarray:
+    if htk:
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    f_sp, min_log_hz = 200.0 / 3, 1000.0
+    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
+    freqs = f_sp * m
+    above = m >= min_log_mel
+    freqs[above] = min_log_hz * np.exp(logstep * (m[above] - min_log_mel))
+    return freqs
+
+
+@functools.lru_cache(maxsize=64)
+def _mel(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float, htk: bool,
+         norm: str | float | None, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    fftfreqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sr)
+    mel_min, mel_max = _hz_to_mel(np.array([fmin, fmax]), htk)
+    mel_f = _mel_to_hz(np.linspace(mel_min, mel_max, n_mels + 2), htk)
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fftfreqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    if norm == "slaney":
+        weights *= (2.0 / (mel_f[2:] - mel_f[:-2]))[:, None]
+    elif norm is not None:
+        lengths = np.sum(np.abs(weights) ** float(norm), axis=-1, keepdims=True) ** (1 / norm)
+        weights = weights / np.where(lengths > 0, lengths, 1.0)  # empty rows stay empty
+    return torch.as_tensor(weights, dtype=dtype, device=device)
+
+
+@functools.lru_cache(maxsize=32)
+def _dct(n: int, n_out: int, dct_type: int, norm: str | None, device: torch.device,
+         dtype: torch.dtype) -> torch.Tensor:
+    from scipy.fft import dct
+
+    # Column j is the DCT of the j-th unit vector, so matrix @ S is the DCT of S along bands.
+    matrix = dct(np.eye(n), type=dct_type, norm=norm, axis=0)[:n_out]
+    return torch.as_tensor(matrix, dtype=dtype, device=device)
