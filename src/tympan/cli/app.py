@@ -15,6 +15,7 @@ import typer
 
 from tympan import __version__
 from tympan.cli.context import CliOptions
+from tympan.cli.corpus import corpus_app
 from tympan.cli.db import db_app
 from tympan.cli.diff import diff_command
 from tympan.cli.export import export_command
@@ -39,6 +40,7 @@ app.command("show")(show_command)
 app.command("diff")(diff_command)
 app.command("export")(export_command)
 app.add_typer(db_app, name="db")
+app.add_typer(corpus_app, name="corpus")
 
 
 def _print_version(value: bool) -> None:
