@@ -11,6 +11,7 @@
     │   └── RunNotFoundError       (also: an ambiguous run-id prefix)
     ├── RunStateError (RuntimeError)   e.g. logging after finish(), no active run
     ├── SettingsError (ValueError)     a TYMPAN_* environment variable has a bad value
+    ├── MissingDependencyError (ImportError)  an optional extra is not installed
     └── InvalidInputError (ValueError) what the user logged is malformed
         ├── MetricKeyError (ValueError)
         ├── MetricValueError (TypeError)   non-numeric metric values
@@ -64,6 +65,10 @@ class RunStateError(TympanError, RuntimeError):
 
 class SettingsError(TympanError, ValueError):
     """A TYMPAN_* setting has a value tympan cannot use."""
+
+
+class MissingDependencyError(TympanError, ImportError):
+    """A feature needs an optional dependency that is not installed; says which extra."""
 
 
 class InvalidInputError(TympanError, ValueError):
