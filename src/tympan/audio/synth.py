@@ -13,7 +13,6 @@ import ctypes
 import re
 import threading
 from dataclasses import dataclass, field
-from math import gcd
 from pathlib import Path
 
 import numpy as np
@@ -307,8 +306,7 @@ def _event(raw: tuple[int, int, int, int, bytes], text: str) -> SpeechEvent:
 
 
 def _resample(waveform: np.ndarray, source: int, target: int) -> np.ndarray:
-    from scipy.signal import resample_poly  # scipy only when a rate change is asked for
+    from tympan.audio.io import resample  # scipy only when a rate change is asked for
 
-    g = gcd(source, target)
-    out = resample_poly(waveform, target // g, source // g).astype(np.float32)
+    out = resample(waveform, source, target).astype(np.float32)
     return np.clip(out, -1.0, 1.0)  # the polyphase filter can overshoot full scale
