@@ -1,0 +1,1 @@
+"""CTC speech recognition on a synthesized digits corpus; see ``recipes.asr_ctc.train``."""
