@@ -138,9 +138,12 @@ def test_module_level_log_uses_the_active_run(tmp_path) -> None:
     run = tympan.init(project="p", store=store)
     assert tympan.active_run() is run
     tympan.log({"x": 1.5})
+    tympan.log_artifact(b"notes", name="notes.txt")
     tympan.finish()
     assert tympan.active_run() is None
-    assert tympan.load_run(run.id, store=store).summary["x"].last == 1.5
+    record = tympan.load_run(run.id, store=store)
+    assert record.summary["x"].last == 1.5
+    assert [a.path for a in record.artifacts()] == ["notes.txt"]
 
 
 def test_resume_continues_steps_and_summary(store_url: str) -> None:

@@ -20,6 +20,7 @@ from tympan.track.api import (
     init,
     load_run,
     log,
+    log_artifact,
     log_audio,
     seed_everything,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "init",
     "load_run",
     "log",
+    "log_artifact",
     "log_audio",
     "seed_everything",
 ]

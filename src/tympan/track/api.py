@@ -51,6 +51,12 @@ def log_audio(key: str, waveform: Any, sample_rate: int, step: int | None = None
     active.require().log_audio(key, waveform, sample_rate, step=step, caption=caption)
 
 
+def log_artifact(source: str | os.PathLike[str] | bytes, name: str | None = None,
+                 media_type: str | None = None) -> None:
+    """``Run.log_artifact`` on the active run."""
+    active.require().log_artifact(source, name=name, media_type=media_type)
+
+
 def finish(status: str = "finished") -> None:
     """Finish the active run."""
     active.require().finish(status)
@@ -94,4 +100,4 @@ def find_runs(store: str | os.PathLike[str] | None = None, **filters: Any) -> li
 
 
 __all__ = ["active_run", "find_runs", "finish", "init", "load_run", "log",
-           "log_audio", "seed_everything"]
+           "log_artifact", "log_audio", "seed_everything"]
