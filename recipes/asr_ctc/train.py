@@ -25,33 +25,28 @@ import io
 import math
 import sys
 import time
-import types
-import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-import yaml
 from torch import nn
 
 import tympan
+import tympan.config
 from tympan.audio.corpus import Corpus, Utterance, synth_corpus
 from tympan.audio.features import log_mel, mfcc
 from tympan.audio.io import load
 from tympan.audio.metrics import character_error_rate, word_error_rate
+from tympan.errors import ConfigError
 
 BASE_CONFIG = Path(__file__).parent / "configs" / "base.yaml"
 SAMPLE_RATE = 16000  # the corpus is synthesized at 16 kHz
 # CTC targets: index 0 is the blank, then space and the letters of "zero" ... "nine".
 ALPHABET = " efghinorstuvwxz"
 BLANK = 0
-
-
-class ConfigError(tympan.TympanError):
-    """A config file or override that does not fit ``Config``."""
 
 
 @dataclass(frozen=True)
@@ -106,59 +101,8 @@ class Config:
 
 
 def load_config(path: str | Path = BASE_CONFIG, overrides: Sequence[str] = ()) -> Config:
-    """``Config`` from the YAML mapping at ``path``, then ``key=value`` overrides."""
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read the config: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of key: value, got {type(data).__name__}")
-    values: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict | list):
-            raise ConfigError(f"{path}: {key} must be a single value, got {value!r}")
-        values[str(key)] = _typed(str(key), _as_text(value), str(path))
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"override {item!r} is not key=value (e.g. encoder=gru)")
-        values[key.strip()] = _typed(key.strip(), text.strip(), "override")
-    return Config(**values)
-
-
-def _as_text(value: Any) -> str:
-    """A YAML value as it would be typed on the command line, so both share one parser."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _typed(key: str, text: str, where: str) -> Any:
-    """``text`` converted to the type of ``Config.<key>``, or a ConfigError saying why not."""
-    hints = typing.get_type_hints(Config)
-    if key not in hints:
-        known = ", ".join(f.name for f in fields(Config))
-        raise ConfigError(f"{where}: unknown config key {key!r}; known keys: {known}")
-    hint = hints[key]
-    text = text.strip("\"'")
-    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if type(None) in kinds and text.lower() in ("null", "none", "~", ""):
-        return None
-    kind = next(k for k in kinds if k is not type(None))
-    if typing.get_origin(kind) is Literal:
-        if text not in typing.get_args(kind):
-            choices = " | ".join(typing.get_args(kind))
-            raise ConfigError(f"{where}: {key}={text!r} is not one of {choices}")
-        return text
-    try:
-        if kind is bool:
-            return {"true": True, "false": False, "1": True, "0": False}[text.lower()]
-        return kind(text)
-    except (KeyError, ValueError):
-        name = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, kind)
-        raise ConfigError(f"{where}: {key}={text!r} is not {name}") from None
+    """``Config`` from the YAML file at ``path``, then ``key=value`` overrides."""
+    return tympan.config.load_config(Config, path, overrides)
 
 
 # ---------------------------------------------------------------------------------------------

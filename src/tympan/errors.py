@@ -13,6 +13,7 @@
     ├── SettingsError (ValueError)     a TYMPAN_* environment variable has a bad value
     ├── MissingDependencyError (ImportError)  an optional extra is not installed
     └── InvalidInputError (ValueError) what the user logged is malformed
+        ├── ConfigError (ValueError)       a config file or key=value override does not fit
         ├── MetricKeyError (ValueError)
         ├── MetricValueError (TypeError)   non-numeric metric values
         └── AudioError (ValueError)        wrong dtype/shape, non-finite samples, bad rate
@@ -73,6 +74,10 @@ class MissingDependencyError(TympanError, ImportError):
 
 class InvalidInputError(TympanError, ValueError):
     """Something the user passed to tympan is malformed."""
+
+
+class ConfigError(InvalidInputError):
+    """A config file or ``key=value`` override that does not fit the config's dataclass."""
 
 
 class MetricKeyError(InvalidInputError):
