@@ -27,7 +27,7 @@ def load_config(cls: type[T], path: str | Path | None = None,
     values: dict[str, Any] = {}
     if path is not None:
         for key, value in _read_mapping(path).items():
-            values[str(key)] = _typed(cls, str(key), _as_text(value), str(path))
+            values[str(key)] = _typed(cls, str(key), config_text(value), str(path))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep:
@@ -51,8 +51,11 @@ def _read_mapping(path: str | Path) -> dict[Any, Any]:
     return data
 
 
-def _as_text(value: Any) -> str:
-    """A YAML value as it would be typed on the command line, so both share one parser."""
+def config_text(value: Any) -> str:
+    """A config value as typed on a command line (``True`` -> ``true``, ``None`` -> ``null``).
+
+    YAML values go through it so files and overrides share one parser; ``tympan runs
+    --where`` and the CLI's tables use it too."""
     if value is None:
         return "null"
     if isinstance(value, bool):

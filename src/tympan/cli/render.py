@@ -20,8 +20,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from tympan.config import config_text
 from tympan.track.export import json_safe
-from tympan.track.lookup import config_text
 
 STATUS_STYLES = {"running": "cyan", "finished": "green", "failed": "bold red",
                  "crashed": "magenta"}

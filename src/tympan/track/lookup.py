@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tympan.config import config_text
 from tympan.errors import InvalidInputError, RunNotFoundError
 from tympan.store import Store, artifacts, environments, metrics, projects, runs, samples
 from tympan.store.metrics import Series
@@ -215,15 +216,6 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[path] = value
     return out
-
-
-def config_text(value: Any) -> str:
-    """A config value as typed on a command line (``True`` -> ``true``, ``None`` -> ``null``)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    return str(value)
 
 
 def _config_matches(config: Mapping[str, Any], where: Mapping[str, str]) -> bool:
