@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from tympan.audio.mel import mel_weights
 from tympan.audio.metrics._arrays import as_float_array
 from tympan.errors import AudioError, InvalidInputError
 
@@ -110,7 +111,8 @@ def mel_cepstrum(wav: Any, sr: int, n_mfcc: int = 25, *, n_mels: int = 40,
         x = np.pad(x, (0, win - x.size))
     frames = np.lib.stride_tricks.sliding_window_view(x, win)[::hop] * np.hanning(win)
     power = np.abs(rfft(frames, n=n_fft, axis=1)) ** 2
-    mel_power = power @ _mel_filterbank(sr, n_fft, n_mels).T
+    # HTK-scale triangles with peaks at 1, from 0 Hz to Nyquist.
+    mel_power = power @ mel_weights(sr, n_fft, n_mels, 0.0, sr / 2.0, htk=True, norm=None).T
     log_amp = 0.5 * np.log(np.maximum(mel_power, 1e-10))  # floor: -100 dB, for silence
     return dct(log_amp, type=2, axis=1)[:, :n_mfcc] / (2.0 * n_mels)
 
@@ -136,17 +138,3 @@ def _mono(wav: Any, name: str) -> np.ndarray:
         raise AudioError(f"{name} must be a non-empty mono waveform (frames,), got shape "
                          f"{x.shape}")
     return x
-
-
-def _mel_filterbank(sr: int, n_fft: int, n_mels: int) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) triangular filters, equally spaced on the HTK mel scale."""
-    def to_mel(f: np.ndarray) -> np.ndarray:
-        return 2595.0 * np.log10(1.0 + f / 700.0)
-
-    edges_mel = np.linspace(0.0, to_mel(np.array(sr / 2.0)), n_mels + 2)
-    edges = 700.0 * (10.0 ** (edges_mel / 2595.0) - 1.0)
-    freqs = np.linspace(0.0, sr / 2.0, n_fft // 2 + 1)
-    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    rising = (freqs - lower) / (center - lower)
-    falling = (upper - freqs) / (upper - center)
-    return np.maximum(0.0, np.minimum(rising, falling))
