@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tympan.audio.arrays import from_tensor
 from tympan.errors import AudioError, InvalidInputError, MissingDependencyError
 
 __all__ = ["Segment", "speech_ratio", "speech_segments", "trim_silence"]
@@ -109,13 +110,7 @@ def speech_ratio(wav: Any, sr: int, **kw: Any) -> float:
 
 
 def _as_array(wav: Any) -> np.ndarray:
-    if hasattr(wav, "detach") and hasattr(wav, "cpu"):  # a torch tensor, without importing torch
-        tensor = wav.detach().cpu()
-        try:
-            return tensor.numpy()
-        except TypeError:  # bfloat16 and other dtypes numpy lacks
-            return tensor.float().numpy()
-    return np.asarray(wav)
+    return np.asarray(from_tensor(wav))
 
 
 def _mono(wav: Any, sr: int) -> np.ndarray:

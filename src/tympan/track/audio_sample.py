@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tympan.audio.arrays import from_tensor
 from tympan.errors import AudioError
 
 MAX_CHANNELS = 8
@@ -82,8 +83,7 @@ def _check_rate(key: str, sample_rate: Any) -> int:
 
 
 def _to_numpy(key: str, waveform: Any) -> np.ndarray:
-    if hasattr(waveform, "detach") and hasattr(waveform, "cpu"):  # torch, without importing it
-        waveform = waveform.detach().cpu().numpy()
+    waveform = from_tensor(waveform)
     try:
         # A copy: the caller may reuse its buffer right after log_audio() returns.
         array = np.array(waveform, copy=True)
