@@ -53,6 +53,18 @@ def test_audio_round_trips_in_every_layout(store_url: str) -> None:
     np.testing.assert_allclose(data[:, 0] * loud.gain, mono * 4.0, atol=1e-3)  # not clipped
     assert {a.path for a in record.artifacts()} >= {m.path, loud.path}
 
+    # The public reader undoes the gain and gives the clip back as logged.
+    clip, rate, caption = record.read_audio("loud")
+    assert rate == 16000 and caption is None
+    np.testing.assert_allclose(clip, mono * 4.0, atol=1e-3)
+    clip, rate, caption = record.read_audio("mono", step=1)
+    assert caption == "ref: hello | hyp: hello" and clip.shape == (8000,)
+    assert record.read_audio("stereo")[0].shape == (8000, 2)
+    with pytest.raises(InvalidInputError, match="no audio 'mono' at step 7"):
+        record.read_audio("mono", step=7)
+    with pytest.raises(InvalidInputError, match="no audio 'nope'.*frames_first"):
+        record.read_audio("nope")
+
 
 @pytest.mark.parametrize(
     ("waveform", "rate", "message"),
@@ -97,8 +109,10 @@ def test_artifacts_are_copied_content_addressed_and_deduplicated(store_url: str,
     arts = {a.path: a for a in record.artifacts()}
     assert set(arts) == {"last.pt", "checkpoints/epoch2.pt", "copy_of_v1.pt",
                          "exported/model.onnx", "exported/sub/vocab.txt"}
-    assert record.store.blobs.read(arts["last.pt"].sha256) == b"weights-v1"
-    assert record.store.blobs.read(arts["checkpoints/epoch2.pt"].sha256) == b"weights-v2"
+    assert record.read_artifact("last.pt") == b"weights-v1"
+    assert record.read_artifact("checkpoints/epoch2.pt") == b"weights-v2"
+    with pytest.raises(InvalidInputError, match="no artifact 'missing.pt'.*last.pt"):
+        record.read_artifact("missing.pt")
     assert arts["copy_of_v1.pt"].sha256 == arts["last.pt"].sha256  # stored once
     assert arts["exported/sub/vocab.txt"].media_type == "text/plain"
     assert arts["last.pt"].size == 10

@@ -72,6 +72,36 @@ class RunRecord:
         with self._store().read() as conn:
             return samples.for_run(conn, self.id)
 
+    def read_artifact(self, path: str) -> bytes:
+        """The bytes of the artifact logged under ``path`` (e.g. ``"model.pt"``)."""
+        with self._store().read() as conn:
+            row = artifacts.get(conn, self.id, path)
+        if row is None:
+            known = ", ".join(a.path for a in self.artifacts()) or "none"
+            raise InvalidInputError(f"run {self.id} has no artifact {path!r} (it has: {known})")
+        return self._store().blobs.read(row.sha256)
+
+    def read_audio(self, key: str, step: int | None = None) -> tuple[Any, int, str]:
+        """``(samples, sample_rate, caption)`` of the audio logged under ``key``: the clip at
+        ``step``, or the latest one. Samples are float32, shaped ``(frames,)`` for mono and
+        ``(frames, channels)`` otherwise."""
+        import io
+
+        import soundfile
+
+        clips = [s for s in self.audio_samples() if s.key == key]
+        if step is not None:
+            clips = [s for s in clips if s.step == step]
+        if not clips:
+            where = f" at step {step}" if step is not None else ""
+            known = ", ".join(sorted({s.key for s in self.audio_samples()})) or "none"
+            raise InvalidInputError(f"run {self.id} has no audio {key!r}{where} "
+                                    f"(its audio keys: {known})")
+        clip = max(clips, key=lambda s: s.step)
+        data, rate = soundfile.read(io.BytesIO(self._store().blobs.read(clip.sha256)),
+                                    dtype="float32")
+        return data * clip.gain, rate, clip.caption  # gain undoes the scaling of loud clips
+
     def _store(self) -> Store:
         if self.store is None:
             raise InvalidInputError("this RunRecord is detached from its store")
