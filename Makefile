@@ -31,7 +31,7 @@ $(VENV)/.deps-test: pyproject.toml | $(PY)
 # Synthesizes a small speech corpus (espeak-ng, offline), trains the CTC ASR recipe on it
 # (about a minute on 2 cores), then lists and shows the run.
 demo: $(VENV)/.deps-demo
-	TYMPAN_STORE=$(DEMO_STORE) $(PY) -m recipes.asr_ctc.train
+	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) run recipes/asr_ctc
 	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) runs --project asr-ctc --sort test/wer --limit 10
 	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) show $$(TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) runs \
 	  --project asr-ctc --limit 1 --json | $(PY) -c "import json, sys; print(json.load(sys.stdin)[0]['id'])")

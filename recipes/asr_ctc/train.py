@@ -7,9 +7,10 @@ speaker-disjoint). Every run records its resolved config, per-step loss and lear
 per-epoch WER/CER with 95% bootstrap intervals, a few clips captioned with what the model
 heard, and the checkpoint (weights + config + run id, whose record holds the code version).
 
-    .venv/bin/python -m recipes.asr_ctc.train                        # configs/base.yaml
-    .venv/bin/python -m recipes.asr_ctc.train encoder=gru seed=3 epochs=2
-    .venv/bin/python -m recipes.asr_ctc.train --config my.yaml front_end=mfcc store=/tmp/s
+    .venv/bin/tympan run recipes/asr_ctc                           # configs/base.yaml
+    .venv/bin/tympan run recipes/asr_ctc encoder=gru seed=3 epochs=2
+    .venv/bin/tympan run recipes/asr_ctc --config my.yaml front_end=mfcc store=/tmp/s
+    .venv/bin/python -m recipes.asr_ctc.train encoder=gru          # the same, without tympan run
     .venv/bin/tympan runs --project asr-ctc
 
 The first run synthesizes the corpus into ``.tympan/corpora/digits-v12-u50-s0`` (about

@@ -19,6 +19,7 @@ from tympan.cli.corpus import corpus_app
 from tympan.cli.db import db_app
 from tympan.cli.diff import diff_command
 from tympan.cli.export import export_command
+from tympan.cli.run import run_command
 from tympan.cli.runs import runs_command
 from tympan.cli.show import show_command
 from tympan.errors import TympanError
@@ -36,6 +37,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("runs")(runs_command)
+app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                     "help_option_names": []})(run_command)
 app.command("show")(show_command)
 app.command("diff")(diff_command)
 app.command("export")(export_command)
