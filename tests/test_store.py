@@ -15,8 +15,9 @@ from tympan.errors import (
     StoreUnavailableError,
     StoreURLError,
 )
-from tympan.store import open_store, versioning
+from tympan.store import open_store, upgrade_store, versioning
 from tympan.store.schema import metadata
+from tympan.track.stores import close_stores
 
 
 @pytest.mark.parametrize(
@@ -100,13 +101,14 @@ def test_newer_and_older_schemas_are_refused(store_url: str, monkeypatch) -> Non
     ) as unchecked:
         versioning.upgrade(unchecked.engine)
     with store.engine.begin() as conn:
-        conn.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        conn.execute(text(f"UPDATE alembic_version SET version_num = '{versioning.HEAD}'"))
     store.close()
-    # Pretend this tympan shipped a revision 0002: the 0001 store is now "older".
-    monkeypatch.setattr(versioning, "HEAD", "0002")
-    monkeypatch.setattr(versioning, "KNOWN", ("0001", "0002"))
-    with pytest.raises(SchemaVersionError, match="older than this tympan's 0002: run `tympan db "
-                                                 "upgrade"):
+    # Pretend this tympan shipped one more revision: the HEAD store is now "older".
+    following = f"{int(versioning.HEAD) + 1:04d}"
+    monkeypatch.setattr(versioning, "HEAD", following)
+    monkeypatch.setattr(versioning, "KNOWN", (*versioning.KNOWN, following))
+    with pytest.raises(SchemaVersionError, match=f"older than this tympan's {following}: run "
+                                                 "`tympan db upgrade"):
         open_store(store_url)
 
 
@@ -155,3 +157,27 @@ def test_bad_settings_name_the_variable(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TYMPAN_BUSY_TIMEOUT", "soon")
     with pytest.raises(SettingsError, match="TYMPAN_BUSY_TIMEOUT='soon'"):
         open_store(tmp_path / "s", create=True)
+
+
+def test_a_0001_store_upgrades_to_head_keeping_its_runs(store_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    run = tympan.init(project="old", store=store_url, config={"a": 1})
+    run.log({"loss": 0.5}, step=1)
+    run.finish()
+    close_stores()
+    store = open_store(store_url)
+    with store.engine.begin() as conn:  # back to the schema of the first release
+        config = Config()
+        config.set_main_option("script_location", str(versioning.MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
+    store.close()
+    with pytest.raises(SchemaVersionError, match="tympan db upgrade"):
+        open_store(store_url)
+    assert upgrade_store(store_url)[:2] == ("0001", versioning.HEAD)
+    with open_store(store_url) as upgraded, upgraded.read() as conn:
+        assert {"studies", "trials", "findings"} <= set(inspect(conn).get_table_names())
+    assert tympan.load_run(run.id, store=store_url).summary["loss"].last == 0.5

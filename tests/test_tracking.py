@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ from tympan.errors import (
     MetricValueError,
     RunNotFoundError,
     RunStateError,
+    SettingsError,
 )
 
 
@@ -204,6 +206,23 @@ def test_tags_parent_study_and_seed(tmp_path) -> None:
     p, c = tympan.load_run(parent.id, store=store), tympan.load_run(child.id, store=store)
     assert p.tags == ["sweep", "a"] and p.seed == 7
     assert (c.tags, c.parent_id, c.study_id, c.seed) == (["b"], parent.id, "st1", 11)
+
+
+def test_study_runners_link_runs_through_the_environment(tmp_path, monkeypatch) -> None:
+    store = str(tmp_path / "s")
+    monkeypatch.setenv("TYMPAN_STUDY", "study42")
+    monkeypatch.setenv("TYMPAN_RUN_ID", "trial00001")
+    first = tympan.init(project="p", store=store)
+    first.finish()
+    second = tympan.init(project="p", store=store, study="explicit")
+    second.finish()
+    assert first.id == "trial00001" and second.id != "trial00001"  # taken once
+    assert "TYMPAN_RUN_ID" not in os.environ  # child processes will not reuse it
+    assert tympan.load_run(first.id, store=store).study_id == "study42"
+    assert tympan.load_run(second.id, store=store).study_id == "explicit"
+    monkeypatch.setenv("TYMPAN_RUN_ID", "Not-An-Id")
+    with pytest.raises(SettingsError, match="TYMPAN_RUN_ID='Not-An-Id' is not valid"):
+        tympan.init(project="p", store=store)
 
 
 def test_environment_is_captured(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:

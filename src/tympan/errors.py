@@ -8,12 +8,17 @@
     │   ├── StoreCorruptError      the file or database is not a readable tympan store
     │   └── SchemaVersionError     the store's schema is older or newer than this tympan
     ├── NotFoundError              an id names nothing
-    │   └── RunNotFoundError       (also: an ambiguous run-id prefix)
+    │   ├── RunNotFoundError       (also: an ambiguous run-id prefix)
+    │   └── StudyNotFoundError     no study of that name or id in the store
+    ├── StudyError                 a study cannot be run or analysed as asked
+    │   ├── StudyChangedError      the study file changed since its trials ran (see --force)
+    │   └── StudyBusyError         another live runner is running the same study
     ├── RunStateError (RuntimeError)   e.g. logging after finish(), no active run
     ├── SettingsError (ValueError)     a TYMPAN_* environment variable has a bad value
     ├── MissingDependencyError (ImportError)  an optional extra is not installed
     └── InvalidInputError (ValueError) what the user logged is malformed
         ├── ConfigError (ValueError)       a config file or key=value override does not fit
+        │   └── StudyFileError             a study file's mistakes, each with file:line
         ├── MetricKeyError (ValueError)
         ├── MetricValueError (TypeError)   non-numeric metric values
         └── AudioError (ValueError)        wrong dtype/shape, non-finite samples, bad rate
@@ -60,6 +65,22 @@ class RunNotFoundError(NotFoundError):
     """A run id (or id prefix) matches no run, or more than one."""
 
 
+class StudyNotFoundError(NotFoundError):
+    """No study of that name or id is in the store."""
+
+
+class StudyError(TympanError):
+    """A study cannot be run or analysed as asked."""
+
+
+class StudyChangedError(StudyError):
+    """The study file differs from the one its stored trials ran under."""
+
+
+class StudyBusyError(StudyError):
+    """Another live runner process is running this study."""
+
+
 class RunStateError(TympanError, RuntimeError):
     """The operation is not valid in the run's current state."""
 
@@ -78,6 +99,10 @@ class InvalidInputError(TympanError, ValueError):
 
 class ConfigError(InvalidInputError):
     """A config file or ``key=value`` override that does not fit the config's dataclass."""
+
+
+class StudyFileError(ConfigError):
+    """A study file does not fit the schema; the message lists every mistake with its line."""
 
 
 class MetricKeyError(InvalidInputError):

@@ -36,6 +36,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _run_id(text: str) -> str:
+    from tympan.track.naming import ID_ALPHABET, ID_LENGTH
+
+    if len(text) != ID_LENGTH or any(c not in ID_ALPHABET for c in text):
+        raise ValueError(f"a run id is {ID_LENGTH} characters of [0-9a-z]")
+    return text
+
+
 def _flag(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -68,6 +76,12 @@ SETTINGS: dict[str, Setting] = {
                 "Seconds interpreter exit waits for an unwritable store before giving up."),
         Setting("TYMPAN_CAPTURE_ENV", True, _flag,
                 "Record git state, packages and hardware with every new run."),
+        Setting("TYMPAN_STUDY", None, str,
+                "Study id that new runs are linked to when init() names none "
+                "(set by `tympan ablate` for its trials)."),
+        Setting("TYMPAN_RUN_ID", None, _run_id,
+                "Id for the first run a process starts (set by `tympan ablate`, so it knows "
+                "which run a trial made); taken once, then removed from the environment."),
     ]
 }
 

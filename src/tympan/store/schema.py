@@ -152,3 +152,71 @@ audio_samples = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_audio_samples_run", "run_id", "key", "step"),
 )
+
+# Ablation studies (revision 0002). A study is a validated study file; a trial is one
+# (arm, seed) of it, pointing at the run that executed it; a finding is one comparison the
+# analysis made, kept so evidence can be pooled across studies.
+STUDY_TRIAL_STATUSES = ("pending", "running", "finished", "failed", "crashed")
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("spec_hash", String(64), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("runner_host", String(255)),
+    Column("runner_pid", Integer),
+    Column("runner_beat", Float),
+    UniqueConstraint("project_id", "name", name="uq_studies_project_name"),
+)
+
+trials = Table(
+    "trials",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("study_id", String(32), ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("arm", String(400), nullable=False),
+    Column("levels", JSON, nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("overrides", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="SET NULL")),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text),
+    Column("log_sha256", String(64)),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    UniqueConstraint("study_id", "key", name="uq_trials_study_key"),
+)
+
+findings = Table(
+    "findings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("study_id", String(32), ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("component", String(400), nullable=False),
+    Column("level", String(400), nullable=False),
+    Column("baseline", String(400), nullable=False),
+    Column("metric", String(200), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("effect", Float, nullable=False),
+    Column("low", Float, nullable=False),
+    Column("high", Float, nullable=False),
+    Column("p_value", Float, nullable=False),
+    Column("p_adjusted", Float, nullable=False),
+    Column("prob_improvement", Float, nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("verdict", String(32), nullable=False),
+    Column("context", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_findings_component", "component", "metric"),
+    UniqueConstraint("study_id", "kind", "component", "level", "metric",
+                     name="uq_findings_comparison"),
+)

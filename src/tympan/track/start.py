@@ -37,7 +37,9 @@ def start_run(*, project: str | None, name: str | None, config: Any, tags: Any, 
     handle = shared_store(store, create=True)
     parent_id = resolve_run_id(handle, parent) if parent else None
     writer = get_writer()
-    run_id = new_run_id()
+    if study is None:
+        study = settings.get("TYMPAN_STUDY")
+    run_id = _preassigned_run_id() or new_run_id()
     run_name = name or new_run_name()
     now = time.time()
 
@@ -57,6 +59,14 @@ def start_run(*, project: str | None, name: str | None, config: Any, tags: Any, 
               store=handle, writer=writer, sink=sink)
     _activate(run)
     return run
+
+
+def _preassigned_run_id() -> str | None:
+    """TYMPAN_RUN_ID, once: a study runner names the run its trial will make."""
+    run_id = settings.get("TYMPAN_RUN_ID")
+    if run_id is not None:
+        del os.environ["TYMPAN_RUN_ID"]
+    return run_id
 
 
 def resume_run(run: str, *, store: Any) -> Run:

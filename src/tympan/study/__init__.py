@@ -1,0 +1,1 @@
+"""Ablation studies: study files, trials, seed-paired statistics, reports and findings."""

@@ -1,0 +1,136 @@
+"""Stored studies read back: the study, its trials and their runs, as analyses see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tympan.errors import StudyNotFoundError
+from tympan.store import Store, projects, studies
+from tympan.study.spec import Metric, StudySpec
+from tympan.track.lookup import RunRecord, find_runs
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    id: int
+    key: str
+    arm: str
+    levels: dict[str, str]
+    seed: int
+    overrides: list[str]
+    status: str
+    run_id: str | None
+    attempts: int
+    error: str | None
+    log_sha256: str | None
+    started_at: float | None
+    ended_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> TrialRow:
+        return cls(**{name: getattr(row, name) for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class StoredStudy:
+    id: str
+    name: str
+    project: str
+    spec: StudySpec
+    spec_hash: str
+    source: str  # the study file's text when it was last run
+    created_at: float
+    updated_at: float
+    meta: dict[str, Any]  # path, config_sha256, trial_keys, data_path (see runner.register)
+    trials: list[TrialRow]
+    runs: dict[str, RunRecord] = field(repr=False)
+    store: Store = field(repr=False)
+    runner: tuple[str, int] | None = None  # (host, pid) of the runner holding it, if any
+
+    @property
+    def config_sha256(self) -> str | None:
+        return self.meta.get("config_sha256")
+
+    @property
+    def data_path(self) -> str | None:
+        return self.meta.get("data_path")
+
+    @property
+    def path(self) -> str | None:
+        return self.meta.get("path")
+
+    def current_trials(self) -> list[TrialRow]:
+        """The trials of the study as last run (a changed, --force'd study keeps the old
+        ones in the store, but they are no longer part of it)."""
+        keys = set(self.meta.get("trial_keys", []))
+        return [t for t in self.trials if t.key in keys]
+
+    def utterances(self, run_id: str | None,
+                   metric: Metric) -> tuple[list[str], list[float], list[float]] | None:
+        """(utterance ids, errors, counts) a run logged for ``metric``, or None."""
+        import json
+
+        from tympan.errors import InvalidInputError
+
+        run = self.runs.get(run_id or "")
+        if run is None:
+            return None
+        path = f"{metric.split}/utterances.json" if metric.split else "utterances.json"
+        try:
+            data = json.loads(run.read_artifact(path))
+            scores = data[metric.name]
+            return list(data["ids"]), list(scores["errors"]), list(scores["counts"])
+        except (InvalidInputError, KeyError, TypeError, ValueError):
+            return None
+
+    def git_commit(self) -> str | None:
+        for run in self.runs.values():
+            git = (run.environment() or {}).get("git") or {}
+            if git.get("commit"):
+                return git["commit"]
+        return None
+
+    def read_log(self, trial: TrialRow) -> str:
+        """The trial's captured output (stdout and stderr), or '' if none was kept."""
+        if trial.log_sha256 is None:
+            return ""
+        return self.store.blobs.read(trial.log_sha256).decode("utf-8", "replace")
+
+
+def find_study(store: Store, text: str, project: str | None = None) -> Any:
+    """The studies row named by an id, a unique id prefix, or a name (within ``project``)."""
+    with store.read() as conn:
+        row = studies.get(conn, text)
+        if row is not None:
+            return row
+        candidates = studies.named(conn, text)
+        if project is not None:
+            project_id = projects.find(conn, project)
+            candidates = [c for c in candidates if c.project_id == project_id]
+        if not candidates:
+            candidates = studies.with_id_prefix(conn, text) if text.isalnum() else []
+        names = projects.names(conn)
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise StudyNotFoundError(f"no study {text!r} in {store.where} (run `tympan ablate "
+                                 "STUDY.yaml` first, or give the study's id)")
+    where = ", ".join(f"{c.id} in project {names[c.project_id]}" for c in candidates)
+    raise StudyNotFoundError(f"{text!r} names several studies ({where}); give the id or "
+                             "--project")
+
+
+def load_stored_study(store: Store, text: str, project: str | None = None) -> StoredStudy:
+    row = find_study(store, text, project)
+    with store.read() as conn:
+        trial_rows = [TrialRow.from_row(r) for r in studies.trials_of(conn, row.id)]
+        project_name = projects.names(conn)[row.project_id]
+        holder = (row.runner_host, row.runner_pid) if row.runner_pid is not None else None
+    stored_spec = dict(row.spec)
+    spec = StudySpec.model_validate(stored_spec.pop("spec"))
+    records = {r.id: r for r in find_runs(store=store, study=row.id)}
+    return StoredStudy(id=row.id, name=row.name, project=project_name, spec=spec,
+                       spec_hash=row.spec_hash, source=row.source, created_at=row.created_at,
+                       updated_at=row.updated_at, meta=stored_spec, trials=trial_rows,
+                       runs=records, store=store, runner=holder)
