@@ -25,16 +25,18 @@ $(VENV)/.deps-demo: pyproject.toml | $(PY)
 
 $(VENV)/.deps-test: pyproject.toml | $(PY)
 	$(MAKE) --no-print-directory torch
-	$(PIP) install --quiet -e '.[dev,torch,audio,postgres]'
+	$(PIP) install --quiet -e '.[dev,torch,audio,postgres,ray]'
 	touch $@
 
-# Synthesizes a small speech corpus (espeak-ng, offline), trains the CTC ASR recipe on it
-# (about a minute on 2 cores), then lists and shows the run.
+# Runs the reduced ASR ablation study (encoder x front end x LR schedule, 3 seeds: 15 trials
+# of the CTC recipe on a synthesized corpus, about 5 minutes on 2 cores), writes its report,
+# and lists the runs.
 demo: $(VENV)/.deps-demo
-	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) run recipes/asr_ctc
-	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) runs --project asr-ctc --sort test/wer --limit 10
-	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) show $$(TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) runs \
-	  --project asr-ctc --limit 1 --json | $(PY) -c "import json, sys; print(json.load(sys.stdin)[0]['id'])")
+	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) ablate studies/asr_components_quick.yaml --workers 2
+	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) report asr_components_quick --out reports/asr_components_quick
+	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) runs --project asr-ctc --sort test/wer --limit 5
+	@echo "report: reports/asr_components_quick/report.html (and report.md)"
+	@echo "inspect: $(TYMPAN) study asr_components_quick; $(TYMPAN) show RUN_ID"
 
 test: $(VENV)/.deps-test
 	$(VENV)/bin/ruff check src tests benchmarks recipes
@@ -49,4 +51,4 @@ bench:
 	.venv-bench/bin/python benchmarks/logging.py
 
 clean:
-	rm -rf $(VENV) .venv-bench build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench reports build dist src/*.egg-info .pytest_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,10 @@ def test_tiny_run_is_recorded(tmp_path: Path) -> None:
     assert [a.path for a in record.artifacts()].count("model.pt") == 1
     checkpoint = torch.load(io.BytesIO(record.read_artifact("model.pt")))
     assert checkpoint["run_id"] == run_id
+    per_utterance = json.loads(record.read_artifact("test/utterances.json"))
+    assert len(per_utterance["ids"]) == len(per_utterance["wer"]["errors"]) > 0
+    wer = sum(per_utterance["wer"]["errors"]) / sum(per_utterance["wer"]["counts"])
+    assert wer == pytest.approx(record.summary["test/wer"].last)
     assert checkpoint["config"] == record.config
     assert "out.weight" in checkpoint["model"]
 

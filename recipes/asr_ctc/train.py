@@ -21,9 +21,10 @@ more than 20 epochs.
 
 from __future__ import annotations
 
-import argparse
 import io
+import json
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -256,18 +257,27 @@ def transcribe(model: CTCModel, feats: list[torch.Tensor], batch_size: int = 64)
     return hyps
 
 
-def evaluate(cfg: Config, model: CTCModel, split: Split, name: str) -> tuple[dict[str, float],
-                                                                            list[str]]:
+@dataclass
+class Evaluation:
+    scores: dict[str, float]  # {split}/wer, {split}/wer_low, {split}/wer_high, and cer
+    hypotheses: list[str]
+    per_utterance: dict[str, Any]  # ids, and errors/counts per unit: studies resample these
+
+
+def evaluate(cfg: Config, model: CTCModel, split: Split, name: str) -> Evaluation:
     """WER and CER of ``split`` with bootstrap bounds, as ``{name}/wer``, ``..._low``, ..."""
     hyps = transcribe(model, split.feats)
     refs = [u.text for u in split.utterances]
     speakers = [u.speaker for u in split.utterances]
     scores: dict[str, float] = {}
+    per_utterance: dict[str, Any] = {"ids": [u.path for u in split.utterances]}
     for unit, measure in (("wer", word_error_rate), ("cer", character_error_rate)):
         report = measure(refs, hyps, speakers, n_boot=cfg.n_boot, seed=cfg.seed)
         scores |= {f"{name}/{unit}": report.rate, f"{name}/{unit}_low": report.ci.low,
                    f"{name}/{unit}_high": report.ci.high}
-    return scores, hyps
+        per_utterance[unit] = {"errors": [u.errors for u in report.utterances],
+                               "counts": [u.reference_length for u in report.utterances]}
+    return Evaluation(scores, hyps, per_utterance)
 
 
 def train(cfg: Config) -> str:
@@ -308,8 +318,9 @@ def train(cfg: Config) -> str:
                 run.log({"train/loss": loss, "lr": sched.get_last_lr()[0]}, step=step)
                 sched.step()
                 step += 1
-            scores, hyps = evaluate(cfg, model, data["valid"], "valid")
-            test_scores, _ = evaluate(cfg, model, data["test"], "test")
+            valid_eval = evaluate(cfg, model, data["valid"], "valid")
+            test_eval = evaluate(cfg, model, data["test"], "test")
+            scores, hyps, test_scores = valid_eval.scores, valid_eval.hypotheses, test_eval.scores
             run.log(scores | test_scores | {"epoch": epoch}, step=step)
             valid = data["valid"]
             for k in range(min(cfg.audio_samples, len(hyps))):
@@ -324,6 +335,9 @@ def train(cfg: Config) -> str:
         torch.save({"model": model.state_dict(), "config": asdict(cfg), "alphabet": ALPHABET,
                     "run_id": run.id}, buffer)
         run.log_artifact(buffer.getvalue(), name="model.pt")
+        # Per-utterance errors of the final model: lets a study resample test utterances.
+        run.log_artifact(json.dumps(test_eval.per_utterance).encode(),
+                         name="test/utterances.json")
         run.log({"wall_seconds": time.monotonic() - started}, step=step)
     print(f"{run.name} ({run.id}): test WER {test_scores['test/wer']:.3f} "
           f"[{test_scores['test/wer_low']:.3f}, {test_scores['test/wer_high']:.3f}], "
@@ -332,15 +346,9 @@ def train(cfg: Config) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(BASE_CONFIG), help="YAML key: value defaults")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. encoder=gru")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except (ConfigError, OSError) as exc:
-        parser.error(str(exc))
-    torch.set_num_threads(2)
+    cfg = tympan.config.parse_command_line(Config, BASE_CONFIG, argv, __doc__.splitlines()[0])
+    if "OMP_NUM_THREADS" not in os.environ:  # a study runner sets it per trial
+        torch.set_num_threads(2)
     train(cfg)
 
 

@@ -87,3 +87,23 @@ def _typed(cls: type, key: str, text: str, where: str) -> Any:
     except (KeyError, ValueError):
         name = {bool: "true or false", int: "an integer", float: "a number"}.get(kind, kind)
         raise ConfigError(f"{where}: {key}={text!r} is not {name}") from None
+
+
+def parse_command_line(cls: type[T], base_config: str | Path, argv: Sequence[str] | None = None,
+                       description: str = "") -> T:
+    """A recipe's command line, ``[--config FILE] [key=value ...]``, as its typed config.
+
+    ``--config`` defaults to ``base_config``. A bad file or override exits with status 2 and
+    a usage message naming what was wrong, before anything is trained."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config", default=str(base_config),
+                        help=f"YAML file of key: value defaults (default: {base_config})")
+    parser.add_argument("overrides", nargs="*", metavar="key=value",
+                        help="config overrides, e.g. seed=3")
+    args = parser.parse_args(argv)
+    try:
+        return load_config(cls, args.config, args.overrides)
+    except (ConfigError, OSError) as exc:
+        parser.error(str(exc))

@@ -90,6 +90,16 @@ def _from_file(path: Path) -> EntryPoint:
 
 
 def _from_module(name: str, base: Path) -> EntryPoint:
+    # A module under ``base`` is found on disk, not by importing its packages (an already
+    # imported package of the same name elsewhere would hide it).
+    local = base.joinpath(*name.split("."))
+    if (local / "__init__.py").is_file():
+        for sub in ("train", "__main__"):
+            if (local / f"{sub}.py").is_file():
+                return _from_file(local / f"{sub}.py")
+        raise InvalidInputError(f"package {name} has no train or __main__ module to run")
+    if local.with_suffix(".py").is_file():
+        return _from_file(local.with_suffix(".py"))
     sys.path.insert(0, str(base))
     try:
         spec = importlib.util.find_spec(name)

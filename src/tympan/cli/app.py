@@ -14,14 +14,18 @@ from typing import Annotated
 import typer
 
 from tympan import __version__
+from tympan.cli.ablate import ablate_command
 from tympan.cli.context import CliOptions
 from tympan.cli.corpus import corpus_app
 from tympan.cli.db import db_app
 from tympan.cli.diff import diff_command
 from tympan.cli.export import export_command
+from tympan.cli.findings import findings_app
+from tympan.cli.report import report_command
 from tympan.cli.run import run_command
 from tympan.cli.runs import runs_command
 from tympan.cli.show import show_command
+from tympan.cli.study import study_command
 from tympan.errors import TympanError
 
 try:  # typer >= 0.20 carries its own copy of click
@@ -42,8 +46,12 @@ app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_o
 app.command("show")(show_command)
 app.command("diff")(diff_command)
 app.command("export")(export_command)
+app.command("ablate")(ablate_command)
+app.command("study")(study_command)
 app.add_typer(db_app, name="db")
 app.add_typer(corpus_app, name="corpus")
+app.command("report")(report_command)
+app.add_typer(findings_app, name="findings")
 
 
 def _print_version(value: bool) -> None:

@@ -148,3 +148,4 @@ def table(*columns: str, title: str | None = None, right: Iterable[str] = (),
         out.add_column(name, justify="right" if name in aligned else "left",
                        overflow="fold", no_wrap=name in whole, min_width=len(name))
     return out
+

@@ -34,6 +34,19 @@ def _run_trial(job: TrialJob) -> tuple[int | None, float, bytes, bool]:
     return code, seconds, output, proc.timed_out
 
 
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not minutes: ray.init() retries an unreachable address for long."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
+            return
+    except (OSError, ValueError) as exc:
+        raise StudyError(f"cannot connect to Ray at {address}: {exc} (start it with `ray "
+                         "start --head`, or leave out --address for a local Ray)") from None
+
+
 class RayExecutor:
     def __init__(self, workers: int | None, address: str | None) -> None:
         try:
@@ -42,6 +55,8 @@ class RayExecutor:
             raise MissingDependencyError(_RAY_MISSING) from exc
         self._ray = ray
         self._started_ray = not ray.is_initialized()
+        if self._started_ray and address not in (None, "auto"):
+            _check_reachable(address)
         if self._started_ray:
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,

@@ -1,0 +1,46 @@
+"""``tympan report STUDY``: write a study's report and record its findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from tympan.cli import render
+from tympan.cli.context import opened_store
+from tympan.cli.study import print_verdicts
+from tympan.study.report import make_report
+
+
+def report_command(
+    ctx: typer.Context,
+    study: Annotated[str, typer.Argument(metavar="STUDY", help="Study name, id or id prefix.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="DIR", show_default=False,
+                     help="Directory to write the report into. Default: reports/<study name>"),
+    ] = None,
+    project: Annotated[
+        str | None,
+        typer.Option("--project", metavar="PROJECT", show_default=False,
+                     help="The project of the study, when several projects have one of that "
+                          "name."),
+    ] = None,
+    link_base: Annotated[
+        str | None,
+        typer.Option("--link-base", metavar="URL", show_default=False,
+                     help="Link run ids in the HTML to URL + id, e.g. "
+                          "http://127.0.0.1:8080/runs/"),
+    ] = None,
+) -> None:
+    """Write a study's report (report.md, forest.svg, report.html) and record its findings."""
+    with opened_store(ctx) as store:
+        analysis, paths = make_report(store, study, out, project=project, link_base=link_base)
+    output = render.console()
+    print_verdicts(analysis)
+    for note in analysis.notes:
+        output.print(Text(f"note: {note}", style="yellow"))
+    for kind in ("html", "markdown", "svg"):
+        output.print(Text(f"{kind}: {paths[kind]}"))

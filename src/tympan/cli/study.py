@@ -1,0 +1,119 @@
+"""``tympan study``: a study's trials (status, runs, errors) and its current verdicts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from tympan.cli.context import opened_store
+from tympan.cli.render import (
+    console,
+    duration,
+    key_value_table,
+    number,
+    panel,
+    print_json,
+    status,
+    table,
+)
+
+VERDICT_STYLES = {"improves": "bold green", "hurts": "bold red"}
+
+
+def study_command(
+    ctx: typer.Context,
+    study: Annotated[str, typer.Argument(metavar="STUDY", help="Study name or id.")],
+    project: Annotated[str | None, typer.Option(
+        "--project", metavar="PROJECT", help="The project, when several have this study.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
+) -> None:
+    """Show a study: its trials with their status and runs, then the verdicts so far."""
+    from tympan.study.analysis import analyse
+    from tympan.study.records import load_stored_study
+
+    with opened_store(ctx) as store:
+        stored = load_stored_study(store, study, project)
+        analysis = analyse(stored)
+        if as_json:
+            print_json(study_json(stored, analysis))
+            return
+        out = console()
+        spec = stored.spec
+        factors = "; ".join(f"{n}: {', '.join(f.level_names)} (baseline {f.baseline_name})"
+                            for n, f in spec.factors.items())
+        out.print(panel(key_value_table([
+            ("study", f"{stored.name} ({stored.id})"), ("project", stored.project),
+            ("file", stored.path), ("entry", spec.recipe or " ".join(spec.command or [])),
+            ("design", spec.design), ("factors", factors),
+            ("seeds", ", ".join(map(str, spec.seed_list))),
+            ("runner", f"pid {stored.runner[1]} on {stored.runner[0]}" if stored.runner
+             else "none"),
+        ]), "study"))
+        out.print(trials_table(analysis))
+        for note in analysis.notes:
+            out.print(Text(f"note: {note}", style="dim"))
+        print_verdicts(analysis)
+
+
+def trials_table(analysis: Any) -> Any:
+    from tympan.study.report import first_line
+
+    keys = [m.key for m in analysis.spec.metrics]
+    out = table("arm", "seed", "status", "run", "tries", "time", *keys, "error",
+                title="trials", right=("seed", "tries", "time", *keys),
+                no_wrap=("run", "status"))
+    for result in analysis.trials:
+        t = result.trial
+        seconds = (t.ended_at - t.started_at) if t.ended_at and t.started_at else None
+        out.add_row(Text(t.arm), str(t.seed), status(t.status), Text(t.run_id or "-"),
+                    str(t.attempts), duration(seconds),
+                    *(number(result.values[k]) for k in keys),
+                    Text(first_line(t.error), style="red"))
+    return out
+
+
+def verdicts_table(analysis: Any) -> Any:
+    """The report's verdict table (the same columns and wording), for the terminal."""
+    from tympan.study.report import VERDICT_COLUMNS, verdict_cells
+
+    out = table(*VERDICT_COLUMNS, title=f"verdicts: {analysis.name} ({analysis.study_id})",
+                right=("effect [CI]", "Holm p", "P(improvement)"))
+    for c in analysis.comparisons:
+        cells = verdict_cells(c)
+        verdict = Text(c.verdict, style=VERDICT_STYLES.get(c.verdict, "dim"))
+        out.add_row(*(Text(cell) for cell in cells[:6]), verdict, cells[7])
+    return out
+
+
+def print_verdicts(analysis: Any) -> None:
+    out = console()
+    if analysis.comparisons:
+        out.print(verdicts_table(analysis))
+    else:
+        out.print(Text("no comparisons yet: each needs 2 seeds where both arms finished",
+                       style="dim"))
+
+
+def study_json(stored: Any, analysis: Any) -> dict[str, Any]:
+    return {
+        "study": {"id": stored.id, "name": stored.name, "project": stored.project,
+                  "file": stored.path, "spec": stored.spec.model_dump(mode="json")},
+        "context": analysis.context,
+        "trials": [{"arm": r.trial.arm, "levels": r.trial.levels, "seed": r.trial.seed,
+                    "status": r.trial.status, "run_id": r.trial.run_id,
+                    "run_name": r.run_name, "attempts": r.trial.attempts,
+                    "values": r.values, "error": r.trial.error} for r in analysis.trials],
+        "comparisons": [{"kind": c.kind, "factor": c.factor, "level": c.level,
+                         "baseline": c.baseline, "metric": c.metric.key,
+                         "direction": c.metric.direction, "effect": c.effect.estimate,
+                         "low": c.effect.low, "high": c.effect.high,
+                         "p_value": c.effect.p_value, "p_adjusted": c.p_adjusted,
+                         "prob_improvement": c.effect.prob_improvement, "n": c.effect.n,
+                         "interval": c.effect.interval, "resampled": c.effect.method,
+                         "verdict": c.verdict, "seeds_needed": c.seeds_needed}
+                        for c in analysis.comparisons],
+        "notes": analysis.notes,
+    }

@@ -1,0 +1,243 @@
+"""Study files, planning, and the runner on real child processes: failures, resume, force."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import tympan
+from tympan.errors import StudyBusyError, StudyChangedError, StudyFileError
+from tympan.store import open_store, studies
+from tympan.study.plan import plan
+from tympan.study.records import load_stored_study
+from tympan.study.runner import run_study
+from tympan.study.spec import load_study
+
+TOY = """\
+import os, random, sys, time
+import tympan
+
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+seed = int(args["seed"])
+if args.get("sleep"):
+    time.sleep(float(args["sleep"]))
+if args.get("enc") == "broken" and seed == 1:
+    raise RuntimeError("broken encoder diverged")
+if args.get("enc") == "silent":
+    sys.exit(0)  # never starts a run
+effect = {"a": 0.0, "b": -0.2, "c": 0.0, "broken": 0.1, "silent": 0.0}[args["enc"]]
+noise = random.Random(seed * 7 + len(args["enc"])).gauss(0, 0.01)
+with tympan.init(project="toy", config=args) as run:
+    run.log({"test/wer": 0.5 + effect + noise + 0.05 * (seed % 2)})
+print("threads", os.environ.get("OMP_NUM_THREADS"), "gpus", os.environ.get("CUDA_VISIBLE_DEVICES"))
+"""
+
+
+def write_study(folder: Path, body: str, name: str = "study.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.py").write_text(TOY)
+    path = folder / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+BASIC = """\
+    name: toy
+    command: python train.py
+    factors:
+      enc: {levels: [a, b, c], baseline: a}
+    seeds: 3
+    metrics:
+      - {name: wer, split: test, direction: lower}
+"""
+
+
+def test_every_mistake_in_a_study_file_is_reported_with_its_line(tmp_path: Path) -> None:
+    path = write_study(tmp_path, """\
+        name: bad name!
+        command: python train.py
+        factors:
+          enc: {levels: [a, b], baseline: z}
+        seeds: 1
+        metrics:
+          - {name: wer, direction: sideways}
+        resources: {cpus: 0, gpu: 1}
+    """)
+    with pytest.raises(StudyFileError) as info:
+        load_study(path)
+    message = str(info.value)
+    for fragment in (":1: name: use letters", ":4: factors.enc: baseline 'z' is not one of the "
+                     "levels (a, b)", ":5: seeds: at least 2 seeds",
+                     ":7: metrics.0.direction: Input should be 'lower' or 'higher'",
+                     ":8: resources.cpus: Input should be greater than 0",
+                     ":8: resources.gpu: unknown field"):
+        assert fragment in message, message
+    assert message.index(":1:") < message.index(":8:")  # in file order
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    ("name: x\nfactors: {e: {levels: [a, b], baseline: a}}\nseeds: 2\n"
+     "metrics: [{name: m, direction: lower}]\n", ":1: (top level): give exactly one of recipe"),
+    ("name: x\ncommand: t\nfactors: {}\nseeds: 2\nmetrics: []\n",
+     ":3: factors: list at least one factor"),
+    ("- just\n- a list\n", "a study file is a mapping"),
+    ("name: [unclosed\n", "not valid YAML"),
+    ("name: x\ncommand: python t.py\nconfig: missing.yaml\nfactors: {e: {levels: [a, b], "
+     "baseline: a}}\nseeds: 2\nmetrics: [{name: m, direction: lower}]\n",
+     ":3: config: missing.yaml does not exist"),
+])
+def test_malformed_study_files_say_what_is_wrong(tmp_path: Path, body: str,
+                                                 fragment: str) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(body)
+    with pytest.raises(StudyFileError, match=re.escape(fragment)):
+        load_study(path)
+    with pytest.raises(StudyFileError, match="cannot read the study file"):
+        load_study(tmp_path / "absent.yaml")
+
+
+def test_plans_pair_every_arm_on_the_same_seeds(tmp_path: Path) -> None:
+    path = write_study(tmp_path, """\
+        name: plan
+        command: python train.py
+        overrides: {epochs: 2}
+        factors:
+          enc: {levels: [a, b, c], baseline: a}
+          size: {levels: {small: {hidden: 8, layers: 1}, big: {hidden: 64, layers: 4}},
+                 baseline: small}
+        seeds: [5, 9]
+        metrics: [{name: wer, split: test, direction: lower}]
+    """)
+    trials = plan(load_study(path))
+    assert [t.arm for t in trials[:4]] == ["baseline", "enc=b", "enc=c", "size=big"]
+    assert [t.seed for t in trials] == [5] * 4 + [9] * 4  # seed-major
+    big = trials[3]
+    assert big.overrides == ["epochs=2", "enc=a", "hidden=64", "layers=4", "seed=5"]
+    assert len({t.key for t in trials}) == 8
+    full = path.read_text().replace("seeds: [5, 9]", "design: full\nseeds: [5, 9]")
+    path.write_text(full)
+    full_trials = plan(load_study(path))
+    assert len(full_trials) == 2 * 3 * 2 and full_trials[0].arm == "baseline"
+    assert {t.key for t in trials} <= {t.key for t in full_trials}  # same command, same key
+
+
+def test_trials_run_linked_and_a_failure_does_not_stop_the_study(tmp_path: Path) -> None:
+    path = write_study(tmp_path, BASIC.replace("[a, b, c]", "[a, b, broken, silent]"))
+    store = str(tmp_path / "store")
+    stored = run_study(load_study(path), store=store, workers=2)
+    by = {(t.arm, t.seed): t for t in stored.current_trials()}
+    assert len(by) == 12
+    assert by[("enc=broken", 1)].status == "failed"
+    assert "RuntimeError: broken encoder diverged" in by[("enc=broken", 1)].error
+    assert by[("enc=broken", 0)].status == "finished"
+    silent = by[("enc=silent", 0)]
+    assert silent.status == "failed" and "without starting a tympan run" in silent.error
+    assert by[("baseline", 2)].status == "finished"
+    run = tympan.load_run(by[("enc=b", 0)].run_id, store=store)
+    assert run.study_id == stored.id and run.config["enc"] == "b" and run.config["seed"] == "0"
+    assert "threads 1" in stored.read_log(by[("enc=b", 0)])  # resources.cpus -> threads
+
+    # Running it again keeps every finished trial and does not retry failures by default.
+    again = run_study(load_study(path), store=store)
+    assert {t.key: t.attempts for t in again.trials} == {t.key: t.attempts for t in stored.trials}
+    retried = run_study(load_study(path), store=store, retry_failed=True)
+    attempts = {(t.arm, t.seed): t.attempts for t in retried.current_trials()}
+    assert attempts[("enc=broken", 1)] == 2 and attempts[("enc=b", 0)] == 1
+
+
+def test_a_changed_study_file_is_refused_unless_forced(tmp_path: Path) -> None:
+    path = write_study(tmp_path, BASIC)
+    store = str(tmp_path / "store")
+    first = run_study(load_study(path), store=store, workers=2)
+    path.write_text(path.read_text().replace("seeds: 3", "seeds: 4"))
+    with pytest.raises(StudyChangedError, match="changed since study toy .* ran 9 trial"):
+        run_study(load_study(path), store=store)
+    forced = run_study(load_study(path), store=store, force=True, workers=2)
+    current = forced.current_trials()
+    assert len(current) == 12 and all(t.status == "finished" for t in current)
+    kept = {t.key for t in first.trials}
+    assert all(t.attempts == 1 for t in current)  # the first 9 were not run again
+    assert kept <= {t.key for t in current}
+
+
+def test_a_killed_runner_resumes_where_it_stopped(tmp_path: Path) -> None:
+    path = write_study(tmp_path, BASIC.replace("command: python train.py",
+                                               "command: python train.py\n"
+                                               "    overrides: {sleep: 1.5}"))
+    store = str(tmp_path / "store")
+    tympan_cli = str(Path(sys.executable).parent / "tympan")
+    runner = subprocess.Popen([tympan_cli, "--store", store, "ablate", str(path), "--quiet"],
+                              stdout=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.monotonic() + 60
+    while "[2/9]" not in seen and time.monotonic() < deadline:  # two trials done
+        seen += runner.stdout.readline()
+    runner.kill()
+    runner.wait(10)
+    runner.stdout.close()
+    assert "[2/9]" in seen
+    with open_store(store) as handle:
+        stored = load_stored_study(handle, "toy")
+        mid = {t.key: t for t in stored.current_trials()}
+    assert sum(t.status == "finished" for t in mid.values()) >= 2
+    orphans = [t for t in mid.values() if t.status == "running"]
+    time.sleep(0.5)
+    for trial in orphans:  # the trial processes died with their runner
+        run = stored.runs.get(trial.run_id or "")
+        assert run is None or run.status != "running" or not _alive(run.pid)
+
+    done = run_study(load_study(path), store=store, workers=3)
+    final = {t.key: t for t in done.current_trials()}
+    assert all(t.status == "finished" for t in final.values())
+    for key, trial in mid.items():
+        if trial.status == "finished":
+            assert final[key].attempts == 1 and final[key].run_id == trial.run_id
+
+
+def test_a_live_runner_holds_the_study(tmp_path: Path) -> None:
+    path = write_study(tmp_path, BASIC)
+    store = str(tmp_path / "store")
+    from tympan.study.runner import register
+
+    holder = subprocess.Popen(["sleep", "30"])
+    try:
+        with open_store(store, create=True) as handle:
+            study_id = register(handle, load_study(path))
+            with handle.write() as conn:
+                studies.change(conn, study_id, runner_host=os.uname().nodename,
+                               runner_pid=holder.pid, runner_beat=time.time())
+        with pytest.raises(StudyBusyError, match=f"being run by pid {holder.pid}"):
+            run_study(load_study(path), store=store)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert len(run_study(load_study(path), store=store).current_trials()) == 9  # dead: freed
+
+
+def test_a_trial_past_its_timeout_is_stopped(tmp_path: Path) -> None:
+    path = write_study(tmp_path, BASIC.replace("seeds: 3", "seeds: 2").replace(
+        "command: python train.py", "command: python train.py\n    overrides: {sleep: 30}\n"
+                                    "    resources: {timeout: 1}"))
+    started = time.monotonic()
+    stored = run_study(load_study(path), store=str(tmp_path / "store"), workers=3)
+    assert time.monotonic() - started < 25
+    assert all(t.status == "failed" and t.error.startswith("timed out after")
+               for t in stored.current_trials())
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split()[2] != "Z"
