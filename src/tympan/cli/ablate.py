@@ -93,7 +93,7 @@ class StudyProgress:
             self.task = self.bar.add_task(self.name, total=p.total, states=states)
             if not self.live:
                 typer.echo(f"study {self.name}: {p.total} trials, {p.skipped} already "
-                           f"finished, {p.total - p.skipped - p.failed} to run")
+                           f"finished, {p.to_run} to run")
         # Kept trials count as done for the bar but not for the ETA's rate.
         self.bar.update(self.task, completed=p.done + p.failed, states=states)
         if not self.live and p.event in ("finished", "failed") and p.trial is not None:

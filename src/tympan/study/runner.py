@@ -43,6 +43,7 @@ class Progress:
     failed: int
     running: int
     skipped: int  # finished before this invocation
+    to_run: int  # trials this invocation runs
     event: str  # "start", "finished", "failed" or "begin"
     trial: TrialRow | None
 
@@ -122,7 +123,7 @@ def _run(store: Store, study: StudyFile, study_id: str, where: str, pool: Execut
         if on_progress is not None:
             states = [t.status for t in trials.values()]
             on_progress(Progress(len(trials), states.count("finished"), states.count("failed"),
-                                 len(running), skipped, event, trial))
+                                 len(running), skipped, len(todo), event, trial))
 
     report("begin", None)
     queue = list(todo)
