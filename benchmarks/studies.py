@@ -20,11 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
+# benchmarks/logging.py would shadow the stdlib `logging` that SQLAlchemy and Ray import.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from tympan.study.runner import run_study
-from tympan.study.spec import load_study
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from tympan.study.runner import run_study  # noqa: E402
+from tympan.study.spec import load_study  # noqa: E402
 
 TRIAL = """\
 import sys, time

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,7 +73,7 @@ class StudyProgress:
                             TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                             console=console(), disable=not self.live)
         self.task: Any = None
-        self.started = time.monotonic()
+        self.ended = 0  # trials this invocation ran to an end
 
     def __enter__(self) -> StudyProgress:
         self.bar.__enter__()
@@ -97,7 +96,8 @@ class StudyProgress:
         # Kept trials count as done for the bar but not for the ETA's rate.
         self.bar.update(self.task, completed=p.done + p.failed, states=states)
         if not self.live and p.event in ("finished", "failed") and p.trial is not None:
+            self.ended += 1
             t = p.trial
             detail = "" if p.event == "finished" else f": {first_line(t.error)}"
-            typer.echo(f"[{p.done + p.failed}/{p.total}] {t.arm} seed={t.seed} {p.event} "
+            typer.echo(f"[{self.ended}/{p.to_run}] {t.arm} seed={t.seed} {p.event} "
                        f"(run {t.run_id or '-'}){detail}")
