@@ -45,18 +45,28 @@ def cluster() -> Iterator[str]:
     """A head node (1 CPU, 1 GPU declared) and a worker node (1 CPU), both on 127.0.0.1."""
     port = _free_port()
     temp = tempfile.mkdtemp(prefix="tyray", dir="/tmp")  # short: Ray's socket paths
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # A loopback test cluster without token auth (Ray would enable it if a token file from
+    # an earlier local Ray exists in ~/.ray); the test process joins it the same way.
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_AUTH_MODE", "disabled")
+    patch.setenv("RAY_USAGE_STATS_ENABLED", "0")
+    env = dict(os.environ)
     common = ["--disable-usage-stats", "--node-ip-address=127.0.0.1"]
-    subprocess.run([RAY, "start", "--head", f"--port={port}", "--num-cpus=1", "--num-gpus=1",
-                    "--include-dashboard=false", f"--temp-dir={temp}", *common],
-                   check=True, capture_output=True, env=env, timeout=120)
+    _ray_start(["--head", f"--port={port}", "--num-cpus=1", "--num-gpus=1",
+                "--include-dashboard=false", f"--temp-dir={temp}", *common], env)
     address = f"127.0.0.1:{port}"
     try:
-        subprocess.run([RAY, "start", f"--address={address}", "--num-cpus=1", *common],
-                       check=True, capture_output=True, env=env, timeout=120)
+        _ray_start([f"--address={address}", "--num-cpus=1", *common], env)
         yield address
     finally:
         subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        patch.undo()
+
+
+def _ray_start(args: list[str], env: dict[str, str]) -> None:
+    done = subprocess.run([RAY, "start", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, f"ray start {' '.join(args)} failed:\n{done.stderr[-3000:]}"
 
 
 def _study(folder: Path, resources: str, seeds: int = 2) -> Path:
