@@ -23,7 +23,7 @@ from tympan import settings
 from tympan.errors import StudyBusyError, StudyChangedError
 from tympan.store import Store, projects, runs, studies
 from tympan.study.executors import Executor, TrialJob, TrialResult, make_executor
-from tympan.study.plan import Trial, config_digest, entry_command, plan
+from tympan.study.plan import config_digest, entry_command, plan
 from tympan.study.records import StoredStudy, TrialRow, load_stored_study
 from tympan.study.spec import StudyFile
 from tympan.track import liveness
@@ -115,6 +115,7 @@ def _run(store: Store, study: StudyFile, study_id: str, where: str, pool: Execut
             or (retry_failed and t.status == "failed")]
     skipped = sum(t.status == "finished" for t in trials.values())
     command = entry_command(study)
+    cwd = str(study.folder if study.spec.command else _entry_root(study))
     planned = {t.key: t for t in plan(study)}
     running: dict[int, TrialRow] = {}
     last_beat = 0.0
@@ -129,7 +130,9 @@ def _run(store: Store, study: StudyFile, study_id: str, where: str, pool: Execut
     queue = list(todo)
     while queue or running:
         while queue and len(running) < pool.slots:
-            trial = _start(store, queue.pop(0), planned, command, study, study_id, where, pool)
+            trial = queue.pop(0)
+            trial = _start(store, trial, [*command, *planned[trial.key].overrides], cwd, study,
+                           study_id, where, pool)
             trials[trial.id] = running[trial.id] = trial
             report("start", trial)
         for result in pool.wait(timeout=1.0):
@@ -142,12 +145,11 @@ def _run(store: Store, study: StudyFile, study_id: str, where: str, pool: Execut
             last_beat = time.monotonic()
 
 
-def _start(store: Store, trial: TrialRow, planned: dict[str, Trial], command: list[str],
-           study: StudyFile, study_id: str, where: str, pool: Executor) -> TrialRow:
+def _start(store: Store, trial: TrialRow, argv: list[str], cwd: str, study: StudyFile,
+           study_id: str, where: str, pool: Executor) -> TrialRow:
     run_id = new_run_id()
     resources = study.spec.resources
     threads = str(resources.threads)
-    argv = [*command, *planned[trial.key].overrides]
     if argv[0] in (sys.executable, "python", "python3"):
         # The interpreter tympan runs in (where tympan is installed), or on Ray the node's own.
         argv[0] = "{python}"
@@ -159,9 +161,8 @@ def _start(store: Store, trial: TrialRow, planned: dict[str, Trial], command: li
         studies.change_trial(conn, trial.id, status="running", run_id=None,
                              attempts=trial.attempts + 1, error=None, started_at=now,
                              ended_at=None)
-    pool.start(TrialJob(trial.id, argv, str(study.folder if study.spec.command else
-                                            _entry_root(study)), env, resources.timeout,
-                        resources.cpus, resources.gpus))
+    pool.start(TrialJob(trial.id, argv, cwd, env, resources.timeout, resources.cpus,
+                        resources.gpus))
     return _replace(trial, status="running", run_id=run_id, attempts=trial.attempts + 1,
                     started_at=now, error=None, ended_at=None)
 
