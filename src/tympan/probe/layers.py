@@ -1,0 +1,151 @@
+"""Which modules a probe watches, and how to read a module's output as (batch, time, channels).
+
+``auto_layers`` picks the meaningful blocks of a model: its top-level modules, with
+containers (``Sequential``, ``ModuleList``, ``ModuleDict``, and a module that holds its blocks
+in a ``layers``/``blocks`` list, like ``nn.TransformerEncoder``) opened one block at a time.
+Modules without parameters (activations, dropout, pooling) are left out: their statistics
+repeat their neighbours'.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tympan.errors import InvalidInputError
+
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+_BLOCK_LISTS = ("layers", "blocks")
+_CHANNELS_FIRST = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.BatchNorm1d, nn.BatchNorm2d,
+                   nn.InstanceNorm1d, nn.GroupNorm)
+
+
+def auto_layers(model: nn.Module) -> list[str]:
+    """Names (as in ``model.named_modules()``) of the blocks worth watching, in order."""
+    names: list[str] = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            full = f"{prefix}.{name}" if prefix else name
+            if isinstance(child, _CONTAINERS):
+                visit(child, full)
+            elif any(isinstance(getattr(child, n, None), nn.ModuleList) for n in _BLOCK_LISTS):
+                block_list = next(n for n in _BLOCK_LISTS
+                                  if isinstance(getattr(child, n, None), nn.ModuleList))
+                visit(getattr(child, block_list), f"{full}.{block_list}")
+            elif any(True for _ in child.parameters()):
+                names.append(full)
+
+    visit(model, "")
+    if not names:
+        raise InvalidInputError("the model has no modules with parameters to probe")
+    return names
+
+
+def resolve_layers(model: nn.Module, layers: str | list[str]) -> dict[str, nn.Module]:
+    """``"auto"`` or a list of module names -> {name: module}; unknown names are an error."""
+    modules = dict(model.named_modules())
+    names = auto_layers(model) if layers == "auto" else list(layers)
+    unknown = [n for n in names if n not in modules or n == ""]
+    if unknown:
+        known = ", ".join(auto_layers(model))
+        raise InvalidInputError(f"no module named {', '.join(map(repr, unknown))} in the "
+                                f"model (its blocks: {known})")
+    return {n: modules[n] for n in names}
+
+
+def channel_dim(module: nn.Module) -> int:
+    """The axis of a module's output that holds its channels (features)."""
+    return 1 if isinstance(module, _CHANNELS_FIRST) else -1
+
+
+def output_tensor(output: Any) -> torch.Tensor | None:
+    """The tensor a module produced: the first of a tuple (RNNs return (output, state)),
+    a PackedSequence's padded data; None when there is no floating-point tensor."""
+    if isinstance(output, nn.utils.rnn.PackedSequence):
+        output = nn.utils.rnn.pad_packed_sequence(output, batch_first=True)[0]
+    if isinstance(output, (tuple, list)) and output:
+        output = output[0]
+        if isinstance(output, nn.utils.rnn.PackedSequence):
+            output = nn.utils.rnn.pad_packed_sequence(output, batch_first=True)[0]
+    if isinstance(output, torch.Tensor) and output.is_floating_point():
+        return output
+    return None
+
+
+def as_batch_time_channels(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """(batch, time, channels) view of an output whose channels are on ``dim``; a
+    (batch, channels) output becomes (batch, 1, channels)."""
+    if x.dim() == 1:
+        return x[None, None, :]
+    x = x.movedim(dim, -1)
+    if x.dim() == 2:
+        return x[:, None, :]
+    return x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def valid_rows(x: torch.Tensor, dim: int, lengths: torch.Tensor | None,
+               total: int | None) -> torch.Tensor:
+    """The (rows, channels) values of an output that belong to real frames.
+
+    Channels go last; the time axis is the last remaining axis after them (for a
+    ``(B, C, F, T)`` conv output: T). With ``lengths`` (per input, in input frames, of a batch
+    padded to ``total`` frames), a layer whose time axis has ``T_layer`` frames keeps the
+    first ``ceil(length * T_layer / total)`` frames of each input; the rest is padding.
+    """
+    if x.dim() == 1:
+        return x[None, :]
+    x = x.movedim(dim, -1)
+    if lengths is None or x.dim() == 2:
+        return x.reshape(-1, x.shape[-1])
+    if x.shape[0] != lengths.shape[0]:
+        raise InvalidInputError(f"lengths has {lengths.shape[0]} entries but a layer output "
+                                f"has batch size {x.shape[0]} (outputs must be batch-first)")
+    steps = x.shape[-2]
+    lengths = lengths.to(x.device, torch.int64)
+    keep = (lengths * steps + (total or steps) - 1) // (total or steps)
+    mask = torch.arange(steps, device=x.device)[None, :] < keep[:, None]  # (B, T)
+    mask = mask.view(x.shape[0], *([1] * (x.dim() - 3)), steps).expand(x.shape[:-1])
+    return x[mask]
+
+
+_BOUNDED = {nn.Tanh: (0.0, 0.99), nn.Sigmoid: (0.5, 0.49), nn.Hardtanh: (0.0, 0.99),
+            nn.Softsign: (0.0, 0.99), nn.GRU: (0.0, 0.99), nn.LSTM: (0.0, 0.99),
+            nn.RNN: (0.0, 0.99)}
+_BEFORE = {nn.Tanh: (0.0, 2.647), nn.Sigmoid: (0.0, 4.595)}  # atanh(0.99), logit(0.99)
+
+
+def next_sibling(model: nn.Module, name: str) -> nn.Module | None:
+    """The module that follows ``name`` in its parent ``Sequential`` (None if none)."""
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if not isinstance(parent, nn.Sequential):
+        return None
+    names = [n for n, _ in parent.named_children()]
+    i = names.index(child)
+    return parent[i + 1] if i + 1 < len(names) else None
+
+
+def saturation_of(model: nn.Module, name: str, absolute: float) -> tuple[float, float]:
+    """(center, threshold): a value saturates when ``|x - center| >= threshold``.
+
+    Bounded outputs (tanh, GRU/LSTM/RNN states: 0.99; sigmoid: within 0.01 of 0 or 1);
+    a block feeding a tanh/sigmoid in its Sequential: where that activation reaches 0.99
+    (|x| >= 2.647 before tanh, 4.595 before sigmoid); anything else: ``|x| >= absolute``.
+    """
+    module = model.get_submodule(name)
+    for kind, rule in _BOUNDED.items():
+        if isinstance(module, kind):
+            return rule
+    after = next_sibling(model, name)
+    for kind, rule in _BEFORE.items():
+        if isinstance(after, kind):
+            return rule
+    return (0.0, absolute)
+
+
+def feeds_relu(model: nn.Module, name: str) -> bool:
+    """Whether the next module in the block's Sequential is a ReLU (its negatives die)."""
+    return isinstance(next_sibling(model, name), (nn.ReLU, nn.ReLU6))

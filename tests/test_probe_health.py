@@ -1,0 +1,146 @@
+"""Each health rule fires on a real tiny model broken on purpose; a healthy run fires none."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+import tympan.probe
+from tympan.probe.health import (
+    AttentionAlignment,
+    DeadUnits,
+    ExplodingGradients,
+    LossNotDecreasing,
+    NonFinite,
+    SaturatedUnits,
+    VanishingGradients,
+)
+
+
+def _task(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 8, generator=g)
+    return x, (x[:, :1] - 0.5 * x[:, 1:2])
+
+
+def _mlp(act: type[nn.Module] = nn.ReLU) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), act(), nn.Linear(16, 16), act(), nn.Linear(16, 1))
+
+
+def _train(model: nn.Module, probe, steps: int, lr: float) -> None:
+    x, y = _task()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for step in range(steps):
+        opt.zero_grad()
+        loss = (model(x) - y).pow(2).mean()
+        loss.backward()
+        opt.step()
+        probe.step(step, loss=loss)
+
+
+def _rules(probe) -> set[tuple[str, str | None]]:
+    return {(e.rule, e.layer) for e in probe.events}
+
+
+def test_healthy_run_fires_nothing(caplog) -> None:
+    model = _mlp()
+    probe = tympan.probe.attach(model, gradients=True)
+    with caplog.at_level(logging.WARNING, logger="tympan"):
+        _train(model, probe, 60, lr=0.05)
+    assert probe.events == [] and not caplog.records
+
+
+def test_huge_lr_explodes_then_goes_non_finite(caplog) -> None:
+    model = _mlp()
+    probe = tympan.probe.attach(model, rules=[ExplodingGradients(window=5), NonFinite()])
+    with caplog.at_level(logging.WARNING, logger="tympan"):
+        _train(model, probe, 40, lr=5.0)
+    rules = {e.rule for e in probe.events}
+    assert rules == {"exploding_gradients", "non_finite"}
+    first_bad = next(e for e in probe.events if e.rule == "non_finite")
+    first_big = next(e for e in probe.events if e.rule == "exploding_gradients")
+    assert first_big.step <= first_bad.step
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == len(set(_rules(probe)) | {("non_finite", e.layer)
+                                                   for e in probe.events
+                                                   if e.rule == "non_finite"})
+
+
+def test_first_non_finite_names_the_first_layer_in_forward_order() -> None:
+    model = _mlp()
+    with torch.no_grad():
+        model[2].weight[0, 0] = float("nan")
+    probe = tympan.probe.attach(model, rules=[NonFinite()])
+    x, _ = _task()
+    model(x)
+    (event,) = probe.step(7)
+    assert (event.layer, event.step, event.phase) == ("2", 7, "forward")
+
+
+def test_dead_units_after_a_broken_relu_init() -> None:
+    model = _mlp()
+    with torch.no_grad():
+        model[0].bias.fill_(-10.0)
+    probe = tympan.probe.attach(model, rules=[DeadUnits(window=5)])
+    _train(model, probe, 5, lr=0.0)
+    assert ("dead_units", "0") in _rules(probe)
+
+
+def test_tanh_with_huge_weights_saturates() -> None:
+    model = _mlp(nn.Tanh)
+    with torch.no_grad():
+        model[0].weight.mul_(1000.0)
+    probe = tympan.probe.attach(model, rules=[SaturatedUnits(window=5)])
+    _train(model, probe, 5, lr=0.0)
+    assert ("saturated_units", "0") in _rules(probe)
+
+
+def test_a_near_zero_output_layer_makes_gradients_vanish() -> None:
+    model = _mlp(nn.Tanh)
+    with torch.no_grad():
+        model[4].weight.mul_(1e-9)
+    probe = tympan.probe.attach(model, rules=[VanishingGradients(window=5)])
+    _train(model, probe, 5, lr=0.0)
+    assert ("vanishing_gradients", "0") in _rules(probe)
+
+
+def test_zero_lr_loss_not_decreasing_and_logged_to_the_run(tmp_path) -> None:
+    store = str(tmp_path / "s")
+    run = tympan.init(project="p", store=store)
+    model = _mlp()
+    probe = tympan.probe.attach(model, run=run, rules=[LossNotDecreasing(window=10)])
+    _train(model, probe, 15, lr=0.0)
+    probe.save()
+    run.finish()
+    assert ("loss_not_decreasing", None) in _rules(probe)
+    record = tympan.load_run(run.id, store=store)
+    assert record.history("health/loss_not_decreasing").values.tolist()[0] == 1.0
+    assert b"loss_not_decreasing" in record.read_artifact("probe/events.json")
+
+
+def test_attention_forced_uniform_fires_alignment() -> None:
+    torch.manual_seed(0)
+    attn = nn.MultiheadAttention(8, 2, batch_first=True)
+    with torch.no_grad():
+        attn.in_proj_weight[:16].zero_()  # queries and keys all zero -> uniform weights
+        attn.in_proj_bias.zero_()
+    model = nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True))
+    model[0].self_attn = attn
+    probe = tympan.probe.attach(model, rules=[AttentionAlignment(window=3)])
+    x = torch.randn(2, 12, 8)
+    for step in range(3):
+        model(x)
+        probe.step(step)
+    assert ("attention_alignment", "0.self_attn") in _rules(probe)
+
+
+def test_rules_from_a_dict_override_defaults() -> None:
+    model = _mlp()
+    probe = tympan.probe.attach(model, rules={"exploding_gradients": {"threshold": 5.0},
+                                              "attention_alignment": None})
+    names = [r.name for r in probe.rules]
+    assert "attention_alignment" not in names
+    assert next(r for r in probe.rules if r.name == "exploding_gradients").threshold == 5.0
