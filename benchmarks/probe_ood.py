@@ -36,6 +36,7 @@ import tympan  # noqa: E402
 from tympan.audio.augment import add_noise, clip, speed_perturb  # noqa: E402
 from tympan.audio.augment.noise import pink_noise  # noqa: E402
 from tympan.audio.corpus import synth_corpus  # noqa: E402
+from tympan.audio.features import pad_features  # noqa: E402
 from tympan.audio.io import load  # noqa: E402
 
 SR = asr.SAMPLE_RATE
@@ -103,7 +104,7 @@ def output_scores(model: asr.CTCModel, feats: list[torch.Tensor]) -> dict[str, n
     hook = model.out.register_forward_hook(lambda m, i, o: logits_seen.append(o))
     msp, energy, blank = [], [], []
     for i in range(0, len(feats), 32):
-        x, lengths = asr.batch(feats[i:i + 32])
+        x, lengths = pad_features(feats[i:i + 32])
         log_probs = model(x, lengths)
         logits = logits_seen.pop()
         out_len = model.out_lengths(lengths)
@@ -122,7 +123,7 @@ def probe_scores(profile, model: asr.CTCModel,
     """Per input: -log10 of the combined anomaly p-value, and the first divergent layer."""
     scores, firsts = [], []
     for i in range(0, len(feats), 32):
-        x, lengths = asr.batch(feats[i:i + 32])
+        x, lengths = pad_features(feats[i:i + 32])
         report = profile.score(model, (x, lengths))
         scores += list(-np.log10(np.maximum(report.p_value, 1e-300)))
         firsts += list(report.first_divergent_layer)
@@ -159,7 +160,7 @@ def main() -> None:
         return [asr.features(cfg, w.astype(np.float32)) for w in waves]
 
     ref_feats = feats(reference)
-    loader = [asr.batch(ref_feats[i:i + 32]) for i in range(0, len(ref_feats), 32)]
+    loader = [pad_features(ref_feats[i:i + 32]) for i in range(0, len(ref_feats), 32)]
     profile = fit(model, loader, calibration=0.4, seed=0)
     clean_feats = feats(clean)
     sets = {name: feats(waves) for name, waves in shifted_sets(clean, babble, korean).items()}

@@ -39,10 +39,11 @@ from torch import nn
 import tympan
 import tympan.config
 from tympan.audio.corpus import Corpus, Utterance, synth_corpus
-from tympan.audio.features import log_mel, mfcc
+from tympan.audio.features import log_mel, mfcc, pad_features
 from tympan.audio.io import load
 from tympan.audio.metrics import character_error_rate, word_error_rate
 from tympan.errors import ConfigError
+from tympan.schedules import warmup_schedule
 
 BASE_CONFIG = Path(__file__).parent / "configs" / "base.yaml"
 SAMPLE_RATE = 16000  # the corpus is synthesized at 16 kHz
@@ -144,12 +145,6 @@ def prepare(cfg: Config, corpus: Corpus, name: str) -> Split:
     return Split(utts, waves, [features(cfg, w) for w in waves])
 
 
-def batch(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-padded (batch, frames, dims) features and their lengths."""
-    lengths = torch.tensor([len(f) for f in feats])
-    return nn.utils.rnn.pad_sequence(feats, batch_first=True), lengths
-
-
 def spec_augment(cfg: Config, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """SpecAugment's frequency and time masks (no warping), set to 0, the normalized mean."""
     b, t, d = x.shape
@@ -235,24 +230,12 @@ def greedy_decode(log_probs: torch.Tensor, lengths: torch.Tensor) -> list[str]:
 # Training
 
 
-def lr_schedule(cfg: Config, total_steps: int) -> Any:
-    """Step -> learning-rate factor: linear warmup, then constant or cosine decay to 0."""
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return factor
-
-
 @torch.no_grad()
 def transcribe(model: CTCModel, feats: list[torch.Tensor], batch_size: int = 64) -> list[str]:
     model.eval()
     hyps: list[str] = []
     for i in range(0, len(feats), batch_size):
-        x, lengths = batch(feats[i:i + batch_size])
+        x, lengths = pad_features(feats[i:i + batch_size])
         hyps += greedy_decode(model(x, lengths), model.out_lengths(lengths))
     return hyps
 
@@ -292,7 +275,8 @@ def train(cfg: Config) -> str:
     model = CTCModel(cfg, dims=data["train"].feats[0].shape[1])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(data["train"].feats) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, cfg.epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_schedule(
+        cfg.schedule, cfg.warmup_steps, cfg.epochs * steps_per_epoch))
     ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
     train_split = data["train"]
     targets = [torch.tensor(encode_text(u.text)) for u in train_split.utterances]
@@ -304,7 +288,7 @@ def train(cfg: Config) -> str:
         for epoch in range(cfg.epochs):
             model.train()
             for i in torch.randperm(len(targets)).split(cfg.batch_size):
-                x, lengths = batch([train_split.feats[j] for j in i])
+                x, lengths = pad_features([train_split.feats[j] for j in i])
                 if cfg.spec_augment:
                     x = spec_augment(cfg, x, lengths)
                 y = [targets[j] for j in i]

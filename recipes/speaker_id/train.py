@@ -45,7 +45,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -54,10 +54,11 @@ from torch import nn
 import tympan
 import tympan.config
 from tympan.audio.corpus import Corpus, Utterance, synth_corpus
-from tympan.audio.features import log_mel, mfcc
+from tympan.audio.features import log_mel, mfcc, pad_features
 from tympan.audio.io import load
 from tympan.audio.metrics import eer, min_dcf
 from tympan.errors import ConfigError
+from tympan.schedules import warmup_schedule
 
 BASE_CONFIG = Path(__file__).parent / "configs" / "base.yaml"
 SAMPLE_RATE = 16000  # the corpus is synthesized at 16 kHz
@@ -201,12 +202,6 @@ def load_data(cfg: Config) -> tuple[list[str], dict[str, Split]]:
     return speakers, {name: prepare(cfg, corpus, utts, speakers) for name, utts in parts.items()}
 
 
-def batch(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero-padded (batch, frames, dims) features and their lengths."""
-    lengths = torch.tensor([len(f) for f in feats])
-    return nn.utils.rnn.pad_sequence(feats, batch_first=True), lengths
-
-
 # ---------------------------------------------------------------------------------------------
 # Model: TDNN frame layers (dilated 1-D convolutions), pooling over the valid frames, an
 # embedding layer, and a classifier over the training speakers. Padding is zeroed after every
@@ -269,24 +264,13 @@ def speaker_loss(cfg: Config, logits: torch.Tensor, labels: torch.Tensor) -> tor
 # Evaluation: identification by the classifier, verification by cosine scores of embeddings.
 
 
-def lr_schedule(cfg: Config, total_steps: int) -> Any:
-    """Step -> learning-rate factor: linear warmup, then constant or cosine decay to 0."""
-    def factor(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / cfg.warmup_steps
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return factor
-
-
 @torch.no_grad()
 def embed(model: XVector, feats: list[torch.Tensor], batch_size: int = 64) -> tuple[
         torch.Tensor, torch.Tensor]:
     """(embeddings, logits) of every utterance, in order."""
     model.eval()
-    outputs = [model(*batch(feats[i:i + batch_size])) for i in range(0, len(feats), batch_size)]
+    outputs = [model(*pad_features(feats[i:i + batch_size]))
+               for i in range(0, len(feats), batch_size)]
     return torch.cat([e for e, _ in outputs]), torch.cat([lg for _, lg in outputs])
 
 
@@ -327,7 +311,8 @@ def train(cfg: Config) -> str:
     model = XVector(cfg, dims=train_split.feats[0].shape[1], n_speakers=len(speakers))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(train_split.feats) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule(cfg, cfg.epochs * steps_per_epoch))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_schedule(
+        cfg.schedule, cfg.warmup_steps, cfg.epochs * steps_per_epoch))
 
     run = tympan.init(project=cfg.project, config=asdict(cfg), store=cfg.store,
                       tags=["speaker", "xvector", cfg.pooling, cfg.loss, cfg.front_end])
@@ -339,7 +324,7 @@ def train(cfg: Config) -> str:
             for i in torch.randperm(len(train_split.feats)).split(cfg.batch_size):
                 if len(i) < 2:
                     continue  # BatchNorm cannot train on one utterance; it is in other epochs
-                x, lengths = batch([train_split.feats[j] for j in i])
+                x, lengths = pad_features([train_split.feats[j] for j in i])
                 y = train_split.labels[i]
                 _, logits = model(x, lengths)
                 loss = speaker_loss(cfg, logits, y)

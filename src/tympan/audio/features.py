@@ -35,6 +35,7 @@ __all__ = [
     "mel_filterbank",
     "melspectrogram",
     "mfcc",
+    "pad_features",
     "power_spectrogram",
     "power_to_db",
     "spectrogram",
@@ -211,6 +212,15 @@ def mfcc(y: ArrayLike, sr: int = 22050, n_mfcc: int = 20, dct_type: int = 2,
             torch.pi * torch.arange(1, 1 + n_mfcc, device=S.device, dtype=S.dtype) / lifter)
         M = M * lift[:, None]
     return M
+
+
+def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Utterances' ``(frames, dims)`` features as one zero-padded ``(batch, frames, dims)``
+    tensor, and each utterance's number of frames (what masks and packing need)."""
+    if not feats:
+        raise InvalidInputError("pad_features needs at least one utterance's features")
+    lengths = torch.tensor([len(f) for f in feats])
+    return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lengths
 
 
 def _as_tensor(y: ArrayLike) -> torch.Tensor:
