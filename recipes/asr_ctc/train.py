@@ -329,6 +329,50 @@ def train(cfg: Config) -> str:
     return run.id
 
 
+# ---------------------------------------------------------------------------------------------
+# Probing: what `tympan probe fit|score|drift RUN` needs to rebuild this recipe's model.
+
+
+class AsrProbeTarget:
+    """Rebuilds a run's CTCModel from its model.pt and turns waveforms into (x, lengths)."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self) -> None:
+        self.cfg: Config | None = None
+
+    def load_model(self, run: Any) -> CTCModel:
+        checkpoint = torch.load(io.BytesIO(run.read_artifact("model.pt")))
+        self.cfg = Config(**checkpoint["config"])
+        model = CTCModel(self.cfg, dims=self.dims)
+        model.load_state_dict(checkpoint["model"])
+        return model.eval()
+
+    @property
+    def dims(self) -> int:
+        return self.config.n_mels if self.config.front_end == "logmel" else self.config.n_mfcc
+
+    @property
+    def config(self) -> Config:
+        if self.cfg is None:
+            raise RuntimeError("load_model() first: the features depend on the run's config")
+        return self.cfg
+
+    def split(self, run: Any, name: str) -> list[tuple[str, np.ndarray]]:
+        cfg = Config(**run.config)
+        corpus = synth_corpus(corpus_dir(cfg), vocab="digits", voices=cfg.voices,
+                              utterances_per_speaker=cfg.per_speaker, seed=cfg.corpus_seed,
+                              progress=False)
+        return [(u.path, load(corpus.file(u), mono=True)[0]) for u in corpus.split(name)]
+
+    def batch(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_features([features(self.config, w) for w in waves])
+
+
+def probe_target() -> AsrProbeTarget:
+    return AsrProbeTarget()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     cfg = tympan.config.parse_command_line(Config, BASE_CONFIG, argv, __doc__.splitlines()[0])
     if "OMP_NUM_THREADS" not in os.environ:  # a study runner sets it per trial

@@ -21,6 +21,7 @@ from tympan.cli.db import db_app
 from tympan.cli.diff import diff_command
 from tympan.cli.export import export_command
 from tympan.cli.findings import findings_app
+from tympan.cli.probe import probe_app
 from tympan.cli.report import report_command
 from tympan.cli.run import run_command
 from tympan.cli.runs import runs_command
@@ -52,6 +53,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(corpus_app, name="corpus")
 app.command("report")(report_command)
 app.add_typer(findings_app, name="findings")
+app.add_typer(probe_app, name="probe")
 
 
 def _print_version(value: bool) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -65,8 +67,40 @@ def show_command(
             table.add_row(render.text(s.key), str(s.step), f"{s.duration:.2f}s",
                           f"{s.sample_rate} Hz", str(s.channels), render.text(s.caption))
         out.print(render.panel(table, "audio samples"))
+    for renderable in probe_panels(record, artifacts):
+        out.print(renderable)
     if record.error:
         out.print(render.panel(Text(record.error.rstrip()), "error", style="red"))
+
+
+def probe_panels(record: RunRecord, artifacts: list[Any]) -> list[Panel]:
+    """What ``tympan probe`` recorded on this run: anomaly reports, drift, health events."""
+    paths = {a.path for a in artifacts}
+    if not any(p.startswith("probe/") for p in paths):
+        return []
+    from tympan.cli.probe import anomaly_renderables, drift_table
+    from tympan.probe.jobs import read_json_artifacts
+
+    panels = []
+    for report in read_json_artifacts(record, "probe/anomaly/"):
+        panels.append(render.panel(Group(*anomaly_renderables(report, show=5)),
+                                   "probe: anomaly report"))
+    for report in read_json_artifacts(record, "probe/drift/"):
+        panels.append(render.panel(drift_table(report), "probe: drift"))
+    if "probe/events.json" in paths:
+        events = json.loads(record.read_artifact("probe/events.json"))
+        table = render.table("step", "layer", "rule", "value", "message", right=["step"])
+        for e in events:
+            table.add_row(str(e.get("step")), render.text(e.get("layer")),
+                          render.text(e.get("rule")), render.number(e.get("value")),
+                          render.text(e.get("message")))
+        body: Any = table if events else Text("no health events fired", style="dim")
+        panels.append(render.panel(body, "probe: health events"))
+    if "probe/profile.npz" in paths:
+        panels.append(render.panel(Text("probe/profile.npz: score inputs against it with "
+                                        f"`tympan probe score RUN --profile {record.id}`"),
+                                   "probe: reference profile"))
+    return panels
 
 
 def overview(record: RunRecord) -> Table:

@@ -1,0 +1,101 @@
+"""What ``tympan probe`` needs from a recipe: rebuild a run's model and turn audio into batches.
+
+A recipe opts in with a module-level ``probe_target()`` returning an object with this shape
+(``recipes/asr_ctc/train.py`` has one)::
+
+    class AsrProbeTarget:
+        sample_rate = 16000
+        def load_model(self, run: RunRecord) -> nn.Module: ...    # from the run's checkpoint
+        def split(self, run: RunRecord, name: str) -> list[tuple[str, np.ndarray]]: ...
+        def batch(self, waves: list[np.ndarray]) -> Any: ...       # what model(*batch) takes
+
+``load_model`` is called first, so ``split`` and ``batch`` may use the config it read.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from tympan.entry import resolve_entry
+from tympan.errors import InvalidInputError
+
+
+@runtime_checkable
+class ProbeTarget(Protocol):
+    sample_rate: int
+
+    def load_model(self, run: Any) -> Any:
+        """The run's trained model, in eval mode."""
+
+    def split(self, run: Any, name: str) -> list[tuple[str, Any]]:
+        """(input id, mono float waveform at ``sample_rate``) for a named split of the run's
+        data (``train``, ``valid``, ``test``...)."""
+
+    def batch(self, waves: list[Any]) -> Any:
+        """A model input batch for these waveforms (a tensor, or a tuple for ``model(*b)``)."""
+
+
+_NO_TARGET = ("recipe {recipe} defines no probe_target(): add one that rebuilds the model and "
+              "batches audio (see docs/probe.md, 'tympan probe'), or pass --recipe")
+
+
+def _module_file(name: str | None) -> str | None:
+    try:
+        spec = importlib.util.find_spec(name) if name else None
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
+
+
+def recipe_of(record: Any) -> str | None:
+    """The recipe that trained ``record``: its ``recipe`` config key, else its command line."""
+    config = record.config or {}
+    if isinstance(config.get("recipe"), str):
+        return config["recipe"]
+    argv = ((record.environment() or {}).get("command") or {}).get("argv")
+    if isinstance(argv, list) and argv:
+        first = str(argv[0])  # the script's path (also under `python -m`), or a module name
+        if first.endswith(".py") or re.fullmatch(r"[A-Za-z_][\w.]*", first):
+            return first
+    return None
+
+
+def load_target(recipe: str | None, record: Any) -> ProbeTarget:
+    """The ``probe_target()`` of ``recipe`` (a recipe folder, .py file or module), or of the
+    recipe that trained ``record`` when ``recipe`` is None."""
+    recipe = recipe or recipe_of(record)
+    if recipe is None:
+        raise InvalidInputError(
+            f"run {record.id}: cannot tell which recipe trained it; pass --recipe "
+            "(a recipe folder such as recipes/asr_ctc, a .py file or a module)"
+        )
+    entry = resolve_entry(recipe)
+    root = str(entry.root)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    source = entry.script or _module_file(entry.module)
+    # Importing runs a module's top level: never import one that cannot be a probe target
+    # (a run's command line may name any script, e.g. pytest's __main__).
+    if source is None or "probe_target" not in Path(source).read_text(errors="replace"):
+        raise InvalidInputError(_NO_TARGET.format(recipe=recipe))
+    if entry.module is not None:
+        module = importlib.import_module(entry.module)
+    else:
+        spec = importlib.util.spec_from_file_location("_tympan_recipe", entry.script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    make = getattr(module, "probe_target", None)
+    if make is None:
+        raise InvalidInputError(_NO_TARGET.format(recipe=recipe))
+    target = make()
+    if not isinstance(target, ProbeTarget):
+        raise InvalidInputError(
+            f"recipe {recipe}: probe_target() must return an object with sample_rate, "
+            "load_model(run), split(run, name) and batch(waves)"
+        )
+    return target

@@ -1,0 +1,146 @@
+"""`tympan probe fit|score|drift` on a real ASR recipe run: model rebuilt from its checkpoint,
+real synthesized speech, results recorded as runs and shown by `tympan show`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.test_cli import assert_one_line_error, tympan_cli
+
+import tympan
+
+REPO = Path(__file__).resolve().parents[1]
+FIT = ("--data", "split:valid,test", "--calibration", "0.6")
+TINY = ["voices=6", "per_speaker=80", "epochs=1", "hidden=48", "layers=2", "n_boot=20",
+        "audio_samples=0", "batch_size=16"]
+
+
+def _train(store: Path, corpus: Path, *extra: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "recipes.asr_ctc.train", f"store={store}",
+                           f"corpus_dir={corpus}", *TINY, *extra],
+                          cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1].split("(")[1].split(")")[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, str]:
+    """(store, run id, a second checkpoint's run id): the tiny recipe, trained twice."""
+    root = tmp_path_factory.mktemp("probe-cli")
+    store, corpus = root / "store", root / "corpus"
+    first = _train(store, corpus)
+    second = _train(store, corpus, "seed=1")
+    return str(store), first, second
+
+
+def cli(store: str, *args: str):
+    return tympan_cli("--store", store, *args)
+
+
+def test_fit_then_score_flags_noisy_speech_and_names_a_layer(trained) -> None:
+    store, run_id, _ = trained
+    # 96 calibration inputs: p-values reach 1/97, so Holm over 4 layers can name one at 0.05.
+    fitted = cli(store, "probe", "fit", run_id, *FIT)
+    assert fitted.code == 0, fitted.stderr
+    assert "160 inputs (split:valid,test)" in fitted.stdout and "96 held out" in fitted.stdout
+    fit_run = tympan.find_runs(store=store, tags=["probe-fit"])[0]
+    assert fit_run.parent_id == run_id and fit_run.config["model_run"] == run_id
+    assert "probe/profile.npz" in [a.path for a in fit_run.artifacts()]
+
+    noisy = cli(store, "probe", "score", run_id, "--shift", "white:-5", "--limit", "12",
+                "--alpha", "0.05", "--json")
+    assert noisy.code == 0, noisy.stderr
+    report = json.loads(noisy.stdout)
+    assert report["label"] == "split:test + white:-5" and report["profile"] == fit_run.id
+    assert len(report["inputs"]) == 12
+    flagged = [r for r in report["inputs"] if r["flagged"]]
+    assert len(flagged) >= 10  # -5 dB white noise is far from clean digits
+    assert all(set(r["p_values"]) == set(report["layers"]) for r in report["inputs"])
+    # Noise enters at the input, so the first layer that diverges is the first one probed.
+    named = [r["first_divergent_layer"] for r in flagged if r["first_divergent_layer"]]
+    assert named and max(set(named), key=named.count) == report["layers"][0]
+
+    score_run = tympan.load_run(report["run"], store=store)
+    assert score_run.parent_id == run_id and "probe-score" in score_run.tags
+    assert score_run.summary["probe/flagged"].last == len(flagged)
+    stored = json.loads(score_run.read_artifact("probe/anomaly/split_test_white_-5.json"))
+    assert stored["inputs"] == report["inputs"]
+
+    shown = cli(store, "show", score_run.id)
+    assert shown.code == 0, shown.stderr
+    assert "probe: anomaly report" in shown.stdout
+    assert f"{len(flagged)} of 12 inputs flagged" in shown.stdout
+
+
+def test_score_prints_a_short_report(trained) -> None:
+    store, run_id, _ = trained
+    assert cli(store, "probe", "fit", run_id, *FIT).code == 0
+    out = cli(store, "probe", "score", run_id, "--data", "split:valid", "--shift", "speed:1.5",
+              "--limit", "6", "--show", "3")
+    assert out.code == 0, out.stderr
+    assert "split:valid + speed:1.5:" in out.stdout and "inputs flagged" in out.stdout
+    assert out.stdout.count(".flac") == 3  # the 3 most anomalous inputs, by file
+
+
+def test_drift_between_data_sets_and_checkpoints(trained) -> None:
+    store, run_id, second = trained
+    shifted = cli(store, "probe", "drift", run_id, "--b-shift", "white:0", "--limit", "20",
+                  "--permutations", "200", "--json")
+    assert shifted.code == 0, shifted.stderr
+    report = json.loads(shifted.stdout)
+    assert report["a"] == "split:test" and report["b"] == "split:test + white:0"
+    assert all(row["drifted"] for row in report["layers"][:1])
+    same = cli(store, "probe", "drift", run_id, "--b", "split:test", "--limit", "20",
+               "--permutations", "200", "--json")
+    assert not any(row["drifted"] for row in json.loads(same.stdout)["layers"])
+
+    other = cli(store, "probe", "drift", run_id, "--checkpoint-b", second, "--limit", "20",
+                "--permutations", "200")
+    assert other.code == 0, other.stderr
+    assert f"{run_id} on split:test" in other.stdout and "drifted" in other.stdout
+    drift_runs = tympan.find_runs(store=store, tags=["probe-drift"])
+    assert len(drift_runs) == 3 and all(r.parent_id == run_id for r in drift_runs)
+    shown = cli(store, "show", drift_runs[0].id)
+    assert "probe: drift" in shown.stdout
+
+
+def test_bad_input_is_one_clear_line(trained, tmp_path: Path) -> None:
+    store, run_id, _ = trained
+    assert_one_line_error(cli(store, "probe", "score", run_id, "--shift", "loud:3"),
+                          "shift 'loud:3'", "white")
+    assert_one_line_error(cli(store, "probe", "fit", run_id, "--data", str(tmp_path / "nope")),
+                          "neither split:NAME nor an audio file")
+    assert_one_line_error(cli(store, "probe", "fit", run_id, "--data", "split:dev"),
+                          "unknown split 'dev'")
+    assert_one_line_error(cli(store, "probe", "drift", run_id), "needs a second side")
+    plain = tmp_path / "plain.py"
+    plain.write_text("print('no probe here')\n")
+    assert_one_line_error(cli(store, "probe", "fit", run_id, "--recipe", str(plain)),
+                          "defines no probe_target()")
+    # A run started from `python -c` names no recipe on its command line.
+    code = f"import tympan; print(tympan.init(project='other', store={store!r}).id)"
+    from_c = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert_one_line_error(cli(store, "probe", "fit", from_c), "cannot tell which recipe")
+
+
+def test_score_a_folder_of_audio_files(trained, tmp_path: Path) -> None:
+    from tympan.audio.io import load, save
+
+    store, run_id, _ = trained
+    record = tympan.load_run(run_id, store=store)
+    corpus = Path(record.config["corpus_dir"])
+    folder = tmp_path / "deployed"
+    folder.mkdir()
+    for i, path in enumerate(sorted(corpus.rglob("*.flac"))[:3]):
+        wave, sr = load(path, mono=True)
+        save(folder / f"clip{i}.wav", wave, sr)
+    assert cli(store, "probe", "fit", run_id, *FIT).code == 0
+    out = cli(store, "probe", "score", run_id, "--data", str(folder), "--json")
+    assert out.code == 0, out.stderr
+    assert [r["id"] for r in json.loads(out.stdout)["inputs"]] == [
+        "clip0.wav", "clip1.wav", "clip2.wav"]
