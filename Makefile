@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 TYMPAN := $(VENV)/bin/tympan
 DEMO_STORE ?= .tympan
 
-.PHONY: demo test lint bench torch clean
+.PHONY: demo test lint bench torch clean browser
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -20,27 +20,52 @@ torch: | $(PY)
 
 $(VENV)/.deps-demo: pyproject.toml | $(PY)
 	$(MAKE) --no-print-directory torch
-	$(PIP) install --quiet -e '.[torch,audio]'
+	$(PIP) install --quiet -e '.[torch,audio,ui]'
 	touch $@
 
 $(VENV)/.deps-test: pyproject.toml | $(PY)
 	$(MAKE) --no-print-directory torch
-	$(PIP) install --quiet -e '.[dev,torch,audio,postgres,ray]'
+	$(PIP) install --quiet -e '.[dev,torch,audio,postgres,ray,ui]'
 	touch $@
 
 # Runs the reduced ASR ablation study (encoder x front end x LR schedule, 3 seeds: 15 trials
 # of the CTC recipe on a synthesized corpus, about 5 minutes on 2 cores), writes its report,
-# and lists the runs.
+# lists the runs, then probes the best baseline model: a reference profile of its layers on
+# clean speech, and an anomaly report for a few noisy, clipped and sped-up inputs.
 demo: $(VENV)/.deps-demo
 	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) ablate studies/asr_components_quick.yaml --workers 2
 	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) report asr_components_quick --out reports/asr_components_quick
 	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) runs --project asr-ctc --sort test/wer --limit 5
 	@echo "report: reports/asr_components_quick/report.html (and report.md)"
+	@RUN=$$(TYMPAN_STORE=$(DEMO_STORE) $(PY) -c "$$BEST_BASELINE") && set -x && \
+	  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) probe fit $$RUN --data split:valid,test \
+	    --calibration 0.7 && \
+	  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) probe score $$RUN --shift white:5 --limit 8 \
+	    --alpha 0.05 --show 3 && \
+	  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) probe score $$RUN --shift clip:0.02 --limit 8 \
+	    --alpha 0.05 --show 3 && \
+	  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) probe score $$RUN --shift speed:1.5 --limit 8 \
+	    --alpha 0.05 --show 3
 	@echo "inspect: $(TYMPAN) study asr_components_quick; $(TYMPAN) show RUN_ID"
+	@echo "browse:  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) ui   (the web UI, on http://127.0.0.1:8787)"
 
-test: $(VENV)/.deps-test
+# The finished baseline run (conv, log-mel, cosine) with the lowest test WER.
+export BEST_BASELINE = import tympan; runs = [r for r in tympan.find_runs(project="asr-ctc", \
+  status="finished") if {"conv", "logmel"} <= set(r.tags) and r.config.get("schedule") == \
+  "cosine"]; print(min(runs, key=lambda r: r.summary["test/wer"].last).id)
+
+test: $(VENV)/.deps-test browser
 	$(VENV)/bin/ruff check src tests benchmarks recipes
 	$(PY) -m pytest
+
+# The UI's browser tests drive Debian's chromium through chromedriver. Installed here when
+# missing and apt is usable; otherwise those tests skip with a reason (and fail under CI=true).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+	      >/dev/null; } || \
+	  echo "chromium/chromedriver not installed: the browser tests will be skipped"
 
 lint: $(VENV)/.deps-test
 	$(VENV)/bin/ruff check src tests benchmarks recipes

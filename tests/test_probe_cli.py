@@ -70,6 +70,21 @@ def test_fit_then_score_flags_noisy_speech_and_names_a_layer(trained) -> None:
     stored = json.loads(score_run.read_artifact("probe/anomaly/split_test_white_-5.json"))
     assert stored["inputs"] == report["inputs"]
 
+    # The model run's probe data (what the web UI's probe page shows) gathers its probe runs.
+    from tympan.track.lookup import get_run
+    from tympan.track.probe_data import probe_data
+    from tympan.track.run_page import run_page
+    from tympan.track.stores import shared_store
+
+    model_record = get_run(shared_store(store), run_id)
+    gathered = probe_data(model_record)
+    assert any(r["run"] == score_run.id and r["flagged"] == len(flagged)
+               for r in gathered.anomaly)
+    assert gathered.profile
+    page = run_page(model_record)
+    assert {fit_run.id, score_run.id} <= {c["id"] for c in page["children"]}
+    assert page["probe"]["available"] and score_run.id in page["probe"]["runs"]
+
     shown = cli(store, "show", score_run.id)
     assert shown.code == 0, shown.stderr
     assert "probe: anomaly report" in shown.stdout

@@ -42,7 +42,7 @@ def test_drift_between_checkpoints_names_the_perturbed_layer_onwards() -> None:
     data = iter(spectrograms(150, seed=5).split(50))  # a one-shot iterator is fine
     report = drift_between_checkpoints(model, changed, data, permutations=200)
     assert report.drifted_layers == ["blocks.2", "head"]
-    assert report.p_values[0] == 1.0 and report.mmd2[0] == 0.0  # identical front ends
+    assert report.p_values[0] == 1.0 and report.mmd2[0] < 1e-12  # identical front ends
     same = drift_between_checkpoints(model, copy.deepcopy(model), spectrograms(50, seed=5),
                                      permutations=50)
     assert not same.drifted.any()

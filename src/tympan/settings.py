@@ -57,7 +57,11 @@ SETTINGS: dict[str, Setting] = {
     s.env: s
     for s in [
         Setting("TYMPAN_STORE", ".tympan", str,
-                "Where runs are stored: a directory, sqlite:///FILE or postgresql+psycopg://..."),
+                "Where runs are stored: a directory, sqlite:///FILE, postgresql+psycopg://... "
+                "or a tympan server at http(s)://HOST:PORT."),
+        Setting("TYMPAN_TOKEN", None, str,
+                "API token sent to a tympan server when TYMPAN_STORE is http(s)://HOST:PORT "
+                "(`tympan token create --scope write`)."),
         Setting("TYMPAN_ARTIFACTS", None, str,
                 "Artifact (blob) root recorded when a new store is created; "
                 "defaults to blobs/ inside a directory store."),

@@ -25,8 +25,11 @@ from tympan.cli.probe import probe_app
 from tympan.cli.report import report_command
 from tympan.cli.run import run_command
 from tympan.cli.runs import runs_command
+from tympan.cli.server import server_command
 from tympan.cli.show import show_command
 from tympan.cli.study import study_command
+from tympan.cli.token import token_app
+from tympan.cli.ui import ui_command
 from tympan.errors import TympanError
 
 try:  # typer >= 0.20 carries its own copy of click
@@ -53,6 +56,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(corpus_app, name="corpus")
 app.command("report")(report_command)
 app.add_typer(findings_app, name="findings")
+app.command("ui")(ui_command)
+app.command("server")(server_command)
+app.add_typer(token_app, name="token")
 app.add_typer(probe_app, name="probe")
 
 

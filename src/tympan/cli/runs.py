@@ -10,9 +10,9 @@ from rich.table import Table
 
 from tympan.cli import render
 from tympan.cli.context import opened_store
-from tympan.errors import InvalidInputError
 from tympan.track.export import run_fields, summary_fields
 from tympan.track.lookup import RunRecord, find_runs, split_metric_sort
+from tympan.track.query import parse_where
 
 COMMON_METRICS = 4  # metric columns picked by default, besides the sort key's
 
@@ -77,19 +77,6 @@ def runs_command(
         return
     chosen = parse_columns(columns) if columns else default_columns(records, sort)
     out.print(runs_table(records, chosen, show_project=project is None))
-
-
-def parse_where(items: list[str]) -> dict[str, str]:
-    """``["model.encoder=gru", "lr=0.001"]`` -> ``{"model.encoder": "gru", "lr": "0.001"}``."""
-    filters: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInputError(
-                f"--where {item!r} is not KEY=VALUE: write e.g. --where model.encoder=gru"
-            )
-        filters[key.strip()] = value
-    return filters
 
 
 def parse_columns(text: str) -> list[tuple[str, str]]:

@@ -17,9 +17,9 @@ def replace_for_study(conn: Connection, study_id: str, rows: list[dict[str, Any]
 
 
 def query(conn: Connection, component: str | None = None,
-          metric: str | None = None) -> list[Row]:
+          metric: str | None = None, project: str | None = None) -> list[Row]:
     """Findings rows with their study's name and project (``study_name``, ``project``,
-    ``study_created_at``), oldest study first."""
+    ``study_created_at``), oldest study first; ``project``: only that project's studies."""
     stmt = (select(findings, studies.c.name.label("study_name"),
                    studies.c.created_at.label("study_created_at"),
                    projects.c.name.label("project"))
@@ -29,5 +29,7 @@ def query(conn: Connection, component: str | None = None,
         stmt = stmt.where(findings.c.component == component)
     if metric is not None:
         stmt = stmt.where(findings.c.metric == metric)
+    if project is not None:
+        stmt = stmt.where(projects.c.name == project)
     return list(conn.execute(stmt.order_by(studies.c.created_at, findings.c.study_id,
                                            findings.c.id)))

@@ -9,6 +9,7 @@ import numpy as np
 from sqlalchemy import Connection, delete, func, select
 
 from tympan.store.schema import metric_chunks
+from tympan.store.upsert import insert_for
 
 _STEP = np.dtype("<i8")
 _F64 = np.dtype("<f8")
@@ -52,7 +53,7 @@ class Series:
 
 _PG_INSERT = (
     "INSERT INTO metric_chunks (run_id, key, seq, n, step_lo, step_hi, steps, vals, times) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %b, %b, %b)"
+    "VALUES (%s, %s, %s, %s, %s, %s, %b, %b, %b) ON CONFLICT (run_id, key, seq) DO NOTHING"
 )
 _PG_READ = (
     "SELECT steps, vals, times FROM metric_chunks WHERE run_id = %s AND key = %s ORDER BY seq"
@@ -60,6 +61,8 @@ _PG_READ = (
 
 
 def append(conn: Connection, chunks: Iterable[Chunk]) -> None:
+    """Store chunks; one already stored under its (run, key, seq) is skipped, so sending the
+    same chunks twice (a retried request whose response was lost) stores them once."""
     rows = [c.row() for c in chunks]
     if not rows:
         return
@@ -68,7 +71,7 @@ def append(conn: Connection, chunks: Iterable[Chunk]) -> None:
         with conn.connection.dbapi_connection.cursor() as cur:
             cur.executemany(_PG_INSERT, [tuple(r.values()) for r in rows])
         return
-    conn.execute(metric_chunks.insert(), rows)
+    conn.execute(insert_for(conn, metric_chunks).on_conflict_do_nothing(), rows)
 
 
 def next_seqs(conn: Connection, run_id: str) -> dict[str, int]:

@@ -29,6 +29,12 @@ def ids_named(conn: Connection, name: str, limit: int = 5) -> list[str]:
     return list(conn.execute(stmt.limit(limit)).scalars())
 
 
+def child_ids(conn: Connection, run_id: str) -> list[str]:
+    """Runs whose parent is ``run_id``, oldest first (e.g. the probe runs of a model's run)."""
+    stmt = select(runs.c.id).where(runs.c.parent_id == run_id)
+    return list(conn.execute(stmt.order_by(runs.c.created_at, runs.c.id)).scalars())
+
+
 def query(
     conn: Connection,
     project_ids: Sequence[int] | None = None,

@@ -13,6 +13,14 @@ def record(conn: Connection, **fields: Any) -> None:
     conn.execute(audio_samples.insert().values(**fields))
 
 
+def exists(conn: Connection, **fields: Any) -> bool:
+    """Is a clip with exactly these field values recorded already?"""
+    stmt = select(audio_samples.c.id).where(
+        *(audio_samples.c[name] == value for name, value in fields.items())
+    )
+    return conn.execute(stmt.limit(1)).first() is not None
+
+
 def for_run(conn: Connection, run_id: str) -> list[Row]:
     stmt = (
         select(audio_samples, artifacts.c.path, artifacts.c.sha256)
@@ -21,3 +29,13 @@ def for_run(conn: Connection, run_id: str) -> list[Row]:
         .order_by(audio_samples.c.key, audio_samples.c.step, audio_samples.c.id)
     )
     return list(conn.execute(stmt))
+
+
+def get(conn: Connection, run_id: str, sample_id: int) -> Row | None:
+    """One sample of a run by its id, with its artifact's path and sha256."""
+    stmt = (
+        select(audio_samples, artifacts.c.path, artifacts.c.sha256)
+        .join(artifacts, artifacts.c.id == audio_samples.c.artifact_id)
+        .where(audio_samples.c.run_id == run_id, audio_samples.c.id == sample_id)
+    )
+    return conn.execute(stmt).first()

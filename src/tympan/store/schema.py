@@ -220,3 +220,20 @@ findings = Table(
     UniqueConstraint("study_id", "kind", "component", "level", "metric",
                      name="uq_findings_comparison"),
 )
+
+# API tokens of the team server (revision 0003). Only a hash of each token's secret is kept;
+# ``project`` (a project name, NULL for all projects) bounds what the token can see.
+TOKEN_SCOPES = ("read", "write", "admin")
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scope", String(8), nullable=False),
+    Column("project", String(200)),
+    Column("name", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Column("revoked_at", Float),
+)

@@ -70,3 +70,9 @@ def trials_of(conn: Connection, study_id: str) -> list[Row]:
 
 def change_trial(conn: Connection, trial_id: int, **fields: Any) -> None:
     conn.execute(update(trials).where(trials.c.id == trial_id).values(**fields))
+
+
+def trial_of_run(conn: Connection, run_id: str) -> Row | None:
+    """The (latest) trial that ran as ``run_id``, if any."""
+    stmt = select(trials).where(trials.c.run_id == run_id).order_by(trials.c.id.desc())
+    return conn.execute(stmt.limit(1)).first()

@@ -188,10 +188,12 @@ def random_effects(estimates: Sequence[float], standard_errors: Sequence[float],
 
 
 def pooled_findings(store: Store, component: str | None = None,
-                    metric: str | None = None) -> list[PooledFinding]:
-    """Every (component, level, baseline, metric) with evidence, pooled across studies."""
+                    metric: str | None = None, project: str | None = None
+                    ) -> list[PooledFinding]:
+    """Every (component, level, baseline, metric) with evidence, pooled across studies
+    (``project``: only that project's studies)."""
     with store.read() as conn:
-        rows = records.query(conn, component=component, metric=metric)
+        rows = records.query(conn, component=component, metric=metric, project=project)
     groups: dict[tuple, list[Any]] = {}
     for row in rows:
         pair = (row.level, row.baseline) if row.kind == "interaction" else tuple(

@@ -69,7 +69,6 @@ def active_run() -> Run | None:
 
 def seed_everything(seed: int) -> int:
     """Seed python, numpy and torch; the seed is recorded with the active (or next) run."""
-    from tympan.store import runs
     from tympan.track.seeding import seed_everything as _seed
     from tympan.track.writer import Command
 
@@ -78,8 +77,7 @@ def seed_everything(seed: int) -> int:
     if run is None:
         _pending_seed[:] = [seed]
     else:
-        run._writer.submit(Command(run.store, lambda c: runs.set_fields(c, run.id, seed=seed),
-                                   "seed"))
+        run._writer.submit(Command(run.transport, lambda t: t.set_seed(run.id, seed), "seed"))
     return seed
 
 

@@ -17,12 +17,15 @@ from tympan.track.lookup import RunRecord, flatten
 
 __all__ = [
     "Change",
+    "CommonAudio",
     "ConfigDiff",
     "EnvironmentDiff",
     "MetricDiff",
     "MetricsDiff",
     "RunDiff",
+    "RunsComparison",
     "StatChange",
+    "compare_runs",
     "diff_config",
     "diff_environment",
     "diff_metrics",
@@ -240,3 +243,83 @@ def _stat(a: float | None, b: float | None) -> StatChange:
     delta = b - a
     relative = delta / abs(a) if a != 0 else None
     return StatChange(a, b, delta, relative)
+
+
+# --- N runs --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommonAudio:
+    """An audio (key, step) that several of the compared runs logged."""
+
+    key: str
+    step: int
+    in_all: bool
+    samples: list[int | None]  # sample id per compared run, in their order
+
+
+@dataclass
+class RunsComparison:
+    """N runs side by side: what their metrics share, where their configs differ, and which
+    audio samples can be played against each other."""
+
+    runs: list[Any]  # TableRun, in the order asked
+    shared_metrics: list[str]
+    all_metrics: list[str]
+    config_keys: list[str]  # flattened keys whose value differs between some runs
+    config_values: dict[str, list[Any]]  # key -> value per run (None where missing)
+    config_same: int  # keys every run has, with one value
+    audio: list[CommonAudio]
+
+
+def compare_runs(store: Any, run_ids: list[str], project: str | None = None) -> RunsComparison:
+    """Compare the runs with these exact ids (``project``: they must all belong to it; a run
+    of another project is reported as not found)."""
+    from tympan.errors import RunNotFoundError
+    from tympan.store import run_table
+    from tympan.store.summaries import for_runs
+    from tympan.track.query import runs_by_id
+
+    found = runs_by_id(store, run_ids)
+    for run_id in run_ids:
+        run = found.get(run_id)
+        if run is None or (project is not None and run.project != project):
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+    runs = [found[i] for i in run_ids]
+    with store.read() as conn:
+        summaries = for_runs(conn, run_ids)
+        index = run_table.audio_index(conn, run_ids)
+    for run in runs:
+        run.metrics = summaries[run.id]
+    metric_sets = [set(r.metrics) for r in runs]
+    configs = [r.config for r in runs]
+    all_keys = sorted(set().union(*configs))
+    differing, same = [], 0
+    for key in all_keys:
+        values = [c.get(key, _ABSENT) for c in configs]
+        if all(v is not _ABSENT for v in values) and all(_same_value(values[0], v)
+                                                         for v in values[1:]):
+            same += 1
+        else:
+            differing.append(key)
+    position = {run_id: i for i, run_id in enumerate(run_ids)}
+    cells: dict[tuple[str, int], list[int | None]] = {}
+    for run_id, key, step, sample_id in index:
+        row = cells.setdefault((key, int(step)), [None] * len(run_ids))
+        if row[position[run_id]] is None:
+            row[position[run_id]] = int(sample_id)
+    audio = [CommonAudio(key, step, all(s is not None for s in row), row)
+             for (key, step), row in sorted(cells.items())
+             if sum(s is not None for s in row) >= 2]
+    return RunsComparison(
+        runs=runs,
+        shared_metrics=sorted(set.intersection(*metric_sets)) if metric_sets else [],
+        all_metrics=sorted(set().union(*metric_sets)),
+        config_keys=differing,
+        config_values={k: [c.get(k) for c in configs] for k in differing},
+        config_same=same,
+        audio=audio,
+    )
+
+
+_ABSENT = object()

@@ -144,9 +144,15 @@ def resolve_run_id(store: Store, text: str) -> str:
 
 
 def get_run(store: Store, run: str) -> RunRecord:
-    run_id = resolve_run_id(store, run)
+    return run_by_id(store, resolve_run_id(store, run))
+
+
+def run_by_id(store: Store, run_id: str) -> RunRecord:
+    """The run with exactly this id (no names, no prefixes)."""
     with store.read() as conn:
         row = runs.get(conn, run_id)
+    if row is None:
+        raise RunNotFoundError(f"no run with id {run_id!r}")
     if liveness.reconcile(store, [row]):
         with store.read() as conn:
             row = runs.get(conn, run_id)
@@ -154,6 +160,14 @@ def get_run(store: Store, run: str) -> RunRecord:
         project = projects.names(conn)[row.project_id]
         summary = for_runs(conn, [run_id])[run_id]
     return _record(row, project, summary, store)
+
+
+def child_runs(record: RunRecord) -> list[RunRecord]:
+    """The runs whose parent is ``record`` and that are of its project, oldest first."""
+    with record.store.read() as conn:
+        ids = runs.child_ids(conn, record.id)
+    children = [run_by_id(record.store, run_id) for run_id in ids]
+    return [child for child in children if child.project == record.project]
 
 
 def find_runs(
@@ -249,7 +263,12 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _config_matches(config: Mapping[str, Any], where: Mapping[str, str]) -> bool:
-    flat = flatten(config)
+    return config_matches(flatten(config), where)
+
+
+def config_matches(flat: Mapping[str, Any], where: Mapping[str, str]) -> bool:
+    """Whether a flattened config has every ``KEY=VALUE`` of ``where`` (``find_runs``'s
+    ``where``: compared as text, numbers as numbers)."""
     for key, wanted in where.items():
         if key not in flat:
             return False

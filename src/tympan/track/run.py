@@ -16,9 +16,9 @@ from types import TracebackType
 from typing import Any
 
 from tympan.errors import InvalidInputError, RunStateError, StoreUnavailableError
-from tympan.store import Store, artifacts, metrics, runs, samples, summaries
 from tympan.store.summaries import Summary
 from tympan.track import active, audio_sample
+from tympan.track.transport import AudioClip, Blob, Transport
 from tympan.track.validate import check_key, check_step, to_number
 from tympan.track.writer import WAKE_ROWS, Command, Sink, Writer
 
@@ -34,14 +34,14 @@ class Run:
     """A run being recorded. Create it with ``tympan.init()``."""
 
     def __init__(self, *, id: str, name: str, project: str, config: dict[str, Any],
-                 tags: list[str], store: Store, writer: Writer, sink: Sink,
+                 tags: list[str], transport: Transport, writer: Writer, sink: Sink,
                  next_step: int = 0) -> None:
         self.id = id
         self.name = name
         self.project = project
         self.config = config
         self.tags = tags
-        self.store = store
+        self.transport = transport  # the local store or the tympan server it is logged to
         self._writer = writer
         self._sink = sink
         self._keys: set[str] = set()
@@ -117,23 +117,19 @@ class Run:
         if caption is not None and not isinstance(caption, str):
             raise InvalidInputError(f"audio {key!r}: caption must be a str, got {caption!r}")
         audio = audio_sample.prepare(key, waveform, sample_rate)
-        created = _now()
-        stored: dict[str, Any] = {}
+        clip = AudioClip(key=key, step=step, sample_rate=audio.sample_rate, frames=audio.frames,
+                         duration=audio.duration, channels=audio.channels, caption=caption,
+                         peak=audio.peak, gain=audio.gain, created_at=_now())
+        transport = self.transport
+        kept: list[Blob] = []
 
-        def encode() -> None:  # writer thread, outside any transaction
-            data = audio.flac()
-            stored["sha"], stored["size"] = self.store.blobs.put_bytes(data)
+        def encode() -> None:  # writer thread, before the write
+            kept.append(transport.keep_bytes(audio.flac()))
 
-        def record(conn: Any) -> None:
-            path = f"audio/{key}/step-{step:08d}-{stored['sha'][:12]}.flac"
-            artifact_id = artifacts.record(conn, self.id, path, stored["sha"], stored["size"],
-                                           "audio/flac", created)
-            samples.record(conn, run_id=self.id, key=key, step=step, artifact_id=artifact_id,
-                           sample_rate=audio.sample_rate, frames=audio.frames,
-                           duration=audio.duration, channels=audio.channels, caption=caption,
-                           peak=audio.peak, gain=audio.gain, created_at=created)
+        def record(t: Transport) -> None:
+            t.record_audio(self.id, clip, kept[0])
 
-        self._writer.submit(Command(self.store, record, f"audio {key}", prepare=encode))
+        self._writer.submit(Command(transport, record, f"audio {key}", prepare=encode))
 
     def log_artifact(self, source: str | os.PathLike[str] | bytes, name: str | None = None,
                      media_type: str | None = None) -> None:
@@ -146,45 +142,44 @@ class Run:
         if isinstance(source, bytes | bytearray | memoryview):
             if not name:
                 raise InvalidInputError("log_artifact(bytes) needs name= (its path in the run)")
-            logical = _artifact_path(name)
-            sha, size = self.store.blobs.put_bytes(bytes(source))
-            self._record_artifact(logical, sha, size, media_type or _guess(name))
+            logical = artifact_path(name)
+            blob = self.transport.keep_bytes(bytes(source))
+            self._record_artifact(logical, blob, media_type or _guess(name))
             return
         path = Path(source)
         if not path.exists():
             raise InvalidInputError(f"artifact {str(path)!r} does not exist")
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file())
-            prefix = _artifact_path(name or path.name)
+            prefix = artifact_path(name or path.name)
             for file in files:
-                sha, size = self.store.blobs.put_file(file)
+                blob = self.transport.keep_file(file)
                 rel = file.relative_to(path).as_posix()
-                self._record_artifact(f"{prefix}/{rel}", sha, size, _guess(file.name))
+                self._record_artifact(f"{prefix}/{rel}", blob, _guess(file.name))
             return
-        logical = _artifact_path(name or path.name)
-        sha, size = self.store.blobs.put_file(path)
-        self._record_artifact(logical, sha, size, media_type or _guess(path.name))
+        logical = artifact_path(name or path.name)
+        blob = self.transport.keep_file(path)
+        self._record_artifact(logical, blob, media_type or _guess(path.name))
 
-    def _record_artifact(self, path: str, sha: str, size: int, media_type: str) -> None:
+    def _record_artifact(self, path: str, blob: Blob, media_type: str) -> None:
         created = _now()
         self._writer.submit(Command(
-            self.store,
-            lambda conn: artifacts.record(conn, self.id, path, sha, size, media_type, created),
+            self.transport,
+            lambda t: t.record_artifact(self.id, path, blob, media_type, created),
             f"artifact {path}",
         ))
 
     # -- state ----------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged so far is in the store."""
-        self._writer.barrier(self.store).result(timeout)
+        self._writer.barrier(self.transport).result(timeout)
 
     @property
     def summary(self) -> dict[str, Summary]:
         """Per-key last/min/max/count of what was logged so far (flushes first)."""
         if self._closed is None:
             self.flush()
-        with self.store.read() as conn:
-            return summaries.for_runs(conn, [self.id])[self.id]
+        return self.transport.summary(self.id)
 
     @property
     def status(self) -> str:
@@ -203,19 +198,18 @@ class Run:
         ended = _now()
         sink = self._sink
 
-        def close(conn: Any) -> None:
+        def close(t: Transport) -> None:
             sink.live = False
-            runs.set_status(conn, self.id, status, ended, error)
-            _compact(conn, self.id)
+            t.finish_run(self.id, status, ended, error)
 
-        future = self._writer.submit(Command(self.store, close, "finish"))
+        future = self._writer.submit(Command(self.transport, close, "finish", awaited=True))
         active.forget(self)
         future.add_done_callback(lambda _f: self._writer.detach(self.id))
         try:
             future.result(timeout)
         except FutureTimeout:
             raise StoreUnavailableError(
-                f"run {self.id}: the store at {self.store.where} is still unwritable after "
+                f"run {self.id}: the store at {self.transport.where} is still unwritable after "
                 f"{timeout:g} s; {sink.pending_points} points wait in memory and are written "
                 "if it recovers before the process exits"
             ) from None
@@ -240,17 +234,7 @@ class Run:
             self.finish()
 
 
-COMPACT_ABOVE = 16  # chunks per series before finish() merges them
-COMPACT_TARGET = 1 << 20  # points per merged chunk: a 1M-point series reads as one row
-
-
-def _compact(conn: Any, run_id: str) -> None:
-    for key, count in metrics.chunk_counts(conn, run_id).items():
-        if count > COMPACT_ABOVE:
-            metrics.compact(conn, run_id, key, COMPACT_TARGET)
-
-
-def _artifact_path(name: str) -> str:
+def artifact_path(name: str) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInputError(f"artifact name {name!r} must be a non-empty str")
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]

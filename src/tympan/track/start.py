@@ -11,12 +11,11 @@ from typing import Any
 
 from tympan import settings
 from tympan.errors import InvalidInputError, RunStateError
-from tympan.store import Store, environments, metrics, projects, runs, summaries
 from tympan.track import active, liveness
-from tympan.track.lookup import resolve_run_id
 from tympan.track.naming import new_run_id, new_run_name
 from tympan.track.run import Run
-from tympan.track.stores import shared_store
+from tympan.track.stores import shared_transport
+from tympan.track.transport import NewRun, Transport
 from tympan.track.validate import check_tags, to_config
 from tympan.track.writer import Command, Sink, get_writer, on_exit
 
@@ -34,29 +33,23 @@ def start_run(*, project: str | None, name: str | None, config: Any, tags: Any, 
         raise InvalidInputError(f"note must be a str, got {type(note).__name__}")
     config_dict = to_config(config)
     tag_list = check_tags(tags)
-    handle = shared_store(store, create=True)
-    parent_id = resolve_run_id(handle, parent) if parent else None
+    transport = shared_transport(store)
+    transport.check_access(project)  # a bad token or an unreachable server fails here, at once
     writer = get_writer()
     if study is None:
         study = settings.get("TYMPAN_STUDY")
-    run_id = _preassigned_run_id() or new_run_id()
-    run_name = name or new_run_name()
-    now = time.time()
-
-    def create(conn: Any) -> None:
-        project_id = projects.ensure(conn, project, now)
-        runs.insert(conn, id=run_id, project_id=project_id, name=run_name, status="running",
-                    created_at=now, started_at=now, heartbeat_at=now, config=config_dict,
-                    tags=tag_list, note=note, parent_id=parent_id, study_id=study,
-                    host=socket.gethostname(), pid=os.getpid(), seed=seed)
-
-    writer.submit(Command(handle, create, "create run")).result()
+    new = NewRun(id=_preassigned_run_id() or new_run_id(), project=project,
+                 name=name or new_run_name(), config=config_dict, tags=tag_list, note=note,
+                 parent=parent, study=study, host=socket.gethostname(), pid=os.getpid(),
+                 seed=seed, created_at=time.time())
+    writer.submit(Command(transport, lambda t: t.create_run(new), "create run",
+                          awaited=True)).result()
     if settings.get("TYMPAN_CAPTURE_ENV"):
-        _capture_environment_later(writer, handle, run_id)
-    sink = Sink(run_id, handle)
+        _capture_environment_later(writer, transport, new.id)
+    sink = Sink(new.id, transport)
     writer.attach(sink)
-    run = Run(id=run_id, name=run_name, project=project, config=config_dict, tags=tag_list,
-              store=handle, writer=writer, sink=sink)
+    run = Run(id=new.id, name=new.name, project=project, config=config_dict, tags=tag_list,
+              transport=transport, writer=writer, sink=sink)
     _activate(run)
     return run
 
@@ -70,41 +63,36 @@ def _preassigned_run_id() -> str | None:
 
 
 def resume_run(run: str, *, store: Any) -> Run:
-    handle = shared_store(store, create=True)
-    run_id = resolve_run_id(handle, run)
-    with handle.read() as conn:
-        row = runs.get(conn, run_id)
-        project = projects.names(conn)[row.project_id]
-        summary = summaries.for_runs(conn, [run_id])[run_id]
-        next_seq = metrics.next_seqs(conn, run_id)
-        last_step = metrics.max_step(conn, run_id)
+    transport = shared_transport(store)
+    state = transport.run_state(run)
+    run_id = state.id
     if run_id in {r.id for r in active.open_runs()}:
         raise RunStateError(f"run {run_id} is already open in this process")
-    if row.status == "running" and not liveness.is_gone(
-        row, time.time(), settings.get("TYMPAN_CRASH_AFTER"), socket.gethostname()
+    if state.status == "running" and not liveness.is_gone(
+        state, time.time(), settings.get("TYMPAN_CRASH_AFTER"), socket.gethostname()
     ):
         raise RunStateError(
-            f"run {run_id} is still running (pid {row.pid} on {row.host}); resume it after "
+            f"run {run_id} is still running (pid {state.pid} on {state.host}); resume it after "
             "that process has ended"
         )
     writer = get_writer()
     now = time.time()
     writer.submit(Command(
-        handle, lambda conn: runs.reopen(conn, run_id, socket.gethostname(), os.getpid(), now),
-        "resume run",
+        transport, lambda t: t.reopen_run(run_id, socket.gethostname(), os.getpid(), now),
+        "resume run", awaited=True,
     )).result()
-    sink = Sink(run_id, handle)
-    sink.summary = summary
-    sink.next_seq = next_seq
+    sink = Sink(run_id, transport)
+    sink.summary = state.summary
+    sink.next_seq = state.next_seq
     writer.attach(sink)
-    resumed = Run(id=run_id, name=row.name, project=project, config=row.config or {},
-                  tags=row.tags or [], store=handle, writer=writer, sink=sink,
-                  next_step=0 if last_step is None else last_step + 1)
+    resumed = Run(id=run_id, name=state.name, project=state.project, config=state.config,
+                  tags=state.tags, transport=transport, writer=writer, sink=sink,
+                  next_step=0 if state.last_step is None else state.last_step + 1)
     _activate(resumed)
     return resumed
 
 
-def _capture_environment_later(writer: Any, store: Store, run_id: str) -> None:
+def _capture_environment_later(writer: Any, transport: Transport, run_id: str) -> None:
     """Capture git/packages/hardware in the writer thread so init() returns at once."""
     from tympan.track.environment import capture_environment, environment_digest
 
@@ -114,11 +102,10 @@ def _capture_environment_later(writer: Any, store: Store, run_id: str) -> None:
         captured["env"] = capture_environment()
         captured["digest"] = environment_digest(captured["env"])
 
-    def record(conn: Any) -> None:
-        env_id = environments.intern(conn, captured["digest"], captured["env"], time.time())
-        runs.set_fields(conn, run_id, env_id=env_id)
+    def record(t: Transport) -> None:
+        t.set_environment(run_id, captured["digest"], captured["env"], time.time())
 
-    writer.submit(Command(store, record, "environment", prepare=capture))
+    writer.submit(Command(transport, record, "environment", prepare=capture))
 
 
 def _activate(run: Run) -> None:

@@ -1,4 +1,5 @@
-"""One open Store per location per process, shared by runs and reads (one engine, one pool)."""
+"""One open Store per location per process, shared by runs and reads (one engine, one pool),
+and one transport per location for runs to write through (one HTTP connection pool)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,55 @@ import os
 import threading
 
 from tympan import settings
+from tympan.errors import StoreURLError
 from tympan.store import Store, open_store
+from tympan.track.transport import Transport, is_remote
 
 _stores: dict[str, Store] = {}
+_transports: dict[str, Transport] = {}
 _lock = threading.Lock()
 
 
+def _where(where: str | os.PathLike[str] | None) -> str:
+    return os.fspath(where) if where is not None else settings.get("TYMPAN_STORE")
+
+
 def shared_store(where: str | os.PathLike[str] | None, *, create: bool = False) -> Store:
-    key = os.fspath(where) if where is not None else settings.get("TYMPAN_STORE")
+    key = _where(where)
+    if is_remote(key):
+        raise StoreURLError(
+            f"{key} is a tympan server: runs log to it (tympan.init), but reading runs back "
+            "from Python needs the store itself; browse the server in a web browser, use its "
+            "JSON API (/api/runs), or pass the server's own store location"
+        )
     with _lock:
         store = _stores.get(key)
         if store is None:
             store = _stores[key] = open_store(key, create=create)
         return store
+
+
+def shared_transport(where: str | os.PathLike[str] | None) -> Transport:
+    """What runs logging to ``where`` write through: a local store (created if missing) or,
+    for ``http://`` and ``https://`` locations, a tympan server."""
+    key = _where(where)
+    if not is_remote(key):
+        from tympan.track.local import LocalTransport
+
+        store = shared_store(key, create=True)
+        with _lock:
+            transport = _transports.get(key)
+            if transport is None:
+                transport = _transports[key] = LocalTransport(store)
+            return transport
+    from tympan.track.remote import HttpTransport
+
+    token = settings.get("TYMPAN_TOKEN")
+    with _lock:
+        transport = _transports.get(f"{key} {token}")
+        if transport is None:
+            transport = _transports[f"{key} {token}"] = HttpTransport(key, token)
+        return transport
 
 
 def close_stores() -> None:
@@ -27,3 +64,16 @@ def close_stores() -> None:
         for store in _stores.values():
             store.close()
         _stores.clear()
+        for transport in _transports.values():
+            close = getattr(transport, "close", None)
+            if close is not None:
+                close()
+        _transports.clear()
+
+
+def _forget_in_child() -> None:
+    # A forked child must not share the parent's HTTP connections (or SQLite handles).
+    _transports.clear()
+
+
+os.register_at_fork(after_in_child=_forget_in_child)

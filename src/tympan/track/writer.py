@@ -9,7 +9,11 @@ interval and never leaves half a flush behind.
 Other writes (run rows, artifacts, audio, status) are commands, run in order after the
 metrics of the same store are down, so ``finish()`` can never overtake the points logged
 before it. When the store cannot be written, points and commands stay in memory (bounded by
-TYMPAN_SPOOL_POINTS per run), the user is warned once, and everything is retried each tick.
+TYMPAN_SPOOL_POINTS per run), the user is warned once, and everything is retried: on the next
+tick for a local store, after a jittered exponential backoff for a tympan server.
+
+The writer talks to a run's store only through its :class:`Transport` (``transport.py``), so
+it does the same for a local SQLite/PostgreSQL store and for a tympan server over HTTP.
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ import numpy as np
 
 from tympan import settings
 from tympan.errors import StoreError, StoreUnavailableError
-from tympan.store import Store, metrics, runs, summaries
+from tympan.store.metrics import Chunk
 from tympan.store.summaries import Summary
+from tympan.track.transport import MetricBatch, RunMetrics, Transport
 
 log = logging.getLogger("tympan")
 
@@ -48,9 +53,9 @@ class Sink:
     costs no GC time, and the writer turns the lists into arrays without a Python loop.
     """
 
-    def __init__(self, run_id: str, store: Store) -> None:
+    def __init__(self, run_id: str, transport: Transport) -> None:
         self.run_id = run_id
-        self.store = store
+        self.transport = transport
         self.lock = threading.Lock()
         self.steps: list[int] = []
         self.times: list[float] = []
@@ -88,10 +93,11 @@ class Sink:
 
 @dataclass
 class Command:
-    store: Store
-    write: Callable[[Any], Any] | None  # fn(connection) in a write transaction; None: barrier
+    transport: Transport
+    write: Callable[[Transport], Any] | None  # fn(transport): one write; None: a barrier
     label: str
-    prepare: Callable[[], Any] | None = None  # slow work outside the transaction (encode, copy)
+    prepare: Callable[[], Any] | None = None  # slow work before the write (encode, copy)
+    awaited: bool = False  # a caller waits on the future: a final error goes there, not the log
     future: Future = field(default_factory=Future)
     prepared: bool = False
 
@@ -107,7 +113,8 @@ class Writer:
         self._wake = threading.Event()
         self._stopping = False
         self._last_beat: dict[int, float] = {}
-        self._failing: set[int] = set()  # id(store) of stores whose last write failed
+        self._failing: dict[int, int] = {}  # id(transport) -> failed attempts in a row
+        self._retry_at: dict[int, float] = {}  # id(transport) -> no attempt before this time
         self._thread = threading.Thread(target=self._loop, name="tympan-writer", daemon=True)
         self._thread.start()
 
@@ -124,9 +131,9 @@ class Writer:
     def wake(self) -> None:
         self._wake.set()
 
-    def barrier(self, store: Store) -> Future:
-        """A future that completes once everything logged to ``store`` before it is durable."""
-        return self.submit(Command(store, None, "flush"))
+    def barrier(self, transport: Transport) -> Future:
+        """A future that completes once everything logged to ``transport`` before it is stored."""
+        return self.submit(Command(transport, None, "flush", awaited=True))
 
     def stop(self, timeout: float) -> None:
         self._stopping = True
@@ -162,15 +169,17 @@ class Writer:
             sinks = list(self._sinks.values())
         for sink in sinks:
             self._drain(sink)
-        by_store: dict[int, tuple[Store, list[Sink]]] = {}
+        by_transport: dict[int, tuple[Transport, list[Sink]]] = {}
         for sink in sinks:
-            by_store.setdefault(id(sink.store), (sink.store, []))[1].append(sink)
+            by_transport.setdefault(id(sink.transport), (sink.transport, []))[1].append(sink)
         now = time.time()
-        for key, (store, store_sinks) in by_store.items():
-            busy = any(s.pending for s in store_sinks)
+        for key, (transport, its_sinks) in by_transport.items():
+            if now < self._retry_at.get(key, 0.0):
+                continue  # backing off after a failure
+            busy = any(s.pending for s in its_sinks)
             due = now - self._last_beat.get(key, 0.0) >= self.heartbeat_interval
-            if busy or (due and any(s.live for s in store_sinks)):
-                self._write_metrics(store, store_sinks, now)
+            if busy or (due and any(s.live for s in its_sinks)):
+                self._write_metrics(transport, its_sinks, now)
         self._run_commands()
 
     def _drain(self, sink: Sink) -> None:
@@ -193,34 +202,32 @@ class Writer:
                 sink.run_id, sink.spool_points, lost, sink.dropped_points,
             )
 
-    def _write_metrics(self, store: Store, sinks: list[Sink], now: float) -> None:
+    def _write_metrics(self, transport: Transport, sinks: list[Sink], now: float) -> None:
         written: list[tuple[Sink, dict[str, int]]] = []
+        batch: list[RunMetrics] = []
+        for sink in sinks:
+            if not sink.pending:
+                continue
+            seqs = dict(sink.next_seq)
+            chunks, touched = [], set()
+            for columns in sink.pending:
+                for key, (steps, values, times) in columns.items():
+                    seq = seqs.get(key, 0)
+                    seqs[key] = seq + 1
+                    chunks.append(Chunk(sink.run_id, key, seq, steps, values, times))
+                    touched.add(key)
+            batch.append(RunMetrics(sink.run_id, chunks, {k: sink.summary[k] for k in touched}))
+            written.append((sink, seqs))
+        live = [s.run_id for s in sinks if s.live]
         try:
-            with store.write() as conn:
-                for sink in sinks:
-                    if not sink.pending:
-                        continue
-                    seqs = dict(sink.next_seq)
-                    chunks, touched = [], set()
-                    for columns in sink.pending:
-                        for key, (steps, values, times) in columns.items():
-                            seq = seqs.get(key, 0)
-                            seqs[key] = seq + 1
-                            chunks.append(metrics.Chunk(sink.run_id, key, seq, steps, values,
-                                                        times))
-                            touched.add(key)
-                    metrics.append(conn, chunks)
-                    summaries.upsert(conn, sink.run_id, {k: sink.summary[k] for k in touched},
-                                     now)
-                    written.append((sink, seqs))
-                runs.beat(conn, [s.run_id for s in sinks if s.live], now)
-        except StoreUnavailableError as exc:
-            self._store_failed(store, exc)
+            transport.write_metrics(MetricBatch(batch, live, now))
+        except (StoreUnavailableError, OSError) as exc:
+            self._store_failed(transport, exc)
             return
         except Exception as exc:  # not transient: keeping the points would fail forever
             lost = sum(s.pending_points for s in sinks)
             log.error("tympan: could not write %d points to %s, dropping them: %s",
-                      lost, store.where, exc)
+                      lost, transport.where, exc)
             for sink in sinks:
                 sink.pending.clear()
                 sink.pending_points = 0
@@ -229,26 +236,30 @@ class Writer:
             sink.next_seq = seqs
             sink.pending.clear()
             sink.pending_points = 0
-        self._last_beat[id(store)] = now
-        self._store_recovered(store)
+        self._last_beat[id(transport)] = now
+        self._store_recovered(transport)
 
     def _run_commands(self) -> None:
-        blocked: set[int] = set()
+        now = time.time()
+        blocked = {key for key, at in self._retry_at.items() if now < at}
         with self._lock:
-            stuck = {id(s.store) for s in self._sinks.values() if s.pending}
+            stuck = {id(s.transport) for s in self._sinks.values() if s.pending}
         remaining: list[Command] = []
         for cmd in self._waiting:
-            key = id(cmd.store)
+            key = id(cmd.transport)
             if key in blocked or key in stuck:
                 remaining.append(cmd)  # keep order: nothing overtakes an earlier write
                 continue
             try:
                 self._run(cmd)
             except (StoreUnavailableError, OSError) as exc:
-                self._store_failed(cmd.store, exc)
+                self._store_failed(cmd.transport, exc)
                 blocked.add(key)
                 remaining.append(cmd)
             except BaseException as exc:
+                if not cmd.awaited:  # nobody will look at the future: say it here
+                    log.error("tympan: could not record %s in %s: %s", cmd.label,
+                              cmd.transport.where, exc)
                 cmd.future.set_exception(exc)
         self._waiting = remaining
 
@@ -258,29 +269,32 @@ class Writer:
             cmd.prepared = True
         result = None
         if cmd.write is not None:
-            with cmd.store.write() as conn:
-                result = cmd.write(conn)
-        self._store_recovered(cmd.store)
+            result = cmd.write(cmd.transport)
+            self._store_recovered(cmd.transport)
         cmd.future.set_result(result)
 
     def detach(self, run_id: str) -> None:
         with self._lock:
             self._sinks.pop(run_id, None)
 
-    def _store_failed(self, store: Store, exc: BaseException) -> None:
-        if id(store) not in self._failing:
-            self._failing.add(id(store))
+    def _store_failed(self, transport: Transport, exc: BaseException) -> None:
+        key = id(transport)
+        failures = self._failing.get(key, 0) + 1
+        self._failing[key] = failures
+        self._retry_at[key] = time.time() + transport.retry_delay(failures)
+        if failures == 1:
             log.warning(
                 "tympan: cannot write to the store at %s (%s); training goes on, points are "
                 "kept in memory and written when the store is writable again",
-                store.where, exc,
+                transport.where, exc,
             )
 
-    def _store_recovered(self, store: Store) -> None:
-        if id(store) in self._failing:
-            self._failing.discard(id(store))
+    def _store_recovered(self, transport: Transport) -> None:
+        key = id(transport)
+        self._retry_at.pop(key, None)
+        if self._failing.pop(key, None) is not None:
             log.warning("tympan: the store at %s is writable again; spooled data written",
-                        store.where)
+                        transport.where)
 
 
 def _floats(values: list) -> np.ndarray:

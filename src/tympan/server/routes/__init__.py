@@ -1,0 +1,18 @@
+"""The server's route modules, by module path; each exposes ``router: APIRouter``.
+
+``create_app`` imports every module listed here and includes its router; a module that fails
+to import stops the server from starting (nothing is skipped silently).
+"""
+
+from __future__ import annotations
+
+ROUTERS: list[str] = [
+    "tympan.server.routes.session",
+    "tympan.server.routes.ingest",
+    "tympan.server.routes.runs",
+    "tympan.server.routes.metrics",
+    "tympan.server.routes.media",
+    "tympan.server.routes.studies",
+    "tympan.server.routes.probe",
+    "tympan.server.routes.pages",
+]

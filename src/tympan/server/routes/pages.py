@@ -1,0 +1,45 @@
+"""The web UI's pages: every page path answers the single-page app's ``index.html``.
+
+    /  /runs  /runs/{run_id}  /runs/{run_id}/probe  /compare  /studies  /studies/{study}
+    /findings
+
+The page's own script (``/static/js/main.js``) routes on the URL and reads everything from the
+JSON API, so a page link can be shared and reloaded. These routes need no token: the page
+asks for one when ``/api/whoami`` says the server wants it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+INDEX = Path(__file__).resolve().parent.parent / "static" / "index.html"
+PAGE_PATHS = ["/runs", "/runs/{run_id}", "/runs/{run_id}/probe", "/compare", "/studies",
+              "/studies/{study}", "/findings"]
+HEADERS = {
+    "Cache-Control": "no-cache",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+        "style-src 'self'; script-src 'self'; object-src 'none'; frame-src 'self'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+}
+
+router = APIRouter(include_in_schema=False)
+
+
+def _index() -> HTMLResponse:
+    return HTMLResponse(INDEX.read_text(encoding="utf-8"), headers=HEADERS)
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/runs", status_code=302)
+
+
+for _path in PAGE_PATHS:
+    router.add_api_route(_path, _index, methods=["GET"], response_class=HTMLResponse)

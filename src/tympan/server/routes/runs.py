@@ -1,0 +1,147 @@
+"""Read routes for projects, the runs table, run groups, one run, and a compare of N runs
+(shapes in docs/api.md)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from tympan.errors import InvalidInputError
+from tympan.server.routes._read import (
+    ReadChecks,
+    Reader,
+    StoreDep,
+    json_response,
+    listed,
+    scoped_project,
+    visible_run,
+)
+from tympan.track.compare import compare_runs
+from tympan.track.groups import group_runs
+from tympan.track.query import RunFilter, TableRun, parse_sort, parse_where, query_runs
+from tympan.track.run_page import run_page
+
+router = APIRouter(prefix="/api", tags=["runs"], dependencies=ReadChecks)
+
+Listed = Annotated[list[str] | None, Query()]
+MAX_COMPARE = 50
+
+
+@router.get("/projects")
+def list_projects(principal: Reader, store: StoreDep) -> Response:
+    """The projects the token can see, with their numbers of runs."""
+    from tympan.store import run_table
+
+    only = principal.projects_filter()
+    with store.read() as conn:
+        counts = run_table.project_counts(conn)
+    return json_response({"projects": [
+        {"name": name, "runs": n, "last_started_at": last}
+        for name, n, last in counts if only is None or name == only]})
+
+
+def _filters(principal: Any, project: str | None, status: list[str] | None,
+             tag: list[str] | None, where: list[str] | None, q: str | None,
+             study: str | None) -> RunFilter:
+    return RunFilter(
+        project=scoped_project(principal, project),
+        statuses=tuple(listed(status)),
+        tags=tuple(t for t in tag or [] if t),
+        where=tuple(parse_where(where or []).items()),
+        text=q.strip() if q and q.strip() else None,
+        study=study or None,
+    )
+
+
+@router.get("/runs")
+def list_runs(
+    principal: Reader,
+    store: StoreDep,
+    project: str | None = None,
+    status: Listed = None,
+    tag: Listed = None,
+    where: Listed = None,
+    q: str | None = None,
+    study: str | None = None,
+    sort: str | None = None,
+    desc: bool = False,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+) -> Response:
+    """The runs table: filtered, sorted and paged on the server."""
+    filters = _filters(principal, project, status, tag, where, q, study)
+    page = query_runs(store, filters, parse_sort(sort) if sort else None, desc, limit, offset)
+    return json_response({
+        "total": page.total, "offset": page.offset, "limit": page.limit,
+        "runs": [_table_row(r) for r in page.runs],
+        "config_keys": page.config_keys, "metric_keys": page.metric_keys,
+    })
+
+
+@router.get("/runs/groups")
+def list_groups(
+    principal: Reader,
+    store: StoreDep,
+    by: Annotated[list[str], Query()],
+    metric: str | None = None,
+    confidence: Annotated[float, Query(ge=0.5, le=0.999)] = 0.95,
+    desc: bool = False,
+    project: str | None = None,
+    status: Listed = None,
+    tag: Listed = None,
+    where: Listed = None,
+    q: str | None = None,
+    study: str | None = None,
+) -> Response:
+    """Runs grouped by config keys with the mean and Student t interval of a metric."""
+    filters = _filters(principal, project, status, tag, where, q, study)
+    result = group_runs(store, filters, listed(by), metric or None, confidence, desc)
+    return json_response({
+        "by": result.by, "metric": result.metric, "summary": result.summary,
+        "confidence": result.confidence, "total": result.total,
+        "groups": [{
+            "values": g.values, "n": g.n, "mean": g.mean, "std": g.std, "low": g.low,
+            "high": g.high, "runs": [asdict(m) for m in g.members],
+        } for g in result.groups],
+    })
+
+
+@router.get("/runs/{run_id}")
+def get_run(principal: Reader, store: StoreDep, run_id: str) -> Response:
+    """Everything the run page shows but metric points and file bytes."""
+    record = visible_run(store, principal, run_id)
+    return json_response(run_page(record))
+
+
+@router.get("/compare")
+def compare(principal: Reader, store: StoreDep, runs: Annotated[list[str], Query()]
+            ) -> Response:
+    """Shared metrics, config differences and common audio of 2 to 50 runs."""
+    ids = list(dict.fromkeys(listed(runs)))
+    if not 2 <= len(ids) <= MAX_COMPARE:
+        raise InvalidInputError(f"compare needs 2 to {MAX_COMPARE} distinct run ids "
+                                f"(runs=a,b,...), got {len(ids)}")
+    result = compare_runs(store, ids, project=principal.projects_filter())
+    return json_response({
+        "runs": [_table_row(r) | {"config": r.config} for r in result.runs],
+        "metric_keys": {"shared": result.shared_metrics, "all": result.all_metrics},
+        "config_diff": {"keys": result.config_keys, "values": result.config_values,
+                        "same": result.config_same},
+        "audio": [{"key": a.key, "step": a.step, "in_all": a.in_all,
+                   "samples": a.samples} for a in result.audio],
+    })
+
+
+def _table_row(run: TableRun) -> dict[str, Any]:
+    return {
+        "id": run.id, "name": run.name, "project": run.project, "status": run.status,
+        "created_at": run.created_at, "started_at": run.started_at,
+        "ended_at": run.ended_at, "duration": run.duration, "tags": run.tags,
+        "seed": run.seed, "study_id": run.study_id, "config": run.config,
+        "metrics": {key: {"last": s.last, "min": s.min, "max": s.max, "count": s.count}
+                    for key, s in sorted(run.metrics.items())},
+    }
+

@@ -1,0 +1,214 @@
+// Audio samples: waveform + log-mel spectrogram with a playhead, and a per-key step browser.
+import { api, apiUrl, enc } from "./api.js";
+import { h, fmt } from "./dom.js";
+
+export function fmtClock(seconds) {
+  if (!Number.isFinite(seconds)) return "0:00.0";
+  const m = Math.floor(seconds / 60);
+  const s = seconds - m * 60;
+  return `${m}:${s.toFixed(1).padStart(4, "0")}`;
+}
+
+const peaksCache = new Map();
+
+/** Waveform peaks as {min: number[], max: number[]} whatever shape the API sends. */
+export async function loadPeaks(runId, sampleId) {
+  const key = `${runId}/${sampleId}`;
+  if (!peaksCache.has(key)) {
+    peaksCache.set(key, api.get(`runs/${enc(runId)}/audio/${enc(sampleId)}/waveform.json`, {}, { quiet: true })
+      .then(normalisePeaks).catch(() => null));
+  }
+  return peaksCache.get(key);
+}
+
+export function normalisePeaks(data) {
+  if (!data) return null;
+  if (Array.isArray(data.min) && Array.isArray(data.max)) return { min: data.min, max: data.max };
+  const peaks = data.peaks || data.data || data;
+  if (Array.isArray(peaks) && peaks.length && Array.isArray(peaks[0])) {
+    return { min: peaks.map((p) => p[0]), max: peaks.map((p) => p[1]) };
+  }
+  if (Array.isArray(peaks)) {
+    // either interleaved [min, max, min, max, ...] or absolute peaks
+    if (data.interleaved || peaks.some((v) => v < 0)) {
+      const min = [], max = [];
+      for (let i = 0; i + 1 < peaks.length; i += 2) { min.push(peaks[i]); max.push(peaks[i + 1]); }
+      return { min, max };
+    }
+    return { min: peaks.map((v) => -v), max: peaks };
+  }
+  return null;
+}
+
+function drawWaveform(canvas, peaks, colour) {
+  const width = canvas.clientWidth, height = canvas.clientHeight;
+  if (!width || !height) return;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, width, height);
+  const mid = height / 2;
+  ctx.strokeStyle = "rgba(134, 142, 150, 0.5)";
+  ctx.beginPath(); ctx.moveTo(0, mid + 0.5); ctx.lineTo(width, mid + 0.5); ctx.stroke();
+  if (!peaks || !peaks.max.length) return;
+  const n = peaks.max.length;
+  let scale = 0;
+  for (let i = 0; i < n; i++) scale = Math.max(scale, Math.abs(peaks.min[i]), Math.abs(peaks.max[i]));
+  scale = scale > 1 ? scale : 1; // full scale = the box; louder clips are shown scaled
+  ctx.fillStyle = colour;
+  for (let px = 0; px < width; px++) {
+    const from = Math.floor((px / width) * n), to = Math.max(from + 1, Math.floor(((px + 1) / width) * n));
+    let lo = 0, hi = 0;
+    for (let i = from; i < to && i < n; i++) { lo = Math.min(lo, peaks.min[i]); hi = Math.max(hi, peaks.max[i]); }
+    const y0 = mid - (hi / scale) * (mid - 2), y1 = mid - (lo / scale) * (mid - 2);
+    ctx.fillRect(px, y0, 1, Math.max(1, y1 - y0));
+  }
+}
+
+const mel = (f) => 2595 * Math.log10(1 + f / 700);
+
+/** kHz labels over the spectrogram at their mel-scale heights. */
+function freqAxis(fmax) {
+  if (!(fmax > 0)) return null;
+  const marks = [500, 1000, 2000, 4000, 8000, 16000].filter((f) => f < fmax * 0.92);
+  return h("div.freq-axis", { "aria-hidden": "true" }, marks.map((f) => h("span", {
+    style: { bottom: `${((mel(f) / mel(fmax)) * 100).toFixed(2)}%` } }, f >= 1000 ? `${f / 1000}k` : `${f}`)));
+}
+
+/** One clip: waveform, spectrogram, a playhead over both; `audio` is its <audio> element. */
+export class AudioView {
+  constructor(runId, sample, { colour = "#2563eb", controls = true, label = null } = {}) {
+    this.runId = runId;
+    this.sample = sample;
+    this.colour = colour;
+    const src = apiUrl(`runs/${enc(runId)}/audio/${enc(sample.sample_id)}.wav`);
+    this.audio = h("audio", { preload: "auto", controls, dataset: { sample: sample.sample_id, src } });
+    // The clip is fetched whole and played from a blob: a blob is seekable to any moment,
+    // which A/B switching needs, whatever the server does with Range requests.
+    this.loaded = fetch(src, { credentials: "same-origin" })
+      .then((response) => {
+        if (!response.ok) throw new Error(`the clip did not load (HTTP ${response.status})`);
+        return response.blob();
+      })
+      .then((blob) => {
+        if (this.destroyed) return;
+        this.objectUrl = URL.createObjectURL(blob);
+        this.audio.src = this.objectUrl;
+      })
+      .catch((error) => { this.root.classList.add("failed"); this.time.textContent = error.message; });
+    this.waveform = h("canvas.waveform");
+    this.playhead = h("div.playhead");
+    this.spectrogram = h("img.spectrogram", {
+      alt: `log-mel spectrogram of ${sample.key} at step ${sample.step}`,
+      src: apiUrl(`runs/${enc(runId)}/audio/${enc(sample.sample_id)}/spectrogram.png`),
+      draggable: false,
+    });
+    this.time = h("span.clock", `0:00.0 / ${fmtClock(sample.duration)}`);
+    this.visual = h("div.audio-visual", { title: "Click to seek" },
+      this.waveform, h("div.spec-wrap", this.spectrogram, freqAxis(sample.sample_rate / 2)), this.playhead);
+    this.root = h("div.audio-view", { dataset: { run: runId, sample: sample.sample_id } },
+      label,
+      this.visual,
+      h("div.audio-foot", this.audio, this.time,
+        h("span.audio-meta", `${fmt(sample.sample_rate)} Hz · ${fmtClock(sample.duration)}`),
+        sample.caption ? h("span.caption", { title: sample.caption }, sample.caption) : null));
+    this.root.view = this;
+    this.visual.addEventListener("click", (event) => {
+      const rect = this.visual.getBoundingClientRect();
+      const t = ((event.clientX - rect.left) / rect.width) * this.duration();
+      this.seek(t);
+      this.root.dispatchEvent(new CustomEvent("seek", { detail: t, bubbles: true }));
+    });
+    const tick = () => {
+      this.update();
+      if (!this.audio.paused) this.frame = requestAnimationFrame(tick);
+    };
+    this.audio.addEventListener("play", () => { cancelAnimationFrame(this.frame); tick(); });
+    for (const type of ["pause", "seeked", "timeupdate", "loadedmetadata", "ended"]) {
+      this.audio.addEventListener(type, () => this.update());
+    }
+    this.peaks = null;
+    loadPeaks(runId, sample.sample_id).then((peaks) => { this.peaks = peaks; this.redraw(); });
+    this.resizer = new ResizeObserver(() => this.redraw());
+    this.resizer.observe(this.waveform);
+  }
+
+  duration() {
+    const d = this.audio.duration;
+    return Number.isFinite(d) && d > 0 ? d : this.sample.duration || 1;
+  }
+
+  seek(t) {
+    this.audio.currentTime = Math.max(0, Math.min(t, this.duration()));
+    this.update();
+  }
+
+  /** Show position t (a synchronized player's shared clock) instead of this clip's own. */
+  setPosition(t) { this.follow = t; this.update(); }
+
+  ownClock() { this.follow = undefined; this.update(); }
+
+  update() {
+    const t = this.follow ?? this.audio.currentTime;
+    const frac = Math.max(0, Math.min(1, t / this.duration()));
+    this.playhead.style.left = `${(frac * 100).toFixed(3)}%`;
+    this.playhead.classList.toggle("active", !this.audio.paused || t > 0);
+    this.time.textContent = `${fmtClock(t)} / ${fmtClock(this.duration())}`;
+  }
+
+  redraw() { drawWaveform(this.waveform, this.peaks, this.colour); }
+
+  destroy() {
+    this.destroyed = true;
+    this.resizer.disconnect();
+    this.audio.pause();
+    cancelAnimationFrame(this.frame);
+    if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
+  }
+}
+
+/** Samples of one run grouped by key, each key browsable by step with a slider. */
+export function audioBrowser(runId, samples) {
+  const byKey = new Map();
+  for (const s of samples) {
+    if (!byKey.has(s.key)) byKey.set(s.key, []);
+    byKey.get(s.key).push(s);
+  }
+  const root = h("div.audio-browser");
+  for (const [key, list] of [...byKey.entries()].sort()) {
+    list.sort((a, b) => a.step - b.step || String(a.sample_id).localeCompare(String(b.sample_id)));
+    const steps = [...new Set(list.map((s) => s.step))];
+    const holder = h("div.audio-holder");
+    const slider = h("input.step-slider", { type: "range", min: 0, max: steps.length - 1, step: 1,
+      value: steps.length - 1, "aria-label": `step of ${key}` });
+    const stepLabel = h("span.step-label");
+    const select = h("select.step-select", { "aria-label": `step of ${key}` },
+      steps.map((s, i) => h("option", { value: i }, `step ${fmt(s)}`)));
+    let views = [];
+    const show = (i) => {
+      views.forEach((v) => v.destroy());
+      slider.value = i;
+      select.value = i;
+      stepLabel.textContent = `${i + 1} of ${steps.length}`;
+      const atStep = list.filter((s) => s.step === steps[i]);
+      views = atStep.map((s) => new AudioView(runId, s));
+      holder.replaceChildren(...views.map((v) => v.root));
+      section.dataset.step = steps[i];
+    };
+    const prev = h("button.btn.icon", { type: "button", title: "Previous step",
+      onclick: () => show(Math.max(0, Number(slider.value) - 1)) }, "‹");
+    const next = h("button.btn.icon", { type: "button", title: "Next step",
+      onclick: () => show(Math.min(steps.length - 1, Number(slider.value) + 1)) }, "›");
+    slider.addEventListener("input", () => show(Number(slider.value)));
+    select.addEventListener("change", () => show(Number(select.value)));
+    const section = h("div.audio-key", { dataset: { key } },
+      h("div.audio-key-head", h("h3", key),
+        h("div.step-nav", prev, select, slider, next, stepLabel)),
+      holder);
+    root.append(section);
+    show(steps.length - 1);
+  }
+  return root;
+}

@@ -1,0 +1,142 @@
+// The probe page: per-layer statistics over steps (layer × step heat map, or one small chart
+// per layer), health events, anomaly reports with each input's first divergent layer, and
+// drift reports.
+import { api, enc } from "../api.js";
+import { LineChart } from "../chart.js";
+import { h, fmt, link, empty, colour, statusBadge } from "../dom.js";
+import { Heatmap, rampColour } from "../heatmap.js";
+import { setQuery } from "../router.js";
+import { eventsTable } from "./run.js";
+
+/** Layers in the model's order where an anomaly report or drift report lists them. */
+function modelOrder(probe) {
+  const listed = probe.anomaly.length ? probe.anomaly[0].layers : probe.drift.length ? probe.drift[0].layers.map((l) => l.layer) : [];
+  const index = new Map(listed.map((l, i) => [l, i]));
+  const sorted = probe.layers.map((l) => l.layer);
+  return (layer) => (index.has(layer) ? index.get(layer) : listed.length + sorted.indexOf(layer));
+}
+
+function statsSection(runId, probe, query, highlight, onLayer) {
+  const stats = probe.stats;
+  const statSel = h("select#probe-stat", { "aria-label": "statistic" }, stats.map((s) => h("option", { value: s }, s)));
+  statSel.value = stats.includes(query.stat) ? query.stat : stats.includes("std") ? "std" : stats[0];
+  const viewSel = h("div.chips.view-toggle", { role: "group" });
+  const scaleSel = h("select#probe-scale", { "aria-label": "colour scale" }, h("option", { value: "global" }, "one colour scale"), h("option", { value: "row" }, "scale per layer"));
+  let view = query.view === "small" ? "small" : "heatmap";
+  const body = h("div.probe-stats-body");
+  let heatmap = null;
+  const views = [["heatmap", "Heat map"], ["small", "Small multiples"]].map(([id, label]) => {
+    const b = h("button.chip", { type: "button", dataset: { view: id }, "aria-pressed": String(view === id), onclick: () => { view = id; views.forEach((x) => x.setAttribute("aria-pressed", String(x.dataset.view === view))); load(); } }, label);
+    return b;
+  });
+  viewSel.append(...views);
+  const legend = h("div.ramp-legend", h("span", "low"), h("span.ramp", { style: { background: `linear-gradient(90deg, ${[0, 0.25, 0.5, 0.75, 1].map(rampColour).join(",")})` } }), h("span", "high"),
+    h("span.legend-item", h("i.event-dot"), "health event"), h("span.legend-item", h("i.nonfinite"), "non-finite"));
+  async function load() {
+    query.stat = statSel.value;
+    query.view = view === "small" ? "small" : "";
+    setQuery(query);
+    scaleSel.hidden = view !== "heatmap";
+    const data = await api.get(`runs/${enc(runId)}/probe/stats`, { stat: statSel.value, points: 400 });
+    if (heatmap) { heatmap.destroy(); heatmap = null; }
+    body.replaceChildren();
+    if (!data.layers.length) { body.append(empty(`No layer logged ${statSel.value}.`)); return; }
+    const order = modelOrder(probe);
+    data.layers.sort((a, b) => order(a.layer) - order(b.layer));
+    if (view === "heatmap") {
+      heatmap = new Heatmap(body, { rows: data.layers, events: probe.events, scale: scaleSel.value, highlight: highlight(), onPick: onLayer });
+      body.append(legend);
+    } else {
+      const grid = h("div.small-multiples");
+      body.append(grid);
+      data.layers.forEach((layer, i) => {
+        const cell = h("div.chart-card.small", { dataset: { layer: layer.layer }, class: layer.layer === highlight() ? "chart-card small highlighted" : "chart-card small" },
+          h("div.chart-head", h("h4", layer.layer), h("span.chart-info", `${fmt(layer.count)} pts`)));
+        grid.append(cell);
+        const chart = new LineChart(cell, { height: 120 });
+        chart.setSeries([{ name: statSel.value, colour: colour(i % 1), x: layer.x, y: layer.y }]);
+      });
+    }
+    body.dataset.stat = statSel.value;
+    body.dataset.layers = data.layers.length;
+  }
+  statSel.addEventListener("change", load);
+  scaleSel.addEventListener("change", () => heatmap && heatmap.setScale(scaleSel.value));
+  load();
+  return h("section.card.probe-stats", h("header.card-head", h("h2", "Per-layer statistics over steps"),
+    h("div.tools", h("label.control", "statistic", statSel), viewSel, scaleSel)), h("div.card-body", body));
+}
+
+function anomalyReport(report, onLayer) {
+  const layers = report.layers;
+  const rows = [...report.inputs].sort((a, b) => (b.flagged - a.flagged) || (a.p_value - b.p_value));
+  const firsts = rows.filter((r) => r.flagged && r.first_divergent_layer).map((r) => r.first_divergent_layer);
+  const counts = firsts.reduce((m, l) => m.set(l, (m.get(l) || 0) + 1), new Map());
+  const top = [...counts.entries()].sort((a, b) => b[1] - a[1])[0];
+  return h("section.card.anomaly", { dataset: { label: report.label } },
+    h("header.card-head", h("h2", `Anomaly report: ${report.label}`),
+      h("span.muted", `α = ${fmt(report.alpha)} · ${report.flagged} of ${report.inputs.length} inputs flagged`),
+      top ? h("span.badge.first-layer", { title: "the layer where most flagged inputs first diverge" }, `most often first divergent: ${top[0]} (${top[1]})`) : null),
+    h("div.card-body.table-wrap",
+      h("table.grid.anomaly-table",
+        h("thead", h("tr", h("th", "input"), h("th.num", "p-value"), h("th", "flagged"), h("th", "first divergent layer"),
+          layers.map((l) => h("th.layer-col", { title: l }, h("span", l))))),
+        h("tbody", rows.map((inp) => h("tr", { class: inp.flagged ? "flagged" : "", dataset: { input: inp.id, first: inp.first_divergent_layer || "" } },
+          h("td", h("code", inp.id)), h("td.num", fmt(inp.p_value, 3)),
+          h("td", inp.flagged ? h("span.badge.status-failed", "flagged") : h("span.muted", "–")),
+          h("td", inp.first_divergent_layer ? h("button.linklike.first-layer-link", { type: "button", onclick: () => onLayer(inp.first_divergent_layer) }, inp.first_divergent_layer) : h("span.muted", "–")),
+          layers.map((l) => {
+            const p = inp.p_values ? inp.p_values[l] : undefined;
+            const first = l === inp.first_divergent_layer;
+            const strength = typeof p === "number" ? Math.min(1, -Math.log10(Math.max(p, 1e-6)) / 4) : 0;
+            return h("td.layer-cell", { class: first ? "layer-cell first-divergent" : "layer-cell",
+              title: `${l}: score ${fmt(inp.scores ? inp.scores[l] : undefined)}, p ${fmt(p, 3)}${first ? " — first divergent layer" : ""}`,
+              style: { background: `rgba(224, 49, 49, ${(strength * 0.85).toFixed(3)})` } }, fmt(p, 2));
+          })))))));
+}
+
+function driftReport(report) {
+  return h("section.card.drift", h("header.card-head", h("h2", `Drift: ${report.label}`), h("span.muted", `${report.a} vs ${report.b}`)),
+    h("div.card-body.table-wrap", h("table.grid.compact", h("thead", h("tr", h("th", "layer"), h("th.num", "MMD"), h("th.num", "p-value"), h("th", ""))),
+      h("tbody", report.layers.map((l) => h("tr", { class: l.drifted ? "flagged" : "" }, h("td", h("code", l.layer)), h("td.num", fmt(l.mmd, 4)), h("td.num", fmt(l.p_value, 3)),
+        h("td", l.drifted ? h("span.badge.status-failed", "drifted") : h("span.muted", "–"))))))));
+}
+
+export async function probePage({ params, query }) {
+  const [run, probe] = await Promise.all([api.get(`runs/${enc(params.id)}`), api.get(`runs/${enc(params.id)}/probe`)]);
+  document.title = `Probe · ${run.name} · tympan`;
+  let highlighted = query.layer || null;
+  if (!highlighted) {
+    for (const report of probe.anomaly) {
+      const first = report.inputs.find((i) => i.flagged && i.first_divergent_layer);
+      if (first) { highlighted = first.first_divergent_layer; break; }
+    }
+  }
+  const head = h("div.page-head", h("div.title-block",
+    h("div.crumbs", link("/runs", "Runs"), h("span", "/"), link(`/runs/${run.id}`, run.name), h("span", "/"), h("span", "Probe")),
+    h("h1", `Probe · ${run.name}`, statusBadge(run.status)),
+    h("div.facts", h("span.fact", h("span.fact-key", "layers"), String(probe.layers.length)), h("span.fact", h("span.fact-key", "events"), String(probe.events.length)),
+      h("span.fact", h("span.fact-key", "anomaly reports"), String(probe.anomaly.length)), h("span.fact", h("span.fact-key", "profile"), probe.profile ? "yes" : "no"),
+      h("span.fact.highlight-fact", { hidden: !highlighted }, h("span.fact-key", "highlighted"), h("code", highlighted || "")))));
+  if (!probe.layers.length && !probe.events.length && !probe.anomaly.length && !probe.drift.length) {
+    return h("div.probe-page", head, h("div.empty-state", h("p", "This run has no probe data. Attach one with tympan.probe.")));
+  }
+  const statsHolder = h("div");
+  const renderStats = () => statsHolder.replaceChildren(statsSection(run.id, probe, query, () => highlighted, (layer) => onLayer(layer)));
+  const onLayer = (layer) => {
+    highlighted = layer;
+    const fact = head.querySelector(".highlight-fact");
+    fact.hidden = false;
+    fact.querySelector("code").textContent = layer;
+    setQuery({ ...query, layer });
+    query.layer = layer;
+    renderStats();
+    statsHolder.scrollIntoView({ behavior: "smooth" });
+  };
+  if (probe.stats.length) renderStats();
+  return h("div.probe-page", head, statsHolder,
+    h("section.card", h("header.card-head", h("h2", `Health events (${probe.events.length})`)),
+      h("div.card-body.table-wrap", probe.events.length ? eventsTable(probe.events) : empty("No health event was raised."))),
+    probe.anomaly.map((r) => anomalyReport(r, onLayer)),
+    probe.drift.map(driftReport));
+}

@@ -1,0 +1,350 @@
+// The runs page: a filterable, sortable, paged table of runs with a column chooser, run
+// selection for Compare, and a grouped view (mean ± 95% CI across seeds per config group).
+import { api } from "../api.js";
+import { h, fmt, fmtDuration, fmtAgo, fmtTime, statusBadge, debounce, link } from "../dom.js";
+import { setQuery, navigate } from "../router.js";
+import { state, onLeave } from "../state.js";
+import { columnChooser, popover } from "../widgets.js";
+import { groupsView } from "./groups.js";
+
+const STATUSES = ["running", "finished", "failed", "crashed"];
+const PAGE_SIZES = [50, 100, 250];
+const LIVE_SECONDS = 15;
+const FIXED = [
+  { id: "name", label: "Name", sort: "name" },
+  { id: "status", label: "Status", sort: "status" },
+  { id: "started_at", label: "Started", sort: "started_at" },
+  { id: "duration", label: "Duration", sort: "duration", num: true },
+];
+
+function parseWhere(text) {
+  return (text || "").split(";").filter(Boolean).map((pair) => {
+    const i = pair.indexOf("=");
+    return { key: pair.slice(0, i), value: pair.slice(i + 1) };
+  }).filter((w) => w.key);
+}
+
+function savedColumns() {
+  try { return JSON.parse(localStorage.getItem(`tympan.columns.${state.project}`) || "null"); } catch { return null; }
+}
+
+/** Config keys whose value differs among the rows (the interesting columns), at most n. */
+function varyingKeys(runs, keys, n) {
+  const out = [];
+  for (const key of keys) {
+    const values = new Set(runs.map((r) => JSON.stringify(r.config[key] ?? null)));
+    if (values.size > 1 && !/(^|\.)seed$/.test(key)) out.push(key);
+    if (out.length >= n) break;
+  }
+  return out;
+}
+
+/** Evaluation metrics first (val/, test/, eval/), then the rest; probe statistics never. */
+export function defaultMetrics(keys, n) {
+  const visible = keys.filter((k) => !k.startsWith("probe/"));
+  const rank = (k) => (/^(test|val|valid|eval)[/_]/.test(k) ? 0 : 1);
+  return [...visible].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b)).slice(0, n);
+}
+
+export function preferredMetric(keys) {
+  const visible = keys.filter((k) => !k.startsWith("probe/"));
+  return visible.find((k) => /^(test|val|valid|eval)[/_]/.test(k)) || visible[0] || keys[0] || "";
+}
+
+export async function runsPage({ query }) {
+  document.title = "Runs · tympan";
+  const q = {
+    q: query.q || "", status: query.status ? query.status.split(",") : [],
+    where: parseWhere(query.where), sort: query.sort || "", desc: query.desc === "1",
+    group: query.group ? query.group.split(",") : [], metric: query.metric || "",
+    limit: Number(query.limit) || 50, offset: Number(query.offset) || 0,
+    tag: query.tag || "", study: query.study || "",
+  };
+  const selected = new Set((query.sel || "").split(",").filter(Boolean));
+  let columns = query.cols ? query.cols.split(",") : savedColumns();
+  let data = null;
+
+  const root = h("div.runs-page");
+  const countEl = h("span.count-label");
+  const table = h("div.table-wrap");
+  const pager = h("div.pager");
+  const compareBtn = h("button.btn.primary#compare-selected", { type: "button", disabled: true,
+    onclick: () => navigate(`/compare?runs=${[...selected].join(",")}`) }, "Compare");
+  const clearSel = h("button.btn.ghost.small", { type: "button", hidden: true,
+    onclick: () => { selected.clear(); renderTable(); syncUrl(); } }, "Clear selection");
+
+  function syncUrl() {
+    setQuery({ project: state.project, q: q.q, status: q.status.join(","), where: q.where.map((w) => `${w.key}=${w.value}`).join(";"),
+      sort: q.sort, desc: q.desc ? "1" : "", group: q.group.join(","), metric: q.group.length ? q.metric : "",
+      limit: q.limit !== 50 ? q.limit : "", offset: q.offset || "", tag: q.tag, study: q.study,
+      cols: query.cols && columns ? columns.join(",") : "", sel: [...selected].join(",") });
+  }
+
+  function params() {
+    return { project: state.project, q: q.q, status: q.status.join(","), tag: q.tag || undefined, study: q.study || undefined,
+      where: q.where.map((w) => `${w.key}=${w.value}`) };
+  }
+
+  // ---- filter bar
+  const search = h("input.search#run-search", { type: "search", placeholder: "Search name or id…", title: "Search runs (press / to jump here)",
+    value: q.q, "aria-label": "search runs" });
+  search.addEventListener("input", debounce(() => { q.q = search.value.trim(); q.offset = 0; reload(); }, 250));
+  const slash = (event) => {  // "/" jumps to the search box
+    if (event.key !== "/" || event.target.closest("input, select, textarea")) return;
+    event.preventDefault();
+    search.focus();
+  };
+  document.addEventListener("keydown", slash);
+  onLeave(() => document.removeEventListener("keydown", slash));
+  const statusChips = h("div.chips.status-filter", { role: "group", "aria-label": "status" },
+    STATUSES.map((s) => {
+      const chip = h("button.chip", { type: "button", dataset: { status: s },
+        "aria-pressed": String(q.status.includes(s)) }, h("i.dot", { class: `dot status-${s}` }), s);
+      chip.addEventListener("click", () => {
+        q.status = q.status.includes(s) ? q.status.filter((x) => x !== s) : [...q.status, s];
+        chip.setAttribute("aria-pressed", String(q.status.includes(s)));
+        q.offset = 0;
+        reload();
+      });
+      return chip;
+    }));
+  const whereChips = h("div.chips.where-chips");
+  const filterSlot = h("span");
+  const groupSlot = h("span");
+  const columnsSlot = h("span");
+
+  function renderWhere() {
+    const extra = [];
+    if (q.study) {
+      extra.push(h("span.chip.on.filter-chip", { dataset: { key: "study" } }, h("span", h("b", "study"), " = ", q.study),
+        h("button.chip-x", { type: "button", title: "Remove filter", onclick: () => { q.study = ""; q.offset = 0; reload(); } }, "×")));
+    }
+    if (q.tag) {
+      extra.push(h("span.chip.on.filter-chip", { dataset: { key: "tag" } }, h("span", h("b", "tag"), " = ", q.tag),
+        h("button.chip-x", { type: "button", title: "Remove filter", onclick: () => { q.tag = ""; q.offset = 0; reload(); } }, "×")));
+    }
+    whereChips.replaceChildren(...extra, ...q.where.map((w, i) => h("span.chip.on.filter-chip", { dataset: { key: w.key } },
+      h("span", h("b", w.key), " = ", w.value),
+      h("button.chip-x", { type: "button", title: "Remove filter", "aria-label": `remove filter ${w.key}`,
+        onclick: () => { q.where.splice(i, 1); q.offset = 0; reload(); } }, "×"))));
+  }
+
+  function addWhere(key, value) {
+    q.where = q.where.filter((w) => w.key !== key);
+    q.where.push({ key, value: String(value) });
+    q.offset = 0;
+    reload();
+  }
+
+  function renderTools() {
+    const configKeys = data.config_keys;
+    const metricKeys = data.metric_keys;
+    // add filter popover
+    const keySel = h("select#filter-key", { "aria-label": "config key" }, configKeys.map((k) => h("option", { value: k }, k)));
+    const valueIn = h("input#filter-value", { type: "text", placeholder: "value", "aria-label": "value" });
+    const valueList = h("datalist#filter-values");
+    valueIn.setAttribute("list", "filter-values");
+    const fillValues = () => {
+      const values = [...new Set(data.runs.map((r) => r.config[keySel.value]).filter((v) => v !== undefined && v !== null).map(String))];
+      valueList.replaceChildren(...values.slice(0, 50).map((v) => h("option", { value: v })));
+    };
+    keySel.addEventListener("change", fillValues);
+    fillValues();
+    const filterPop = popover("+ Filter", h("form.pop-form", {
+      onsubmit: (event) => { event.preventDefault(); if (keySel.value && valueIn.value !== "") { filterPop.close(); addWhere(keySel.value, valueIn.value.trim()); } } },
+      h("label.field", h("span", "Config key"), keySel),
+      h("label.field", h("span", "equals"), valueIn, valueList),
+      h("button.btn.primary#filter-apply", { type: "submit" }, "Add filter")), { id: "add-filter", disabled: !configKeys.length });
+    filterSlot.replaceChildren(filterPop.root);
+
+    // group by popover
+    const checks = configKeys.map((k) => h("label.check", h("input", { type: "checkbox", value: k, checked: q.group.includes(k) }), h("span", k)));
+    if (!q.metric) q.metric = preferredMetric(metricKeys);
+    const metricSel = h("select#group-metric", { "aria-label": "metric" },
+      metricKeys.filter((k) => !k.startsWith("probe/")).flatMap((k) => ["last", "min", "max"].map((s) =>
+        h("option", { value: s === "last" ? k : `${k}.${s}` }, s === "last" ? k : `${k} (${s})`))));
+    metricSel.value = q.metric;
+    const groupPop = popover(q.group.length ? `Grouped by ${q.group.join(", ")}` : "Group by", h("form.pop-form", {
+      onsubmit: (event) => {
+        event.preventDefault();
+        q.group = checks.map((c) => c.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+        q.metric = metricSel.value;
+        groupPop.close();
+        reload();
+      } },
+      h("div.pop-title", "Group runs by config keys"),
+      h("div.check-list", checks.length ? checks : h("p.muted", "No config keys.")),
+      h("label.field", h("span", "Aggregate metric"), metricSel),
+      h("div.pop-actions",
+        h("button.btn.ghost", { type: "button", onclick: () => { q.group = []; groupPop.close(); reload(); } }, "Ungroup"),
+        h("button.btn.primary#group-apply", { type: "submit" }, "Apply"))), { id: "group-by", active: q.group.length > 0 });
+    groupSlot.replaceChildren(groupPop.root);
+
+    // columns
+    if (!columns) {
+      columns = [...varyingKeys(data.runs, configKeys, 5).map((k) => `config:${k}`),
+        ...defaultMetrics(metricKeys, 4).map((k) => `metric:${k}`)];
+    }
+    columnsSlot.replaceChildren(columnChooser(configKeys, metricKeys, columns, (next) => {
+      columns = next;
+      localStorage.setItem(`tympan.columns.${state.project}`, JSON.stringify(columns));
+      renderTable();
+    }).root);
+  }
+
+  // ---- table
+  function sortKeyOf(col) {
+    if (col.startsWith("config:")) return col;
+    if (col.startsWith("metric:")) return col;
+    return col;
+  }
+
+  function header(label, sortKey, { num = false, title = label } = {}) {
+    const active = sortKey && q.sort === sortKey;
+    const th = h("th", { class: [num ? "num" : "", sortKey ? "sortable" : "", active ? "sorted" : ""].join(" "),
+      title: sortKey ? `Sort by ${title}` : title, dataset: { sort: sortKey || "" },
+      "aria-sort": active ? (q.desc ? "descending" : "ascending") : undefined },
+      h("span.th-label", label), active ? h("span.sort-arrow", q.desc ? "↓" : "↑") : null);
+    if (sortKey) {
+      th.addEventListener("click", () => {
+        if (q.sort === sortKey) q.desc = !q.desc; else { q.sort = sortKey; q.desc = sortKey === "started_at"; }
+        q.offset = 0;
+        reload();
+      });
+    }
+    return th;
+  }
+
+  function metricCell(run, col) {
+    const spec = col.slice("metric:".length);
+    const m = spec.match(/^(.*)\.(last|min|max|count)$/);
+    const key = m ? m[1] : spec, summary = m ? m[2] : "last";
+    const s = run.metrics[key];
+    return h("td.num", s ? fmt(s[summary]) : "–");
+  }
+
+  function configCell(run, col) {
+    const key = col.slice("config:".length);
+    const value = run.config[key];
+    if (value === undefined) return h("td.muted", "–");
+    const text = typeof value === "object" ? JSON.stringify(value) : fmt(value);
+    return h("td", { class: typeof value === "number" ? "num" : "" },
+      h("button.cell-filter", { type: "button", title: `Filter: ${key} = ${text}`, onclick: () => addWhere(key, value) }, text));
+  }
+
+  function colLabel(col) {
+    if (col.startsWith("config:")) return col.slice(7);
+    const spec = col.slice(7);
+    const m = spec.match(/^(.*)\.(last|min|max|count)$/);
+    return m ? `${m[1]} (${m[2]})` : spec;
+  }
+
+  function renderTable() {
+    const runs = data.runs;
+    const allOnPage = runs.length > 0 && runs.every((r) => selected.has(r.id));
+    const selectAll = h("input#select-page", { type: "checkbox", checked: allOnPage, "aria-label": "select all on page",
+      onchange: (event) => { runs.forEach((r) => (event.target.checked ? selected.add(r.id) : selected.delete(r.id))); renderTable(); syncUrl(); } });
+    const metricCols = columns.filter((c) => c.startsWith("metric:"));
+    const configCols = columns.filter((c) => c.startsWith("config:"));
+    const thead = h("thead",
+      h("tr.group-row", h("th", { colspan: 1 + FIXED.length + 1 }), configCols.length ? h("th.col-group", { colspan: configCols.length }, "Config") : null,
+        metricCols.length ? h("th.col-group.num", { colspan: metricCols.length }, "Metrics") : null),
+      h("tr", h("th.check", selectAll),
+        FIXED.map((c) => header(c.label, c.sort, { num: c.num })),
+        h("th", "Tags"),
+        configCols.map((c) => header(colLabel(c), sortKeyOf(c), { title: colLabel(c) })),
+        metricCols.map((c) => header(colLabel(c), sortKeyOf(c), { num: true, title: colLabel(c) }))));
+    const tbody = h("tbody", runs.map((run) => {
+      const box = h("input.row-check", { type: "checkbox", checked: selected.has(run.id), "aria-label": `select ${run.name}`,
+        onchange: (event) => { if (event.target.checked) selected.add(run.id); else selected.delete(run.id); updateSelection(); syncUrl(); tr.classList.toggle("selected", event.target.checked); } });
+      const tr = h("tr", { dataset: { id: run.id }, class: selected.has(run.id) ? "selected" : "" },
+        h("td.check", box),
+        h("td.name", link(`/runs/${run.id}`, run.name), h("span.id", run.id.slice(0, 8)),
+          !state.project ? h("span.project", run.project) : null),
+        h("td", statusBadge(run.status)),
+        h("td.nowrap", { title: fmtTime(run.started_at) }, fmtAgo(run.started_at)),
+        h("td.num", fmtDuration(run.duration)),
+        h("td.tags", (run.tags || []).map((t) => h("button.tag", { type: "button", title: `Filter: tag ${t}`,
+          onclick: () => { q.tag = t; q.offset = 0; reload(); } }, t))),
+        configCols.map((c) => configCell(run, c)),
+        metricCols.map((c) => metricCell(run, c)));
+      return tr;
+    }));
+    table.replaceChildren(runs.length ? h("table.grid.runs-table", thead, tbody)
+      : h("div.empty-state", h("p", data.total === 0 && !q.q && !q.where.length && !q.status.length
+        ? "No runs yet. Log one with tympan.init(...)." : "No run matches these filters.")));
+    countEl.textContent = `${fmt(data.total)} run${data.total === 1 ? "" : "s"}`;
+    renderPager();
+    updateSelection();
+  }
+
+  function updateSelection() {
+    compareBtn.disabled = selected.size < 2;
+    compareBtn.textContent = selected.size ? `Compare ${selected.size}` : "Compare";
+    compareBtn.title = selected.size < 2 ? "Select at least two runs" : "";
+    clearSel.hidden = selected.size === 0;
+  }
+
+  function renderPager() {
+    const from = data.total ? q.offset + 1 : 0, to = Math.min(q.offset + q.limit, data.total);
+    const size = h("select.page-size", { "aria-label": "rows per page" }, PAGE_SIZES.map((n) => h("option", { value: n }, `${n} / page`)));
+    size.value = q.limit;
+    size.addEventListener("change", () => { q.limit = Number(size.value); q.offset = 0; reload(); });
+    pager.replaceChildren(h("span.muted", `${fmt(from)}–${fmt(to)} of ${fmt(data.total)}`),
+      h("button.btn.small", { type: "button", disabled: q.offset === 0, onclick: () => { q.offset = Math.max(0, q.offset - q.limit); reload(); } }, "‹ Prev"),
+      h("button.btn.small", { type: "button", disabled: to >= data.total, onclick: () => { q.offset += q.limit; reload(); } }, "Next ›"),
+      size);
+    pager.hidden = data.total <= PAGE_SIZES[0] && q.offset === 0;
+  }
+
+  let ticket = 0;
+  async function reload() {
+    const mine = ++ticket;
+    syncUrl();
+    renderWhere();
+    root.classList.add("busy");
+    const sort = q.sort ? { sort: q.sort, desc: q.desc ? "true" : "false" } : {};
+    const runsReq = api.get("runs", { ...params(), ...sort, limit: q.limit, offset: q.offset });
+    const groupsReq = q.group.length ? api.get("runs/groups", { ...params(), by: q.group.join(","), metric: q.metric || undefined }) : null;
+    let result, groups;
+    try {
+      [result, groups] = await Promise.all([runsReq, groupsReq]);
+    } finally {
+      if (mine === ticket) root.classList.remove("busy");
+    }
+    if (mine !== ticket) return;
+    data = result;
+    renderTools();
+    if (groups) {
+      groupsSection.hidden = false;
+      groupsSection.replaceChildren(groupsView(groups, { selected, onSelect: () => { renderTable(); syncUrl(); } }));
+    } else {
+      groupsSection.hidden = true;
+      groupsSection.replaceChildren();
+    }
+    renderTable();
+    // while runs are running, the table follows them (unless a menu is open)
+    clearTimeout(liveTimer);
+    if (data.runs.some((r) => r.status === "running")) {
+      liveTimer = setTimeout(() => {
+        if (document.hidden || root.querySelector(".pop-panel:not([hidden])") || !document.body.contains(root)) return;
+        reload();
+      }, LIVE_SECONDS * 1000);
+    }
+  }
+
+  let liveTimer = null;
+  onLeave(() => clearTimeout(liveTimer));
+  const groupsSection = h("div.groups-section", { hidden: true });
+  root.append(
+    h("div.page-head",
+      h("div.title-block", h("h1", "Runs"), countEl),
+      h("div.head-actions", clearSel, compareBtn)),
+    h("div.toolbar.filter-bar", search, statusChips, filterSlot, groupSlot, h("span.spacer"), columnsSlot),
+    whereChips,
+    groupsSection,
+    table,
+    pager);
+  await reload();
+  return root;
+}

@@ -1,0 +1,102 @@
+"""The studies of a store at a glance, and each one's analysis, cached while it is unchanged.
+
+``list_studies`` gives what a list of studies shows (design, factors, trial counts);
+``analysed_study`` gives ``analyse()`` of a stored study, recomputed only when the study or
+its trials changed (the analysis is a pure function of them, and bootstrapping 10,000
+resamples per comparison is worth not repeating on every page view).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from tympan.errors import StudyNotFoundError
+from tympan.store import Store, projects, studies
+from tympan.study.analysis import StudyAnalysis, analyse
+from tympan.study.records import find_study, load_stored_study
+from tympan.study.spec import StudySpec
+
+__all__ = ["StudyOverview", "analysed_study", "list_studies"]
+
+CACHE_SIZE = 32
+
+
+@dataclass
+class StudyOverview:
+    id: str
+    name: str
+    project: str
+    description: str
+    design: str
+    created_at: float
+    updated_at: float
+    factors: dict[str, dict[str, Any]]  # name -> {"levels": [...], "baseline": ...}
+    metrics: list[str]
+    seeds: list[int]
+    trials: dict[str, int]  # total and per status, of the study as last run
+    running: bool  # a runner holds the study now
+
+
+def list_studies(store: Store, project: str | None = None) -> list[StudyOverview]:
+    """Every study (of ``project`` if given), newest first."""
+    out = []
+    with store.read() as conn:
+        names = projects.names(conn)
+        rows = [r for r in studies.all_studies(conn)
+                if project is None or names[r.project_id] == project]
+        trial_rows = {r.id: studies.trials_of(conn, r.id) for r in rows}
+    for row in reversed(rows):
+        stored = dict(row.spec)
+        spec = StudySpec.model_validate(stored["spec"])
+        current = set(stored.get("trial_keys", []))
+        counts = Counter(t.status for t in trial_rows[row.id] if t.key in current)
+        out.append(StudyOverview(
+            id=row.id, name=row.name, project=names[row.project_id],
+            description=spec.description, design=spec.design, created_at=row.created_at,
+            updated_at=row.updated_at,
+            factors={n: {"levels": f.level_names, "baseline": f.baseline_name}
+                     for n, f in spec.factors.items()},
+            metrics=[m.key for m in spec.metrics], seeds=spec.seed_list,
+            trials={"total": sum(counts.values()),
+                    **{s: counts.get(s, 0) for s in
+                       ("finished", "failed", "crashed", "running", "pending")}},
+            running=row.runner_pid is not None,
+        ))
+    return out
+
+
+_cache: OrderedDict[tuple, StudyAnalysis] = OrderedDict()
+_lock = threading.Lock()
+
+
+def analysed_study(store: Store, text: str, project: str | None = None,
+                   visible: str | None = None) -> StudyAnalysis:
+    """``analyse()`` of the study named by ``text`` (id, id prefix or name; ``project``
+    picks among same-named ones). ``visible``: the study must belong to that project, else
+    it is not found."""
+    try:
+        row = find_study(store, text, project if project is not None else visible)
+    except StudyNotFoundError:
+        if visible is None:
+            raise
+        raise StudyNotFoundError(f"no study {text!r}") from None  # no other projects' names
+    with store.read() as conn:
+        owner = projects.names(conn)[row.project_id]
+        trials = studies.trials_of(conn, row.id)
+    if visible is not None and owner != visible:
+        raise StudyNotFoundError(f"no study {text!r}")
+    fingerprint = (store.where, row.id, row.spec_hash, row.updated_at,
+                   tuple((t.key, t.status, t.run_id, t.ended_at, t.attempts) for t in trials))
+    with _lock:
+        if fingerprint in _cache:
+            _cache.move_to_end(fingerprint)
+            return _cache[fingerprint]
+    analysis = analyse(load_stored_study(store, row.id))
+    with _lock:
+        _cache[fingerprint] = analysis
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return analysis

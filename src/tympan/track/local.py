@@ -1,0 +1,153 @@
+"""The transport to a store this process opens itself (SQLite file or PostgreSQL).
+
+The tympan server's ingest routes use it too, over the server's store: a run logged over HTTP
+is written by exactly this code.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tympan.errors import RunNotFoundError, RunStateError
+from tympan.store import Store, artifacts, environments, metrics, projects, runs, samples
+from tympan.store import summaries as summary_records
+from tympan.store.summaries import Summary
+from tympan.track.lookup import resolve_run_id
+from tympan.track.transport import AudioClip, Blob, MetricBatch, NewRun, RunState, audio_path
+
+COMPACT_ABOVE = 16  # chunks per series before finish() merges them
+COMPACT_TARGET = 1 << 20  # points per merged chunk: a 1M-point series reads as one row
+
+
+class LocalTransport:
+    """Writes straight into a :class:`Store`; the writer thread retries on every tick."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.where = store.where
+
+    def retry_delay(self, failures: int) -> float:
+        return 0.0  # a local lock clears quickly: try again on the next flush
+
+    def check_access(self, project: str) -> None:
+        return None  # opening the store already proved it usable
+
+    # -- runs -------------------------------------------------------------------------------
+    def create_run(self, run: NewRun) -> None:
+        parent_id = resolve_run_id(self.store, run.parent) if run.parent else None
+        with self.store.write() as conn:
+            existing = runs.get(conn, run.id)
+            project_id = projects.ensure(conn, run.project, run.created_at)
+            if existing is not None:  # the same request again (its response was lost)
+                if existing.project_id != project_id:
+                    raise RunStateError(f"run id {run.id} is taken by a run of another project")
+                return
+            runs.insert(conn, id=run.id, project_id=project_id, name=run.name, status="running",
+                        created_at=run.created_at, started_at=run.created_at,
+                        heartbeat_at=run.created_at, config=run.config, tags=run.tags,
+                        note=run.note, parent_id=parent_id, study_id=run.study, host=run.host,
+                        pid=run.pid, seed=run.seed)
+
+    def run_state(self, ref: str) -> RunState:
+        run_id = resolve_run_id(self.store, ref)
+        with self.store.read() as conn:
+            row = runs.get(conn, run_id)
+            project = projects.names(conn)[row.project_id]
+            summary = summary_records.for_runs(conn, [run_id])[run_id]
+            next_seq = metrics.next_seqs(conn, run_id)
+            last_step = metrics.max_step(conn, run_id)
+        return RunState(id=run_id, name=row.name, project=project, status=row.status,
+                        host=row.host, pid=row.pid, started_at=row.started_at,
+                        heartbeat_at=row.heartbeat_at, config=row.config or {},
+                        tags=row.tags or [], summary=summary, next_seq=next_seq,
+                        last_step=last_step)
+
+    def reopen_run(self, run_id: str, host: str, pid: int, now: float) -> None:
+        with self.store.write() as conn:
+            self._require(conn, run_id)
+            runs.reopen(conn, run_id, host, pid, now)
+
+    def set_environment(self, run_id: str, digest: str, data: dict[str, Any],
+                        now: float) -> None:
+        with self.store.write() as conn:
+            self._require(conn, run_id)
+            env_id = environments.intern(conn, digest, data, now)
+            runs.set_fields(conn, run_id, env_id=env_id)
+
+    def set_seed(self, run_id: str, seed: int) -> None:
+        with self.store.write() as conn:
+            self._require(conn, run_id)
+            runs.set_fields(conn, run_id, seed=seed)
+
+    def finish_run(self, run_id: str, status: str, ended_at: float, error: str | None) -> None:
+        with self.store.write() as conn:
+            self._require(conn, run_id)
+            runs.set_status(conn, run_id, status, ended_at, error)
+            for key, count in metrics.chunk_counts(conn, run_id).items():
+                if count > COMPACT_ABOVE:
+                    metrics.compact(conn, run_id, key, COMPACT_TARGET)
+
+    # -- metrics ----------------------------------------------------------------------------
+    def write_metrics(self, batch: MetricBatch) -> None:
+        with self.store.write() as conn:
+            for run in batch.runs:
+                metrics.append(conn, run.chunks)  # a chunk stored before is skipped
+                summary_records.upsert(conn, run.run_id, run.summaries, batch.now)
+            runs.beat(conn, batch.live, batch.now)
+
+    def summary(self, run_id: str) -> dict[str, Summary]:
+        with self.store.read() as conn:
+            return summary_records.for_runs(conn, [run_id])[run_id]
+
+    # -- files ------------------------------------------------------------------------------
+    def keep_bytes(self, data: bytes) -> Blob:
+        sha, size = self.store.blobs.put_bytes(data)
+        return Blob(sha, size)
+
+    def keep_file(self, path: str | os.PathLike[str]) -> Blob:
+        sha, size = self.store.blobs.put_file(path)
+        return Blob(sha, size)
+
+    def record_artifact(self, run_id: str, path: str, blob: Blob, media_type: str,
+                        created_at: float) -> None:
+        with self.store.write() as conn:
+            self._require(conn, run_id)
+            artifacts.record(conn, run_id, path, blob.sha256, blob.size, media_type, created_at)
+
+    def record_audio(self, run_id: str, clip: AudioClip, blob: Blob) -> None:
+        path = audio_path(clip.key, clip.step, blob.sha256)
+        with self.store.write() as conn:
+            self._require(conn, run_id)
+            artifact_id = artifacts.record(conn, run_id, path, blob.sha256, blob.size,
+                                           "audio/flac", clip.created_at)
+            fields = {"run_id": run_id, "key": clip.key, "step": clip.step,
+                      "artifact_id": artifact_id, "created_at": clip.created_at}
+            if samples.exists(conn, **fields):  # the same clip sent again
+                return
+            samples.record(conn, **fields, sample_rate=clip.sample_rate, frames=clip.frames,
+                           duration=clip.duration, channels=clip.channels, caption=clip.caption,
+                           peak=clip.peak, gain=clip.gain)
+
+    # -- for the server ---------------------------------------------------------------------
+    def project_of(self, run_ids: list[str]) -> dict[str, str | None]:
+        """Each run's project name, None for a run that does not exist."""
+        with self.store.read() as conn:
+            names = projects.names(conn)
+            found: dict[str, str | None] = {}
+            for run_id in dict.fromkeys(run_ids):
+                row = runs.get(conn, run_id)
+                found[run_id] = None if row is None else names[row.project_id]
+        return found
+
+    def run_status(self, run_id: str) -> str:
+        with self.store.read() as conn:
+            row = self._require(conn, run_id)
+        return row.status
+
+    def _require(self, conn: Any, run_id: str) -> Any:
+        row = runs.get(conn, run_id)
+        if row is None:
+            raise RunNotFoundError(f"no run {run_id!r} in the store at {self.where}")
+        return row
+

@@ -1,0 +1,277 @@
+"""The transport to a tympan server: ``TYMPAN_STORE=http(s)://HOST:PORT`` with ``TYMPAN_TOKEN``.
+
+Each write is one HTTP request (a large metric flush, a few) on a keep-alive connection, sent
+by the writer thread; ``log()`` never waits for the network. The server's answer decides what
+happens to the data:
+
+- 2xx: stored (the server committed it before answering);
+- no answer, a timeout, 408, 429 or 5xx: the server is down or busy; the writer keeps the data
+  and retries after a jittered exponential backoff (0.5 s doubling up to ``MAX_DELAY``);
+- any other 4xx (bad token, wrong project, malformed data): a ``TympanError`` with the
+  server's message, never retried.
+
+Retrying is safe because every write is idempotent on the server (see ``transport.py``).
+Files logged as artifacts are copied at once into a private folder (the "outbox") and
+uploaded from there, so a checkpoint overwritten right after ``log_artifact()`` is recorded
+as it was; each copy is deleted once the server has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+import threading
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from tympan import errors
+from tympan.errors import StoreError, StoreUnavailableError, TympanError
+from tympan.store.summaries import Summary
+from tympan.track import wire
+from tympan.track.transport import AudioClip, Blob, MetricBatch, NewRun, RunState
+
+if TYPE_CHECKING:
+    import httpx
+
+FIRST_DELAY = 0.5  # seconds before the first retry
+MAX_DELAY = 5.0  # the backoff never waits longer than this between attempts
+POINTS_PER_REQUEST = 250_000  # metric points per request (~8 MB of JSON)
+CHECK_BEFORE_UPLOAD = 1 << 20  # bigger blobs: ask whether the server has them first
+_COPY_CHUNK = 1 << 20
+_RETRYABLE = {408, 429}
+
+
+class HttpTransport:
+    """Writes a run's data to a tympan server's ingest API (``/api/ingest/...``)."""
+
+    def __init__(self, url: str, token: str | None) -> None:
+        import httpx
+
+        from tympan import __version__
+
+        self.where = url.strip().rstrip("/")
+        self._token = token
+        headers = {"User-Agent": f"tympan/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(base_url=self.where, headers=headers,
+                                    timeout=httpx.Timeout(30.0, connect=5.0))
+        self._outbox: str | None = None
+        self._outbox_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def retry_delay(self, failures: int) -> float:
+        ceiling = min(MAX_DELAY, FIRST_DELAY * 2 ** min(failures - 1, 16))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter: clients don't stampede
+
+    # -- runs -------------------------------------------------------------------------------
+    def check_access(self, project: str) -> None:
+        self._call("GET", "/api/ingest/access", params={"project": project})
+
+    def create_run(self, run: NewRun) -> None:
+        self._call("POST", "/api/ingest/runs", json={
+            "id": run.id, "project": run.project, "name": run.name, "config": run.config,
+            "tags": run.tags, "note": run.note, "parent": run.parent, "study": run.study,
+            "host": run.host, "pid": run.pid, "seed": run.seed, "created_at": run.created_at,
+        })
+
+    def run_state(self, ref: str) -> RunState:
+        data = self._call("GET", "/api/ingest/state", params={"run": ref}).json()
+        return RunState(
+            id=data["id"], name=data["name"], project=data["project"], status=data["status"],
+            host=data["host"], pid=data["pid"], started_at=data["started_at"],
+            heartbeat_at=data["heartbeat_at"], config=data["config"], tags=data["tags"],
+            summary={k: wire.unsummary(v) for k, v in data["summary"].items()},
+            next_seq=data["next_seq"], last_step=data["last_step"],
+        )
+
+    def reopen_run(self, run_id: str, host: str, pid: int, now: float) -> None:
+        self._call("POST", f"{_run(run_id)}/reopen", json={"host": host, "pid": pid, "now": now})
+
+    def set_environment(self, run_id: str, digest: str, data: dict[str, Any],
+                        now: float) -> None:
+        self._call("POST", f"{_run(run_id)}/environment",
+                   json={"digest": digest, "data": data, "now": now})
+
+    def set_seed(self, run_id: str, seed: int) -> None:
+        self._call("POST", f"{_run(run_id)}/seed", json={"seed": seed})
+
+    def finish_run(self, run_id: str, status: str, ended_at: float, error: str | None) -> None:
+        self._call("POST", f"{_run(run_id)}/finish",
+                   json={"status": status, "ended_at": ended_at, "error": error})
+
+    def summary(self, run_id: str) -> dict[str, Summary]:
+        data = self._call("GET", f"{_run(run_id)}/summary").json()
+        return {k: wire.unsummary(v) for k, v in data["summary"].items()}
+
+    # -- metrics ----------------------------------------------------------------------------
+    def write_metrics(self, batch: MetricBatch) -> None:
+        """Large flushes (a spool after an outage) go as several requests; summaries and the
+        heartbeat ride on the last, so the stored summary never counts unstored points."""
+        parts: list[dict[str, list]] = [{}]
+        points = 0
+        for run in batch.runs:
+            for chunk in run.chunks:
+                if points >= POINTS_PER_REQUEST:
+                    parts.append({})
+                    points = 0
+                parts[-1].setdefault(run.run_id, []).append(wire.chunk(chunk))
+                points += len(chunk.steps)
+        summaries = {r.run_id: r.summaries for r in batch.runs}
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            ids = list(part) + [r for r in summaries if last and r not in part]
+            body = {"now": batch.now, "live": batch.live if last else [], "runs": [
+                {"run_id": run_id, "chunks": part.get(run_id, []),
+                 "summaries": ({k: wire.summary(s) for k, s in summaries[run_id].items()}
+                               if last else {})}
+                for run_id in ids
+            ]}
+            self._call("POST", "/api/ingest/metrics", json=body)
+
+    # -- files ------------------------------------------------------------------------------
+    def keep_bytes(self, data: bytes) -> Blob:
+        return Blob(hashlib.sha256(data).hexdigest(), len(data), data=data)
+
+    def keep_file(self, path: str | os.PathLike[str]) -> Blob:
+        digest = hashlib.sha256()
+        size = 0
+        fd, staged = tempfile.mkstemp(dir=self._outbox_dir(), prefix="blob-")
+        try:
+            with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                while chunk := src.read(_COPY_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+        except BaseException:
+            os.unlink(staged)
+            raise
+        return Blob(digest.hexdigest(), size, staged=staged)
+
+    def record_artifact(self, run_id: str, path: str, blob: Blob, media_type: str,
+                        created_at: float) -> None:
+        with _discarding_when_final(blob):
+            self._upload(blob)
+            self._call("POST", f"{_run(run_id)}/artifacts", json={
+                "path": path, "sha256": blob.sha256, "size": blob.size,
+                "media_type": media_type, "created_at": created_at,
+            })
+
+    def record_audio(self, run_id: str, clip: AudioClip, blob: Blob) -> None:
+        with _discarding_when_final(blob):
+            self._upload(blob)
+            self._call("POST", f"{_run(run_id)}/audio", json={
+                "key": clip.key, "step": clip.step, "sha256": blob.sha256, "size": blob.size,
+                "sample_rate": clip.sample_rate, "frames": clip.frames,
+                "duration": clip.duration, "channels": clip.channels, "caption": clip.caption,
+                "peak": clip.peak, "gain": clip.gain, "created_at": clip.created_at,
+            })
+
+    def _upload(self, blob: Blob) -> None:
+        url = f"/api/ingest/blobs/{blob.sha256}"
+        if blob.size > CHECK_BEFORE_UPLOAD and self._call("GET", url).json()["exists"]:
+            return
+        headers = {"Content-Type": "application/octet-stream",
+                   "Content-Length": str(blob.size)}
+        if blob.data is not None:
+            self._call("PUT", url, content=blob.data, headers=headers)
+        else:
+            assert blob.staged is not None
+            self._call("PUT", url, content=_read_chunks(blob.staged), headers=headers)
+
+    def _outbox_dir(self) -> str:
+        with self._outbox_lock:
+            if self._outbox is None:
+                self._outbox = tempfile.mkdtemp(prefix="tympan-outbox-")
+                weakref.finalize(self, shutil.rmtree, self._outbox, True)
+            return self._outbox
+
+    # -- HTTP -------------------------------------------------------------------------------
+    def _call(self, method: str, path: str, *, json: Any = None, **kwargs: Any) -> httpx.Response:
+        import httpx
+
+        if json is not None:
+            kwargs["content"] = _dumps(json)
+            kwargs["headers"] = {"Content-Type": "application/json"}
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise StoreUnavailableError(
+                f"cannot reach the tympan server at {self.where} ({reason}); is it running?"
+            ) from None
+        if response.status_code < 400:
+            return response
+        raise self._error(response)
+
+    def _error(self, response: httpx.Response) -> TympanError:
+        status = response.status_code
+        try:
+            body = response.json()["error"]
+            kind, message = str(body["type"]), str(body["message"])
+        except (ValueError, KeyError, TypeError):
+            kind, message = "", response.text[:300] or response.reason_phrase
+        said = f"the tympan server at {self.where} answered {status}: {message}"
+        if status >= 500 or status in _RETRYABLE:
+            return StoreUnavailableError(said)
+        if status == 401:
+            if not self._token:
+                return StoreError(f"{said}. Set TYMPAN_TOKEN to a token with scope write "
+                                  "(the server's admin makes one with `tympan token create "
+                                  "--scope write`)")
+            return StoreError(f"{said}. Check TYMPAN_TOKEN: it is unknown to this server or "
+                              "was revoked")
+        if status == 403:
+            return StoreError(f"{said}. Logging runs needs a token with scope write in "
+                              "TYMPAN_TOKEN")
+        known = getattr(errors, kind, None)
+        if isinstance(known, type) and issubclass(known, TympanError) and not issubclass(
+            known, StoreUnavailableError
+        ):
+            return known(said)
+        if status == 404:
+            return errors.NotFoundError(said)
+        return errors.InvalidInputError(said)
+
+
+def _run(run_id: str) -> str:
+    return f"/api/ingest/runs/{quote(run_id, safe='')}"
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _read_chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(_COPY_CHUNK):
+            yield chunk
+
+
+@contextlib.contextmanager
+def _discarding_when_final(blob: Blob) -> Iterator[None]:
+    """Delete a staged copy once the server has it, or once it never will (a final error);
+    keep it while the write may still be retried."""
+    try:
+        yield
+    except (StoreUnavailableError, OSError):
+        raise
+    except BaseException:
+        _discard(blob)
+        raise
+    _discard(blob)
+
+
+def _discard(blob: Blob) -> None:
+    if blob.staged is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(blob.staged)

@@ -1,0 +1,102 @@
+"""``live_server``: a real tympan server process on a free loopback port, for API tests.
+
+    with live_server(store_url, auth=False) as url:          # `tympan ui` (no auth)
+        httpx.get(f"{url}/api/health")
+    with live_server(store_url, extra_args=["--max-body-mb", "1"]) as url:   # `tympan server`
+
+The process is started exactly as a user starts it (``python -m tympan.cli.app ...``) with
+``--port 0``; the URL is read from the line it prints once it answers. On exit it gets
+SIGTERM, then SIGKILL if it has not stopped within 10 s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+_URL = re.compile(r" at (http://\S+) ")
+
+
+class ServerFailed(RuntimeError):
+    """The server process did not come up; the message holds what it printed."""
+
+
+def server_command(store_url: str, *, auth: bool = True, extra_args: Sequence[str] = ()
+                   ) -> list[str]:
+    """The command line: `tympan server` with auth, else `tympan ui --no-open`."""
+    base = [sys.executable, "-m", "tympan.cli.app"]
+    if auth:
+        return [*base, "server", "--store", store_url, "--host", "127.0.0.1", "--port", "0",
+                *extra_args]
+    return [*base, "ui", "--store", store_url, "--host", "127.0.0.1", "--port", "0",
+            "--no-open", *extra_args]
+
+
+@contextmanager
+def live_server(
+    store_url: str,
+    *,
+    auth: bool = True,
+    extra_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    timeout: float = 60.0,
+) -> Iterator[str]:
+    """Start a server over ``store_url``; yields its base URL (``http://127.0.0.1:PORT``)."""
+    log_dir = Path(tempfile.mkdtemp(prefix="tympan-server-"))
+    out_path, err_path = log_dir / "stdout.txt", log_dir / "stderr.txt"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen(
+            server_command(store_url, auth=auth, extra_args=extra_args),
+            stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+    try:
+        url = _wait_until_up(proc, out_path, err_path, timeout)
+        yield url
+    finally:
+        stop(proc)
+
+
+def _wait_until_up(proc: subprocess.Popen, out_path: Path, err_path: Path,
+                   timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    url = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ServerFailed(f"server exited with {proc.returncode}:\n"
+                               f"{out_path.read_text()}\n{err_path.read_text()}")
+        if url is None:
+            found = _URL.search(out_path.read_text())
+            url = found.group(1) if found else None
+        if url is not None:
+            try:
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.05)
+    stop(proc)
+    raise ServerFailed(f"server did not answer within {timeout} s:\n"
+                       f"{out_path.read_text()}\n{err_path.read_text()}")
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

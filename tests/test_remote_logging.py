@@ -1,0 +1,350 @@
+"""Remote logging against a real ``tympan server`` process: tokens, idempotent retries, and a
+server SIGKILLed and restarted while a training script keeps logging to it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from tests.server_fixtures import server_command
+
+import tympan
+from tympan.store import open_store, tokens
+
+
+class Server:
+    """A `tympan server` process on a fixed port, so it can be killed and started again."""
+
+    def __init__(self, store: str, log_dir: Path) -> None:
+        self.store = store
+        self.log_dir = log_dir
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        command = server_command(self.store, auth=True)
+        command[command.index("--port") + 1] = str(self.port)
+        self.starts += 1
+        log = open(self.log_dir / f"server-{self.starts}.txt", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise AssertionError(f"server did not come up:\n{self.output()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.log_dir.glob("server-*.txt")))
+
+
+def make_token(store: str, scope: str = "write", project: str | None = None) -> str:
+    with open_store(store, create=True) as opened, opened.write() as conn:
+        text, _ = tokens.create(conn, scope, project=project)
+    return text
+
+
+@contextmanager
+def served(tmp: Path) -> Iterator[Server]:
+    store = str(tmp / "store")
+    open_store(store, create=True).close()
+    server = Server(store, tmp)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with served(tmp_path_factory.mktemp("remote")) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _close_connections() -> Iterator[None]:
+    yield
+    from tympan.track.stores import close_stores
+
+    close_stores()  # this process's keep-alive connections to the servers
+
+
+@pytest.fixture
+def remote(server: Server, monkeypatch: pytest.MonkeyPatch) -> Server:
+    """This process logs to ``server`` with a write token for every project."""
+    monkeypatch.setenv("TYMPAN_STORE", server.url)
+    monkeypatch.setenv("TYMPAN_TOKEN", make_token(server.store))
+    return server
+
+
+TRAINING = textwrap.dedent("""
+    import json, sys, time
+    import numpy as np
+    import tympan
+
+    outage_seconds, folder = float(sys.argv[1]), sys.argv[2]
+    run = tympan.init(project="asr", config={"lr": 0.001}, tags=["remote"])
+    step = 0
+
+    def train(seconds, costs):
+        global step
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            started = time.perf_counter()
+            run.log({"loss": 1.0 / (step + 1), "step_copy": float(step)}, step=step)
+            costs.append(time.perf_counter() - started)
+            if step % 500 == 0:
+                started = time.perf_counter()
+                tone = 0.5 * np.sin(np.arange(8000) * (step + 1) / 5000.0)
+                run.log_audio("val/tone", tone, 16000, step=step, caption=f"step {step}")
+                path = f"{folder}/last.pt"
+                with open(path, "wb") as f:
+                    f.write(f"checkpoint at step {step}".encode())
+                run.log_artifact(path, name=f"ckpt/step-{step}.pt")
+                costs.append(time.perf_counter() - started)
+            step += 1
+            time.sleep(0.0005)
+
+    train(1.0, [])
+    run.flush()  # the server has acknowledged these
+    print(json.dumps({"run": run.id, "acked": step}), flush=True)
+    sys.stdin.readline()  # the server is being killed now
+    down = []
+    train(outage_seconds, down)  # keep training while the server is down
+    print(json.dumps({"down_steps": step}), flush=True)
+    sys.stdin.readline()  # the server is back
+    train(0.5, [])
+    run.log_artifact(b"final notes", name="notes.txt")
+    run.finish()
+    print(json.dumps({"steps": step, "max_cost": max(down), "mean_cost": sum(down) / len(down)}),
+          flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_training_survives_the_server_being_killed_and_restarted(tmp_path: Path) -> None:
+    with served(tmp_path) as server:
+        script = tmp_path / "train.py"
+        script.write_text(TRAINING)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TYMPAN_")}
+        env.update(TYMPAN_STORE=server.url, TYMPAN_TOKEN=make_token(server.store, project="asr"),
+                   TYMPAN_CAPTURE_ENV="0", TYMPAN_FLUSH_INTERVAL="0.2",
+                   TMPDIR=str(tmp_path / "tmp"))
+        (tmp_path / "tmp").mkdir()
+        child = subprocess.Popen([sys.executable, str(script), "2.0", str(tmp_path)],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            first = json.loads(child.stdout.readline())
+            run_id = first["run"]
+            server.kill()  # SIGKILL: no graceful shutdown, requests in flight are cut
+            child.stdin.write("\n")
+            child.stdin.flush()
+            during = json.loads(child.stdout.readline())
+            server.start()  # the same port, the same store
+            child.stdin.write("\n")
+            child.stdin.flush()
+            out, err = child.communicate(timeout=120)
+        finally:
+            if child.poll() is None:
+                child.kill()
+        assert child.returncode == 0, err
+        last = json.loads(out.strip().splitlines()[-1])
+        assert during["down_steps"] > first["acked"] + 100  # it really logged during the outage
+        # log() stayed cheap while the server was down: it never waited for the network.
+        assert last["mean_cost"] < 0.002 and last["max_cost"] < 0.5, last
+        assert err.count("cannot write to the store") == 1, err  # warned once
+        assert "writable again" in err
+
+        record = tympan.load_run(run_id, store=server.store)
+        assert record.status == "finished"
+        steps = last["steps"]
+        loss = record.history("loss")
+        np.testing.assert_array_equal(loss.steps, np.arange(steps))  # every point, once
+        np.testing.assert_allclose(loss.values, 1.0 / (np.arange(steps) + 1))
+        np.testing.assert_array_equal(record.history("step_copy").values, np.arange(steps))
+        assert record.summary["loss"].count == steps
+        assert record.summary["loss"].min == pytest.approx(1.0 / steps)
+
+        clip_steps = list(range(0, steps, 500))
+        clips = record.audio_samples()
+        assert [c.step for c in clips] == clip_steps  # each clip once, none lost
+        samples, rate, caption = record.read_audio("val/tone", step=clip_steps[-1])
+        expected = 0.5 * np.sin(np.arange(8000) * (clip_steps[-1] + 1) / 5000.0)
+        assert rate == 16000 and caption == f"step {clip_steps[-1]}"
+        np.testing.assert_allclose(samples, expected, atol=1e-4)
+        for s in clip_steps:  # each checkpoint as it was when logged, though since overwritten
+            assert record.read_artifact(f"ckpt/step-{s}.pt") == f"checkpoint at step {s}".encode()
+        assert record.read_artifact("notes.txt") == b"final notes"
+        assert not list((tmp_path / "tmp").iterdir())  # staged copies all uploaded, removed
+
+
+def test_a_bad_or_missing_token_fails_at_init_with_a_clear_message(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TYMPAN_STORE", server.url)
+    monkeypatch.setenv("TYMPAN_TOKEN", "tympan_000000000000_not-a-real-secret")
+    started = time.monotonic()
+    with pytest.raises(tympan.TympanError, match="answered 401: invalid token.*TYMPAN_TOKEN"):
+        tympan.init(project="asr")
+    assert time.monotonic() - started < 5  # at once, no retrying a refusal
+    monkeypatch.delenv("TYMPAN_TOKEN")
+    with pytest.raises(tympan.TympanError, match="requires a token.*Set TYMPAN_TOKEN"):
+        tympan.init(project="asr")
+    monkeypatch.setenv("TYMPAN_TOKEN", make_token(server.store, scope="read"))
+    with pytest.raises(tympan.TympanError, match="answered 403.*scope write"):
+        tympan.init(project="asr")
+    assert tympan.active_run() is None
+
+
+def test_an_unreachable_server_fails_at_init(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once the socket is closed
+    monkeypatch.setenv("TYMPAN_STORE", f"http://127.0.0.1:{port}")
+    with pytest.raises(tympan.errors.StoreUnavailableError, match="cannot reach the tympan "
+                                                                  "server.*is it running"):
+        tympan.init(project="asr")
+
+
+def test_a_project_token_cannot_write_another_project(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TYMPAN_STORE", server.url)
+    monkeypatch.setenv("TYMPAN_TOKEN", make_token(server.store))
+    other = tympan.init(project="tts")
+    other.log({"loss": 1.0})
+    other.finish()
+    asr_token = make_token(server.store, project="asr")
+    monkeypatch.setenv("TYMPAN_TOKEN", asr_token)
+    with pytest.raises(tympan.TympanError, match="cannot log runs of project 'tts'"):
+        tympan.init(project="tts")
+    with pytest.raises(tympan.errors.NotFoundError):
+        tympan.init(resume=other.id)  # another project's run is not there for this token
+    headers = {"Authorization": f"Bearer {asr_token}"}
+    body = metrics_body(other.id, seq=5, steps=[7], values=[2.0])
+    answer = httpx.post(f"{server.url}/api/ingest/metrics", json=body, headers=headers)
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["error"]["type"] == "NotFoundError"
+    answer = httpx.post(f"{server.url}/api/ingest/runs/{other.id}/finish", headers=headers,
+                        json={"status": "failed", "ended_at": time.time()})
+    assert answer.status_code == 404
+    record = tympan.load_run(other.id, store=server.store)
+    assert record.status == "finished" and record.summary["loss"].count == 1
+    run = tympan.init(project="asr")  # its own project: fine
+    run.finish()
+
+
+def metrics_body(run_id: str, seq: int, steps: list[int], values: list[float]) -> dict:
+    def b64(array: np.ndarray) -> str:
+        return base64.b64encode(array.tobytes()).decode()
+
+    n = len(steps)
+    return {"now": time.time(), "live": [run_id], "runs": [{
+        "run_id": run_id,
+        "chunks": [{"key": "loss", "seq": seq, "steps": b64(np.array(steps, "<i8")),
+                    "values": b64(np.array(values, "<f8")),
+                    "times": b64(np.full(n, time.time(), "<f8"))}],
+        "summaries": {"loss": {"last": values[-1], "last_step": steps[-1], "count": n,
+                               "min": "nan", "max": "inf"}},
+    }]}
+
+
+def test_a_retried_request_is_stored_once(remote: Server) -> None:
+    run = tympan.init(project="asr")
+    run.flush()
+    headers = {"Authorization": f"Bearer {os.environ['TYMPAN_TOKEN']}"}
+    url = remote.url
+    body = metrics_body(run.id, seq=0, steps=[0, 1, 2], values=[3.0, 2.0, 1.0])
+    for _ in range(2):  # the first response "was lost": the client sends it again
+        answer = httpx.post(f"{url}/api/ingest/metrics", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+    data = b"weights"
+    sha = hashlib.sha256(data).hexdigest()
+    bad = httpx.put(f"{url}/api/ingest/blobs/{sha}", content=b"weightz", headers=headers)
+    assert bad.status_code == 400 and "sha256" in bad.json()["error"]["message"]
+    early = httpx.post(f"{url}/api/ingest/runs/{run.id}/artifacts", headers=headers,
+                       json={"path": "w.bin", "sha256": sha, "size": 7,
+                             "media_type": "application/octet-stream",
+                             "created_at": time.time()})
+    assert early.status_code == 400 and "PUT /api/ingest/blobs" in early.text
+    audio = {"key": "tone", "step": 3, "sha256": sha, "size": len(data), "sample_rate": 16000,
+             "frames": 10, "duration": 10 / 16000, "channels": 1, "peak": 0.5, "gain": 1.0,
+             "created_at": time.time()}
+    for _ in range(2):
+        assert httpx.put(f"{url}/api/ingest/blobs/{sha}", content=data,
+                         headers=headers).status_code == 200
+        assert httpx.post(f"{url}/api/ingest/runs/{run.id}/audio", json=audio,
+                          headers=headers).status_code == 200
+    assert httpx.get(f"{url}/api/ingest/blobs/{sha}", headers=headers).json()["exists"]
+    run.finish()
+    record = tympan.load_run(run.id, store=remote.store)
+    assert record.history("loss").values.tolist() == [3.0, 2.0, 1.0]
+    assert record.summary["loss"].max == float("inf")  # non-finite numbers survive the trip
+    assert len(record.audio_samples()) == 1
+    done = httpx.post(f"{url}/api/ingest/metrics", headers=headers,
+                      json=metrics_body(run.id, seq=9, steps=[5], values=[1.0]))
+    assert done.status_code == 409  # a finished run takes no stale points
+
+
+def test_the_client_api_works_the_same_over_http(remote: Server, tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    (tmp_path / "model" / "weights.bin").write_bytes(os.urandom(3 << 20))  # > one check
+    with tympan.init(project="asr", config={"encoder": "gru"}, name="over-http") as run:
+        tympan.seed_everything(7)
+        for step in range(3000):
+            run.log({"loss": 1.0 / (step + 1), "odd": float("nan") if step % 2 else 1.0})
+        run.log_artifact(tmp_path / "model")
+        assert run.summary["loss"].count == 3000  # read back from the server
+        assert run.summary["odd"].nan_count == 1500
+    resumed = tympan.init(resume="over-http")  # by name, over HTTP
+    assert resumed.id == run.id and resumed.step == 3000
+    resumed.log({"loss": 0.5})
+    resumed.finish()
+    record = tympan.load_run(run.id, store=remote.store)
+    assert (record.status, record.seed, record.config, record.name) == (
+        "finished", 7, {"encoder": "gru"}, "over-http")
+    assert record.summary["loss"].count == 3001 and record.summary["loss"].last_step == 3000
+    assert record.read_artifact("model/weights.bin") == (
+        tmp_path / "model" / "weights.bin").read_bytes()
+    with pytest.raises(tympan.errors.StoreURLError, match="is a tympan server"):
+        tympan.load_run(run.id)  # reading back goes through the store or the web API
