@@ -31,7 +31,8 @@ $(VENV)/.deps-test: pyproject.toml | $(PY)
 # Runs the reduced ASR ablation study (encoder x front end x LR schedule, 3 seeds: 15 trials
 # of the CTC recipe on a synthesized corpus, about 5 minutes on 2 cores), writes its report,
 # lists the runs, then probes the best baseline model: a reference profile of its layers on
-# clean speech, and an anomaly report for a few noisy, clipped and sped-up inputs.
+# clean speech, and an anomaly report for a few noisy, clipped and sped-up inputs (and, for
+# contrast, for clean speech of other speakers).
 demo: $(VENV)/.deps-demo
 	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) ablate studies/asr_components_quick.yaml --workers 2
 	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) report asr_components_quick --out reports/asr_components_quick
@@ -45,7 +46,9 @@ demo: $(VENV)/.deps-demo
 	  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) probe score $$RUN --shift clip:0.02 --limit 8 \
 	    --alpha 0.05 --show 3 && \
 	  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) probe score $$RUN --shift speed:1.5 --limit 8 \
-	    --alpha 0.05 --show 3
+	    --alpha 0.05 --show 3 && \
+	  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) probe score $$RUN --data split:train --limit 40 \
+	    --alpha 0.05 --show 0
 	@echo "inspect: $(TYMPAN) study asr_components_quick; $(TYMPAN) show RUN_ID"
 	@echo "browse:  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) ui   (the web UI, on http://127.0.0.1:8787)"
 

@@ -1,16 +1,32 @@
 """Out-of-distribution inputs: tympan's probe vs output-only baselines, same model, same data.
 
-Trains the CTC ASR recipe's model (conv encoder; or loads one with --run), fits a probe
-profile on clean speech of the test speakers, and scores held-out clean utterances against
-shifted versions of the same utterances: white noise at 0 and 5 dB SNR, babble at 5 dB,
-hard clipping, 1.5x speed, Korean speech (a language the model never heard) and non-speech
-noise. For the probe's combined anomaly p-value and for three output-only baselines (mean
-max-softmax probability over frames, energy score, CTC blank ratio), prints AUROC and the
-false-positive rate at 95% true-positive rate per shift; the fraction of clean held-out
-inputs flagged at alpha = 0.01 (calibration); and which layer the probe names first for
-each shift.
+Trains the CTC ASR recipe's model (conv encoder by default; or loads one with --run) and
+synthesizes, with espeak-ng, many more digit strings spoken by the corpus's two *test*
+speakers (voices the model never heard). The probe's profile is fitted on part of that clean
+speech (half of it held out for conformal calibration); the rest is held out to measure
+calibration and as the clean side of every AUROC. Shifted copies of the held-out utterances:
 
-    .venv/bin/python benchmarks/probe_ood.py [--epochs 12] [--run RUN_ID --store STORE]
+- required rows (the issue): white noise at 0 and 5 dB SNR, babble at 5 dB, hard clipping at
+  5% of the peak, 1.5x speed, Korean digits said by the same two voices (an unseen language,
+  nothing else changed), non-speech pink noise;
+- milder rows, where output-only scores weaken: white 10, 20 and 30 dB, babble 15 and 25 dB,
+  clipping at 30% and 50% of the peak, speed 1.15x, 0.85x and 1.05x;
+- a control that should *not* be detected: the same utterances 6 dB quieter (the recipe
+  normalizes each utterance's features, so the model cannot see loudness).
+
+For each detector of the probe (the default, Mahalanobis with Ledoit-Wolf shrinkage on pooled
+mean+std features; on mean features only; k-nearest-neighbour distances) and three
+output-only baselines (mean max-softmax probability over frames, energy score, CTC blank
+ratio's distance from the clean median): AUROC and the false-positive rate at 95% true
+positive rate per shift. The probe ranks inputs by ``AnomalyReport.anomaly_score`` (combined
+p-value, ties broken by the largest calibrated per-layer distance); flags use the p-value.
+Then: the fraction of clean held-out inputs flagged at alpha = 0.01 and 0.05, for this
+split and averaged over 10 other fit/calibration splits; the first divergent layer the probe names
+per shift, and how often it agrees with the layer where the shift was expected (fixed below,
+before measuring).
+
+    .venv/bin/python benchmarks/probe_ood.py [--epochs 12] [--encoder conv|gru|transformer]
+        [--run RUN_ID --store STORE] [--per-speaker 400] [--held-out 300]
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ import argparse
 import io
 import sys
 import tempfile
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,12 +52,40 @@ from rich.table import Table  # noqa: E402
 import tympan  # noqa: E402
 from tympan.audio.augment import add_noise, clip, speed_perturb  # noqa: E402
 from tympan.audio.augment.noise import pink_noise  # noqa: E402
-from tympan.audio.corpus import synth_corpus  # noqa: E402
+from tympan.audio.corpus import Speaker, synth_corpus  # noqa: E402
 from tympan.audio.features import pad_features  # noqa: E402
 from tympan.audio.io import load  # noqa: E402
+from tympan.audio.synth import synthesize  # noqa: E402
+from tympan.probe.features import FeatureCapture  # noqa: E402
+from tympan.probe.profile import Profile, fit_features  # noqa: E402
 
 SR = asr.SAMPLE_RATE
 BLANK = asr.BLANK
+REQUIRED = ["white 0 dB", "white 5 dB", "babble 5 dB", "clipping 5%", "speed 1.5x",
+            "Korean speech", "non-speech noise"]
+MILD = ["white 10 dB", "white 20 dB", "white 30 dB", "babble 15 dB", "babble 25 dB",
+        "clipping 30%", "clipping 50%", "speed 1.15x", "speed 0.85x", "speed 1.05x"]
+CONTROL = ["6 dB quieter"]
+# Where each shift enters the model, fixed before measuring: every change to the waveform
+# reaches the first probed layer (the front end, the conv subsampler), except a new language
+# said by the same voices, whose difference we expected to show in the encoder first.
+FRONT_END = "subsample"
+
+
+def expected_layers(shift: str, layers: list[str]) -> set[str]:
+    if shift == "Korean speech":
+        return {name for name in layers if name.startswith("encoder")}
+    return {FRONT_END}
+DETECTORS = {  # label -> fit_features keyword arguments
+    "mahalanobis mean+std (default)": {},
+    "mahalanobis mean": {"pooling": "mean"},
+    "knn k=1 euclidean": {"detector": "knn", "detector_options": {"k": 1}},
+    "knn k=10 cosine": {"detector": "knn",
+                        "detector_options": {"k": 10, "metric": "cosine"}},
+}
+DIGITS = {"en": ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                 "nine"),
+          "ko": ("영", "일", "이", "삼", "사", "오", "육", "칠", "팔", "구")}
 
 
 def auroc(clean: np.ndarray, shifted: np.ndarray) -> float:
@@ -57,161 +102,265 @@ def fpr_at_95_tpr(clean: np.ndarray, shifted: np.ndarray) -> float:
     return float(np.mean(clean >= threshold))
 
 
-def model_and_config(args: argparse.Namespace) -> tuple[asr.CTCModel, asr.Config]:
+def model_and_config(args: argparse.Namespace) -> tuple[asr.CTCModel, asr.Config, str]:
     if args.run:
         record = tympan.load_run(args.run, store=args.store)
-        checkpoint = torch.load(io.BytesIO(record.read_artifact("model.pt")))
-        cfg = asr.Config(**checkpoint["config"])
     else:
         store = str(Path(tempfile.mkdtemp(prefix="tympan-probe-ood-")) / "store")
-        cfg = replace(asr.Config(), epochs=args.epochs, store=store, audio_samples=0,
-                      n_boot=200)
-        run_id = asr.train(cfg)
-        record = tympan.load_run(run_id, store=store)
-        checkpoint = torch.load(io.BytesIO(record.read_artifact("model.pt")))
-        cfg = asr.Config(**checkpoint["config"])
-    corpus = synth_corpus(cfg.corpus_dir or asr.corpus_dir(cfg), vocab="digits",
-                          voices=cfg.voices, utterances_per_speaker=cfg.per_speaker,
-                          seed=cfg.corpus_seed, progress=False)
+        cfg = replace(asr.Config(), epochs=args.epochs, encoder=args.encoder, store=store,
+                      audio_samples=0, n_boot=200)
+        record = tympan.load_run(asr.train(cfg), store=store)
+    checkpoint = torch.load(io.BytesIO(record.read_artifact("model.pt")))
+    cfg = asr.Config(**checkpoint["config"])
     dims = cfg.n_mels if cfg.front_end == "logmel" else cfg.n_mfcc
     model = asr.CTCModel(cfg, dims=dims)
     model.load_state_dict(checkpoint["model"])
     model.eval()
-    return model, replace(cfg, corpus_dir=str(corpus.root))
+    wer = record.summary.get("test/wer")
+    what = f"{cfg.encoder} encoder, {cfg.epochs} epochs" + (
+        f", test WER {wer.last:.3f}" if wer is not None and wer.last is not None else "")
+    return model, cfg, what
+
+
+def say(speakers: list[Speaker], lang: str, per_speaker: int, seed: int) -> list[np.ndarray]:
+    """``per_speaker`` strings of 3 to 5 digits in ``lang`` by each speaker's voice."""
+    rng = np.random.default_rng(seed)
+    words = DIGITS[lang]
+    waves = []
+    for s in speakers:
+        for _ in range(per_speaker):
+            text = " ".join(words[i] for i in rng.integers(0, 10, rng.integers(3, 6)))
+            waves.append(synthesize(text, lang, variant=s.variant, rate=s.rate, pitch=s.pitch,
+                                    sample_rate=SR).waveform)
+    return waves
 
 
 def shifted_sets(clean: list[np.ndarray], babble: list[np.ndarray],
                  korean: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
     rng = np.random.default_rng(0)
+
+    def noise(snr: float, kind: str) -> list[np.ndarray]:
+        extra = {"babble_sources": babble, "sr": SR} if kind == "babble" else {}
+        return [add_noise(w, snr, kind, rng=rng, **extra) for w in clean]
+
     return {
-        "white 0 dB": [add_noise(w, 0, "white", rng=rng) for w in clean],
-        "white 5 dB": [add_noise(w, 5, "white", rng=rng) for w in clean],
-        "babble 5 dB": [add_noise(w, 5, "babble", rng=rng, babble_sources=babble, sr=SR)
-                        for w in clean],
-        "clipping": [clip(w, 0.05) for w in clean],
+        "white 0 dB": noise(0, "white"), "white 5 dB": noise(5, "white"),
+        "babble 5 dB": noise(5, "babble"), "clipping 5%": [clip(w, 0.05) for w in clean],
         "speed 1.5x": [speed_perturb(w, SR, 1.5) for w in clean],
         "Korean speech": korean,
         "non-speech noise": [(0.1 * pink_noise(len(w), rng)).astype(np.float32)
                              for w in clean],
+        "white 10 dB": noise(10, "white"), "white 20 dB": noise(20, "white"),
+        "white 30 dB": noise(30, "white"), "babble 15 dB": noise(15, "babble"),
+        "babble 25 dB": noise(25, "babble"), "clipping 30%": [clip(w, 0.3) for w in clean],
+        "clipping 50%": [clip(w, 0.5) for w in clean],
+        "speed 1.15x": [speed_perturb(w, SR, 1.15) for w in clean],
+        "speed 0.85x": [speed_perturb(w, SR, 0.85) for w in clean],
+        "speed 1.05x": [speed_perturb(w, SR, 1.05) for w in clean],
+        "6 dB quieter": [0.5 * w for w in clean],
     }
 
 
-@torch.no_grad()
-def output_scores(model: asr.CTCModel, feats: list[torch.Tensor]) -> dict[str, np.ndarray]:
-    """Per input: -MSP (low confidence = OOD), energy (-logsumexp of logits), and the blank
-    ratio's distance from the clean median (set later)."""
-    logits_seen: list[torch.Tensor] = []
-    hook = model.out.register_forward_hook(lambda m, i, o: logits_seen.append(o))
-    msp, energy, blank = [], [], []
-    for i in range(0, len(feats), 32):
-        x, lengths = pad_features(feats[i:i + 32])
-        log_probs = model(x, lengths)
-        logits = logits_seen.pop()
-        out_len = model.out_lengths(lengths)
-        for b, n in enumerate(out_len.tolist()):
-            lp, lg = log_probs[b, :n], logits[b, :n]
-            msp.append(-float(lp.exp().max(-1).values.mean()))
-            energy.append(-float(torch.logsumexp(lg, -1).mean()))
-            blank.append(float((lp.argmax(-1) == BLANK).float().mean()))
-    hook.remove()
-    return {"max softmax prob": np.array(msp), "energy": np.array(energy),
-            "CTC blank ratio": np.array(blank)}
+class Measured:
+    """One model's pooled features and output-only scores, from one forward pass per batch."""
+
+    def __init__(self, model: asr.CTCModel, cfg: asr.Config) -> None:
+        self.model, self.cfg = model, cfg
+
+    @torch.no_grad()
+    def __call__(self, waves: list[np.ndarray]) -> tuple[dict[str, np.ndarray],
+                                                          dict[str, np.ndarray]]:
+        """{layer: pooled features} and, per input, -MSP (low confidence = OOD), energy
+        (-logsumexp of the logits) and the CTC blank ratio (its distance from the clean
+        median is taken later)."""
+        feats = [asr.features(self.cfg, w.astype(np.float32)) for w in waves]
+        seen: list[torch.Tensor] = []
+        hook = self.model.out.register_forward_hook(lambda m, i, o: seen.append(o))
+        parts: dict[str, list[np.ndarray]] = {}
+        msp, energy, blank = [], [], []
+        try:
+            with FeatureCapture(self.model) as capture:
+                for i in range(0, len(feats), 64):
+                    x, lengths = pad_features(feats[i:i + 64])
+                    for name, values in capture.capture((x, lengths)).items():
+                        parts.setdefault(name, []).append(values)
+                    logits = seen.pop()
+                    log_probs = logits.log_softmax(-1)
+                    for b, n in enumerate(self.model.out_lengths(lengths).tolist()):
+                        lp, lg = log_probs[b, :n], logits[b, :n]
+                        msp.append(-float(lp.exp().max(-1).values.mean()))
+                        energy.append(-float(torch.logsumexp(lg, -1).mean()))
+                        blank.append(float((lp.argmax(-1) == BLANK).float().mean()))
+        finally:
+            hook.remove()
+        return ({name: np.concatenate(values) for name, values in parts.items()},
+                {"max softmax prob": np.array(msp), "energy": np.array(energy),
+                 "CTC blank ratio": np.array(blank)})
 
 
-def probe_scores(profile, model: asr.CTCModel,
-                 feats: list[torch.Tensor]) -> tuple[np.ndarray, list[str | None]]:
-    """Per input: -log10 of the combined anomaly p-value, and the first divergent layer."""
-    scores, firsts = [], []
-    for i in range(0, len(feats), 32):
-        x, lengths = pad_features(feats[i:i + 32])
-        report = profile.score(model, (x, lengths))
-        scores += list(-np.log10(np.maximum(report.p_value, 1e-300)))
-        firsts += list(report.first_divergent_layer)
-    return np.array(scores), firsts
+def cell(result: tuple[float, float]) -> str:
+    return f"{result[0]:.3f} / {result[1]:.2f}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12, help="training epochs (no --run)")
+    parser.add_argument("--encoder", default="conv", choices=["conv", "gru", "transformer"],
+                        help="encoder to train (no --run)")
     parser.add_argument("--run", help="use this asr_ctc run's model.pt instead of training")
     parser.add_argument("--store", help="the store holding --run")
+    parser.add_argument("--per-speaker", type=int, default=400,
+                        help="extra clean utterances synthesized per test speaker")
+    parser.add_argument("--held-out", type=int, default=300,
+                        help="clean inputs held out from the profile (the clean side)")
+    parser.add_argument("--splits", type=int, default=10,
+                        help="fit/calibration splits averaged for the calibration check")
     args = parser.parse_args()
+    started = time.monotonic()
     torch.manual_seed(0)
-    out = Console()
-    from tympan.probe.profile import fit
+    out = Console(width=150)
 
-    model, cfg = model_and_config(args)
-    corpus = synth_corpus(cfg.corpus_dir, vocab="digits", voices=cfg.voices,
-                          utterances_per_speaker=cfg.per_speaker, seed=cfg.corpus_seed,
-                          progress=False)
-    test = [load(corpus.file(u), mono=True)[0] for u in corpus.split("test")]
-    order = np.random.default_rng(0).permutation(len(test))
-    cut = int(0.6 * len(test))
-    reference = [test[i] for i in order[:cut]]  # profile fit + conformal calibration
-    clean = [test[i] for i in order[cut:]]  # held out: never seen by the profile
+    model, cfg, what = model_and_config(args)
+    corpus = synth_corpus(cfg.corpus_dir or asr.corpus_dir(cfg), vocab="digits",
+                          voices=cfg.voices, utterances_per_speaker=cfg.per_speaker,
+                          seed=cfg.corpus_seed, progress=False)
+    trained_at = time.monotonic()
+    speakers = [s for s in corpus.speakers if s.split == "test"]
+    clean_all = [load(corpus.file(u), mono=True)[0] for u in corpus.split("test")]
+    clean_all += say(speakers, "en", args.per_speaker, seed=1)
+    order = np.random.default_rng(0).permutation(len(clean_all))
+    held = args.held_out
+    reference = [clean_all[i] for i in order[held:]]  # profile fit + conformal calibration
+    clean = [clean_all[i] for i in order[:held]]  # held out: never seen by the profile
     babble = [load(corpus.file(u), mono=True)[0] for u in corpus.split("train")[:40]]
-    korean_corpus = synth_corpus(Path(cfg.corpus_dir).parent / "digits-ko-probe", "digits",
-                                 voices=12, langs=["ko"], utterances_per_speaker=6, seed=1,
-                                 progress=False)
-    korean = [load(korean_corpus.file(u), mono=True)[0] for u in korean_corpus.utterances]
-    korean = korean[:len(clean)]
+    korean = say(speakers, "ko", -(-held // len(speakers)), seed=2)[:held]
+    sets = shifted_sets(clean, babble, korean)
 
-    def feats(waves: list[np.ndarray]) -> list[torch.Tensor]:
-        return [asr.features(cfg, w.astype(np.float32)) for w in waves]
-
-    ref_feats = feats(reference)
-    loader = [pad_features(ref_feats[i:i + 32]) for i in range(0, len(ref_feats), 32)]
-    profile = fit(model, loader, calibration=0.4, seed=0)
-    clean_feats = feats(clean)
-    sets = {name: feats(waves) for name, waves in shifted_sets(clean, babble, korean).items()}
-
-    clean_probe = probe_scores(profile, model, clean_feats)[0]
-    clean_out = output_scores(model, clean_feats)
+    measure = Measured(model, cfg)
+    ref_feats = measure(reference)[0]
+    clean_feats, clean_out = measure(clean)
+    set_feats, set_out = {}, {}
+    for name, waves in sets.items():
+        set_feats[name], set_out[name] = measure(waves)
     blank_median = float(np.median(clean_out["CTC blank ratio"]))
-    clean_out["CTC blank ratio"] = np.abs(clean_out["CTC blank ratio"] - blank_median)
-    methods = ["tympan probe", *clean_out]
-    results: dict[str, dict[str, tuple[float, float]]] = {m: {} for m in methods}
-    first_layers: dict[str, dict[str, int]] = {}
-    for name, shifted in sets.items():
-        probe_s, firsts = probe_scores(profile, model, shifted)
-        results["tympan probe"][name] = (auroc(clean_probe, probe_s),
-                                         fpr_at_95_tpr(clean_probe, probe_s))
-        outs = output_scores(model, shifted)
-        outs["CTC blank ratio"] = np.abs(outs["CTC blank ratio"] - blank_median)
-        for method, scores in outs.items():
-            results[method][name] = (auroc(clean_out[method], scores),
-                                     fpr_at_95_tpr(clean_out[method], scores))
-        counts: dict[str, int] = {}
-        for layer in firsts:
-            counts[layer or "none"] = counts.get(layer or "none", 0) + 1
-        first_layers[name] = counts
+    for scores in (clean_out, *set_out.values()):
+        scores["CTC blank ratio"] = np.abs(scores["CTC blank ratio"] - blank_median)
+    modules = dict(model.named_modules())
+    layer_names = list(ref_feats)
+    kinds = {n: type(modules[n]).__name__ for n in layer_names}
 
-    table = Table(title=f"AUROC / FPR@95%TPR: {len(clean)} clean held-out inputs vs each "
-                        "shifted set", title_justify="left")
-    table.add_column("shift")
-    for m in methods:
-        table.add_column(m, justify="right")
+    profiles: dict[str, Profile] = {}
+    fit_seconds: dict[str, float] = {}
+    for label, kw in DETECTORS.items():
+        t = time.monotonic()
+        profiles[label] = fit_features(ref_feats, kinds, calibration=0.5, seed=0, **kw)
+        fit_seconds[label] = time.monotonic() - t
+    default = next(iter(DETECTORS))
+    results: dict[str, dict[str, tuple[float, float]]] = {}
+    clean_reports = {label: p.score_features(clean_feats) for label, p in profiles.items()}
+    shifted_reports = {}
+    for label, profile in profiles.items():
+        results[label] = {}
+        for name in sets:
+            report = profile.score_features(set_feats[name])
+            if label == default:
+                shifted_reports[name] = report
+            a, b = clean_reports[label].anomaly_score, report.anomaly_score
+            results[label][name] = (auroc(a, b), fpr_at_95_tpr(a, b))
+    ties = "default, ranked by -log p only"
+    results[ties] = {}
     for name in sets:
-        table.add_row(name, *(f"{results[m][name][0]:.3f} / {results[m][name][1]:.2f}"
-                              for m in methods))
-    means = {m: float(np.mean([v[0] for v in results[m].values()])) for m in methods}
-    table.add_row("mean AUROC", *(f"{means[m]:.3f}" for m in methods), style="bold")
+        a = -np.log(clean_reports[default].p_value)
+        b = -np.log(shifted_reports[name].p_value)
+        results[ties][name] = (auroc(a, b), fpr_at_95_tpr(a, b))
+    for method in clean_out:
+        results[method] = {name: (auroc(clean_out[method], set_out[name][method]),
+                                  fpr_at_95_tpr(clean_out[method], set_out[name][method]))
+                           for name in sets}
+    baselines = list(clean_out)
+    scored_at = time.monotonic()
+
+    n_cal = profiles[default].n_calibration
+    out.print(f"model: {what}; layers probed: {', '.join(layer_names)}")
+    out.print(f"reference: {len(reference)} clean utterances of the {len(speakers)} test "
+              f"speakers ({profiles[default].meta['n_fit']} fit + {n_cal} calibration); "
+              f"{held} clean held out; {held} per shifted set")
+    show = [default, "knn k=1 euclidean", *baselines]
+    table = Table(title="AUROC / FPR@95%TPR per shift (clean held-out vs shifted copies)",
+                  title_justify="left")
+    table.add_column("shift")
+    for m in show:
+        table.add_column(m, justify="right")
+    means: dict[str, dict[str, float]] = {}
+    for group, names in (("required", REQUIRED), ("mild", MILD), ("control", CONTROL)):
+        for name in names:
+            table.add_row(name, *(cell(results[m][name]) for m in show))
+        means[group] = {m: float(np.mean([results[m][n][0] for n in names])) for m in results}
+        table.add_row(f"mean AUROC, {group}", *(f"{means[group][m]:.3f}" for m in show),
+                      style="bold", end_section=True)
     out.print(table)
-    best_baseline = max(means[m] for m in methods[1:])
-    out.print(f"probe mean AUROC {means['tympan probe']:.3f}; best output-only baseline "
-              f"{best_baseline:.3f}; margin {100 * (means['tympan probe'] - best_baseline):+.1f}"
-              " points")
-    clean_p = 10 ** (-clean_probe)
-    out.print(f"calibration: {np.mean(clean_p < 0.01):.1%} of clean held-out inputs flagged at "
-              f"alpha = 0.01, {np.mean(clean_p < 0.05):.1%} at 0.05 (n = {len(clean)})")
-    layers = Table(title="first divergent layer named by the probe (count of inputs)",
-                   title_justify="left")
-    layers.add_column("shift")
-    layers.add_column("first divergent layer")
-    for name, counts in first_layers.items():
-        layers.add_row(name, ", ".join(f"{k}: {v}" for k, v in
-                                       sorted(counts.items(), key=lambda kv: -kv[1])))
+    for group, names in (("required", REQUIRED), ("mild", MILD)):
+        best = max(baselines, key=lambda m: means[group][m])
+        probe = means[group][default]
+        fpr = {m: float(np.mean([results[m][n][1] for n in names])) for m in (default, best)}
+        out.print(f"{group}: probe mean AUROC {probe:.4f}; best output-only baseline {best} "
+                  f"{means[group][best]:.4f}; difference "
+                  f"{100 * (probe - means[group][best]):+.2f} points; mean FPR@95%TPR "
+                  f"{fpr[default]:.3f} vs {fpr[best]:.3f}")
+
+    detectors = Table(title="probe detectors (mean AUROC; clean held-out flagged)",
+                      title_justify="left")
+    for col in ("detector", "required", "mild", "control", "flagged @0.01", "flagged @0.05",
+                "fit s"):
+        detectors.add_column(col, justify="left" if col == "detector" else "right")
+    for label in [*DETECTORS, ties]:
+        rep = clean_reports.get(label, clean_reports[default])
+        detectors.add_row(label, *(f"{means[g][label]:.3f}" for g in ("required", "mild",
+                                                                         "control")),
+                          f"{rep.flagged(0.01).mean():.1%}", f"{rep.flagged(0.05).mean():.1%}",
+                          f"{fit_seconds.get(label, 0.0):.2f}")
+    out.print(detectors)
+
+    rates = []
+    for seed in range(1, args.splits + 1):
+        rep = fit_features(ref_feats, kinds, calibration=0.5, seed=seed).score_features(
+            clean_feats)
+        rates.append((rep.flagged(0.01).mean(), rep.flagged(0.05).mean()))
+    r = np.array(rates)
+    out.print(f"calibration (default detector, {n_cal} calibration inputs, min p = "
+              f"{1 / (n_cal + 1):.4f}): clean held-out flagged at alpha = 0.01: "
+              f"{clean_reports[default].flagged(0.01).mean():.1%} (split 0), "
+              f"{r[:, 0].mean():.2%} mean over {args.splits} more splits (max {r[:, 0].max():.1%});"
+              f" at 0.05: {clean_reports[default].flagged(0.05).mean():.1%}, mean "
+              f"{r[:, 1].mean():.2%}")
+
+    layers = Table(title="first divergent layer at alpha = 0.01 (default detector; step-down "
+                         "min-P over layers; Holm for comparison)", title_justify="left")
+    for col in ("shift", "expected", "flagged", "named (count)", "agrees", "Holm names any"):
+        layers.add_column(col)
+    agree_all = []
+    for name in REQUIRED + MILD:
+        report = shifted_reports[name]
+        named = [x for x in report.first_divergent_layer if x is not None]
+        counts: dict[str, int] = {}
+        for layer in report.first_divergent_layer:
+            counts[layer or "none"] = counts.get(layer or "none", 0) + 1
+        expected = expected_layers(name, layer_names)
+        agree = float(np.mean([x in expected for x in named])) if named else 0.0
+        agree_all.append((name, agree, len(named)))
+        holm_any = float((report.holm <= 0.01).any(axis=1).mean())
+        layers.add_row(name, "/".join(sorted(expected)),
+                       f"{report.flagged(0.01).mean():.0%}",
+                       ", ".join(f"{k}: {v}" for k, v in sorted(counts.items(),
+                                                                 key=lambda kv: -kv[1])),
+                       f"{agree:.0%}", f"{holm_any:.0%}")
     out.print(layers)
+    req = [a for n, a, _ in agree_all if n in REQUIRED]
+    out.print(f"agreement with the expected layer (among inputs with a named layer): "
+              f"{np.mean(req):.0%} mean over required shifts, "
+              f"{np.mean([a for n, a, _ in agree_all if n in MILD]):.0%} over mild ones")
+    out.print(f"time: model {trained_at - started:.0f} s, data + scoring "
+              f"{scored_at - trained_at:.0f} s, total {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def cli(store: str, *args: str):
 
 def test_fit_then_score_flags_noisy_speech_and_names_a_layer(trained) -> None:
     store, run_id, _ = trained
-    # 96 calibration inputs: p-values reach 1/97, so Holm over 4 layers can name one at 0.05.
+    # 96 calibration inputs: p-values reach 1/97, so a layer can be named at alpha 0.05.
     fitted = cli(store, "probe", "fit", run_id, *FIT)
     assert fitted.code == 0, fitted.stderr
     assert "160 inputs (split:valid,test)" in fitted.stdout and "96 held out" in fitted.stdout
@@ -132,6 +132,7 @@ def test_bad_input_is_one_clear_line(trained, tmp_path: Path) -> None:
     assert_one_line_error(cli(store, "probe", "fit", run_id, "--data", "split:dev"),
                           "unknown split 'dev'")
     assert_one_line_error(cli(store, "probe", "drift", run_id), "needs a second side")
+    assert_one_line_error(cli(store, "probe", "fit", run_id, "--detector", "magic"), "magic")
     plain = tmp_path / "plain.py"
     plain.write_text("print('no probe here')\n")
     assert_one_line_error(cli(store, "probe", "fit", run_id, "--recipe", str(plain)),

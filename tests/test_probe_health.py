@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import torch
 from torch import nn
 
@@ -144,3 +145,111 @@ def test_rules_from_a_dict_override_defaults() -> None:
     names = [r.name for r in probe.rules]
     assert "attention_alignment" not in names
     assert next(r for r in probe.rules if r.name == "exploding_gradients").threshold == 5.0
+
+
+class _Root(nn.Module):
+    """sqrt(h * h): finite forward; where h is exactly 0 its gradient is inf * 0 = NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(16, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.lin(x)
+        return torch.sqrt(h * h)
+
+
+@pytest.mark.parametrize("gradients", [True, False])
+def test_first_non_finite_gradient_names_the_layer_whose_backward_made_it(gradients) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), _Root(), nn.Linear(16, 1))
+    probe = tympan.probe.attach(model, gradients=gradients, rules=[NonFinite()])
+    x, y = _task()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    fired = []
+    for step in range(6):
+        if step == 4:  # one unit of the root's input becomes exactly 0 from here on
+            with torch.no_grad():
+                model[2].lin.weight[3].zero_()
+                model[2].lin.bias[3] = 0.0
+        opt.zero_grad()
+        out = model(x)
+        assert torch.isfinite(out).all()  # the forward pass stays finite
+        (out - y).pow(2).mean().backward()
+        fired += probe.step(step)
+    (event,) = fired
+    assert (event.rule, event.layer, event.step, event.phase) == ("non_finite", "2", 4,
+                                                                  "backward")
+    assert "'2'" in event.message and "step 4" in event.message
+    if gradients:  # the output gradients say where it arose: inside '2', reaching '0'
+        assert "backward of '2'" in event.message and "'0'" in event.message
+
+
+class _Attend(nn.Module):
+    def __init__(self, attn: nn.MultiheadAttention) -> None:
+        super().__init__()
+        self.attn = attn
+        self.out = nn.Linear(attn.embed_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.attn(x, x, x)[0])
+
+
+def _attention(query_weight: torch.Tensor, query_bias: torch.Tensor,
+               key_weight: torch.Tensor) -> nn.MultiheadAttention:
+    attn = nn.MultiheadAttention(16, 1, batch_first=True)
+    with torch.no_grad():
+        attn.in_proj_weight.zero_()
+        attn.in_proj_bias.zero_()
+        attn.in_proj_weight[:16] = query_weight
+        attn.in_proj_bias[:16] = query_bias
+        attn.in_proj_weight[16:32] = key_weight
+        attn.in_proj_weight[32:] = torch.eye(16)
+    return attn
+
+
+def _alignment_events(attn: nn.MultiheadAttention, x: torch.Tensor) -> list:
+    model = _Attend(attn)
+    probe = tympan.probe.attach(model, rules=[AttentionAlignment(window=3,
+                                                                 min_diagonality=0.5)])
+    for step in range(3):
+        model(x)
+        probe.step(step)
+    return probe.events
+
+
+def test_attention_collapsed_onto_one_frame_fires_and_a_diagonal_one_does_not() -> None:
+    frames = 12
+    positions = torch.zeros(2, frames, 16)
+    positions[:, torch.arange(frames), torch.arange(frames)] = 1.0  # one-hot frame index
+    # Healthy: query i and key j are frame i's and frame j's one-hot codes -> diagonal.
+    diagonal = _attention(5 * torch.eye(16), torch.zeros(16), 5 * torch.eye(16))
+    assert _alignment_events(diagonal, positions) == []
+    # Collapsed: every query is the same, and only frame 0 has a key that matches it.
+    marked = torch.randn(2, frames, 16, generator=torch.Generator().manual_seed(0))
+    marked[:, :, 0] = 0.0
+    marked[:, 0, 0] = 1.0
+    key = torch.zeros(16, 16)
+    key[:, 0] = 3.0  # key = 3 * (channel 0): large for frame 0 only
+    collapsed = _attention(torch.zeros(16, 16), torch.full((16,), 3.0), key)
+    (event,) = _alignment_events(collapsed, marked)
+    assert (event.rule, event.layer) == ("attention_alignment", "attn")
+    assert "collapsed onto one key" in event.message and event.value > 0.9
+
+
+def test_background_statistics_fire_the_same_events_as_synchronous() -> None:
+    """Huge learning rate: the events (and the exact first non-finite step and layer) and
+    every statistic are the same whether the worker thread or the hooks compute them."""
+    runs = []
+    for background in (True, False):
+        model = _mlp()
+        probe = tympan.probe.attach(model, gradients=True, every=5, background=background,
+                                    rules={"dead_units": {"window": 5},
+                                           "exploding_gradients": {"window": 5}})
+        _train(model, probe, 30, lr=5.0)
+        runs.append((probe.events, probe.snapshot()))
+        probe.detach()
+    (bg_events, bg_snap), (sync_events, sync_snap) = runs
+    assert any(e.rule == "non_finite" for e in sync_events)
+    assert bg_events == sync_events
+    assert bg_snap == sync_snap

@@ -4,6 +4,8 @@ padding, hooks removed, logging cadence into a real store."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
 
 import pytest
 import torch
@@ -54,6 +56,48 @@ def test_statistics_equal_direct_computation_with_padding_excluded() -> None:
     conv = probe.snapshot()["forward"]["conv"]  # (B, C, T) output, channels first
     assert conv["channels"] == 6 and conv["count"][0] == 2 * (10 + 7 + 4)
     probe.detach()
+
+
+class Encoder(nn.Module):
+    """Returns (batch, time, channels) views of a channels-first buffer (like a conv
+    block's residual stream), with a far-from-zero channel and NaN in the padding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 5, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)  # (B, C, T), contiguous
+        h = h + torch.tensor([0.0, 0.0, 1000.0, 0.0, 0.0])[:, None]
+        pad = torch.arange(h.shape[2])[None, :] >= lengths[:, None]
+        return h.masked_fill(pad[:, None, :], float("nan")).transpose(1, 2)
+
+
+def test_statistics_of_strided_outputs_are_exact_and_padding_never_counts() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(Encoder())
+    outs: list[torch.Tensor] = []
+    model[0].register_forward_hook(lambda m, i, o: outs.append(o.detach()))
+    probe = tympan.probe.attach(model, layers=["0"], rules=None, every=2)
+
+    lengths_seen = []
+    for step, (x, lengths) in enumerate(_batches(5, seed=4)):
+        with probe.batch(lengths=lengths):
+            model[0](x, lengths)
+        lengths_seen.append(lengths)
+        probe.step(step)
+    valid = torch.cat([o[b, :n] for o, ls in zip(outs, lengths_seen, strict=True)
+                       for b, n in enumerate(ls.tolist())]).double()
+    assert outs[0].stride()[1] == 1  # a channels-last view of a channels-first buffer
+    s = probe.snapshot()["forward"]["0"]
+    assert s["nan"] == 0 and s["count"] == [float(len(valid))] * 5
+    assert torch.allclose(torch.tensor(s["mean"], dtype=torch.float64), valid.mean(0),
+                          rtol=1e-9, atol=1e-6)
+    var = valid.var(0, correction=0)
+    assert torch.allclose(torch.tensor(s["var"], dtype=torch.float64), var, rtol=1e-5)
+    assert s["min"] == pytest.approx(valid.amin(0).tolist())
+    assert s["max"] == pytest.approx(valid.amax(0).tolist())
+    assert s["positive"] == (valid > 0).sum(0).double().tolist()
 
 
 def test_zero_fraction_nan_counts_and_saturation() -> None:
@@ -155,3 +199,116 @@ def test_logging_cadence_writes_metrics_and_snapshot_to_a_real_run(tmp_path) -> 
     snap = json.loads(record.read_artifact("probe/stats.json"))
     assert snap["layers"] == ["conv", "gru", "out"]
     assert snap["forward"]["out"]["count"][0] == 7 * 21
+
+
+def _run(probe, model: nn.Module, data, start: int = 0) -> None:
+    for step, (x, lengths) in enumerate(data, start):
+        with probe.batch(lengths=lengths):
+            model(x).pow(2).mean().backward()
+        probe.step(step)
+
+
+def test_background_statistics_equal_synchronous_with_padding() -> None:
+    torch.manual_seed(0)
+    model = Tagger()
+    data = _batches(6, seed=5)
+    snaps, logged = [], []
+    for background in (True, False):
+        probe = tympan.probe.attach(model, every=2, gradients=True, background=background)
+        _run(probe, model, data)
+        snaps.append(probe.snapshot())
+        logged.append({n: s.summary() for n, s in probe.stats.items()})
+        probe.detach()
+    assert snaps[0] == snaps[1]
+    assert logged[0] == logged[1]
+    assert snaps[0]["forward"]["out"]["count"] == [6 * 21.0] * 3
+    assert snaps[0]["gradients"]["gru"]["count"] == [6 * 21.0] * 5
+    assert snaps[0]["skipped"] == {"forward": {}, "gradients": {}}
+
+
+def test_an_output_modified_in_place_is_detected_and_its_layer_goes_synchronous(
+        caplog) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(inplace=True), nn.Linear(6, 3))
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(3, 5, 4, generator=g), torch.tensor([5, 3, 2])) for _ in range(4)]
+    probe = tympan.probe.attach(model, rules=None, every=1)
+    with caplog.at_level(logging.WARNING, logger="tympan"):
+        _run(probe, model, data)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "'0' was modified in place" in warned[0]
+    assert probe.skipped == {"0": 1} and probe.snapshot()["skipped"]["forward"] == {"0": 1}
+    got = probe.snapshot()["forward"]
+    probe.detach()
+    # the layer's other batches, computed synchronously before the in-place ReLU, are exact
+    reference = tympan.probe.attach(model, rules=None, every=1, background=False)
+    _run(reference, model, data[1:], start=1)
+    want = reference.snapshot()["forward"]
+    reference.detach()
+    assert got["0"] == want["0"] and got["0"]["count"] == [3 * 10.0] * 6
+    assert min(got["0"]["min"]) < 0  # pre-ReLU values: nothing read after the ReLU
+    assert got["2"]["count"] == [4 * 10.0] * 3  # the other layer: every batch
+
+
+class _Scale(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.w
+
+
+def test_a_worker_error_surfaces_at_step_and_detach_stops_the_thread() -> None:
+    model = nn.Sequential(_Scale())
+    probe = tympan.probe.attach(model, rules=None)
+    model(torch.randn(2, 4))
+    probe.step(0)
+    thread = probe._worker._thread
+    assert thread is not None and thread.is_alive()
+    model(torch.randn(2, 5))  # a different channel count: the worker's update fails
+    with pytest.raises(InvalidInputError, match="expected 4 channels, got 5"):
+        probe.step(1)
+    model(torch.randn(2, 4))  # the probe goes on afterwards
+    probe.step(2)
+    assert probe.snapshot()["forward"]["0"]["count"] == [4.0] * 4
+    probe.detach()
+    assert not thread.is_alive() and not probe._worker.running
+    assert thread not in threading.enumerate()
+
+
+def test_forward_passes_without_step_hold_a_bounded_number_of_outputs() -> None:
+    from tympan.probe.hooks import HELD_LIMIT
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    probe = tympan.probe.attach(model, rules=None)
+    x = torch.randn(2, 4)
+    with torch.no_grad():
+        for _ in range(HELD_LIMIT + 6):  # an evaluation loop: no probe.step()
+            model(x)
+            assert len(probe._items) <= HELD_LIMIT
+    with torch.inference_mode():  # no version counter: computed in the hook
+        model(x)
+    assert probe.snapshot()["forward"]["0"]["count"] == [2.0 * (HELD_LIMIT + 7)] * 3
+    probe.detach()
+
+
+def test_the_worker_pauses_when_step_waits_for_it_and_results_stay_the_same(
+        monkeypatch) -> None:
+    from tympan.probe import hooks
+
+    monkeypatch.setattr(hooks, "JUDGE_STEPS", 2)
+    monkeypatch.setattr(hooks, "WAIT_RATIO", -1.0)  # any wait at all counts as too long
+    torch.manual_seed(0)
+    model = Tagger()
+    data = _batches(6, seed=2)
+    snaps = []
+    for background in (True, False):
+        probe = tympan.probe.attach(model, every=2, gradients=True, background=background)
+        _run(probe, model, data)
+        snaps.append(probe.snapshot())
+        if background:
+            assert probe.background_steps == 2  # judged after 2 steps, then paused
+        probe.detach()
+    assert snaps[0] == snaps[1]

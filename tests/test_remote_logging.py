@@ -40,7 +40,10 @@ class Server:
         self.starts = 0
 
     def start(self) -> None:
-        command = server_command(self.store, auth=True)
+        self.start_with([])
+
+    def start_with(self, extra_args: list[str]) -> None:
+        command = server_command(self.store, auth=True, extra_args=extra_args)
         command[command.index("--port") + 1] = str(self.port)
         self.starts += 1
         log = open(self.log_dir / f"server-{self.starts}.txt", "wb")  # noqa: SIM115
@@ -348,3 +351,32 @@ def test_the_client_api_works_the_same_over_http(remote: Server, tmp_path: Path)
         tmp_path / "model" / "weights.bin").read_bytes()
     with pytest.raises(tympan.errors.StoreURLError, match="is a tympan server"):
         tympan.load_run(run.id)  # reading back goes through the store or the web API
+
+
+@pytest.mark.postgres
+def test_a_team_server_on_postgresql_with_fsspec_artifacts(
+    pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tympan server --store postgresql+psycopg://... --artifacts file://...`, logged to over
+    HTTP: the points land in PostgreSQL and the files under the artifact root."""
+    artifacts = tmp_path / "artifacts"
+    server = Server(pg_database, tmp_path)
+    server.start_with(["--artifacts", artifacts.as_uri()])
+    try:
+        monkeypatch.setenv("TYMPAN_STORE", server.url)
+        monkeypatch.setenv("TYMPAN_TOKEN", make_token(pg_database, project="tts"))
+        wave = np.sin(np.linspace(0, 400, 16000)).astype(np.float32) * 0.5
+        with tympan.init(project="tts", config={"vocoder": "hifigan"}) as run:
+            for step in range(500):
+                run.log({"mel_loss": 2.0 / (step + 1)}, step=step)
+            run.log_audio("val/sample", wave, 16000, step=499, caption="a sine")
+            run.log_artifact(b"weights", name="model.pt")
+        record = tympan.load_run(run.id, store=pg_database)
+        assert record.status == "finished" and record.summary["mel_loss"].count == 500
+        assert record.history("mel_loss").values[-1] == pytest.approx(2.0 / 500)
+        assert record.read_artifact("model.pt") == b"weights"
+        clip = record.read_audio("val/sample")
+        assert np.abs(clip[0] - wave).max() < 1e-3
+        assert any(artifacts.rglob("*")), "blobs go under the --artifacts root"
+    finally:
+        server.stop()

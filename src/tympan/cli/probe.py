@@ -42,6 +42,14 @@ def fit_command(
     data: DataOpt = "split:test", shift: ShiftOpt = None, layers: LayersOpt = "auto",
     calibration: Annotated[float, typer.Option(
         "--calibration", help="Fraction of the inputs held out to calibrate p-values.")] = 0.3,
+    detector: Annotated[str, typer.Option(
+        "--detector", metavar="DETECTOR",
+        help="mahalanobis (Ledoit-Wolf shrinkage) or knn (k-th neighbour distance).")]
+    = "mahalanobis",
+    pooling: Annotated[str, typer.Option(
+        "--pooling", metavar="POOLING",
+        help="Per-input features: mean+std or mean of each channel over frames.")]
+    = "mean+std",
     limit: LimitOpt = None, seed: SeedOpt = 0,
 ) -> None:
     """Fit a reference profile of RUN's model on DATA and record it in a probe-fit run."""
@@ -50,11 +58,13 @@ def fit_command(
     with render.console().status("fitting the reference profile"):
         result = fit_profile(run, store=options(ctx).store, recipe=recipe, data=data,
                              shifts=tuple(shift or ()), layers=_layers(layers),
-                             calibration=calibration, seed=seed, limit=limit)
+                             calibration=calibration, seed=seed, detector=detector,
+                             pooling=pooling, limit=limit)
     profile = result.profile
     out = render.console()
     out.print(f"profile of {len(profile.layer_names)} layers fitted on {len(result.inputs)} "
-              f"inputs ({result.inputs.label}); {profile.n_calibration} held out to calibrate")
+              f"inputs ({result.inputs.label}); {profile.n_calibration} held out to calibrate; "
+              f"detector {profile.detector}")
     out.print(f"  layers: {', '.join(profile.layer_names)}")
     out.print(f"recorded in run {result.run_id} (artifact probe/profile.npz)")
 
@@ -146,9 +156,13 @@ def anomaly_renderables(report: dict[str, Any], show: int = 10) -> list[Any]:
                 f"alpha = {report['alpha']:g}", style="bold")
     if where:
         head.append(f"; first divergent layer: {where}", style="")
+    if show <= 0:
+        return [head]
     table = render.table("input", "p-value", "flagged", "first divergent layer",
                          "most anomalous layer", right=["p-value"])
-    for r in sorted(rows, key=lambda r: r["p_value"])[:show]:
+    # Most anomalous first: the p-value, ties (at the calibration floor) by the score.
+    ranked = sorted(rows, key=lambda r: (r["p_value"], -(r.get("anomaly_score") or 0.0)))
+    for r in ranked[:show]:
         worst = min(r["p_values"], key=r["p_values"].get) if r["p_values"] else None
         table.add_row(render.text(r["id"]), f"{r['p_value']:.3g}",
                       Text("yes", style="red bold") if r["flagged"] else Text("no"),

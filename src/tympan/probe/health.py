@@ -1,20 +1,25 @@
 """Training health rules: checked by the probe at every ``probe.step()``, each firing
 ``HealthEvent``s. Defaults and what each rule looks at are in docs/probe.md.
 
-A rule sees a ``StepView`` (what the hooks collected since the previous step) and keeps
-its own window state. After firing for a layer it stays quiet on that layer for its
-``window`` steps (``NonFinite`` fires once per phase: it names the *first* occurrence).
+A rule sees a ``StepView``: the scalars of one step (loss, NaN/Inf counts, gradient norms,
+attention statistics), read from the device in one go by the probe, and a ``counters()``
+call for the per-channel counters accumulated on the device since ``attach``, which the
+window rules read only at the end of their windows. A rule keeps its own window state.
+After firing for a layer it stays quiet on that layer for its ``window`` steps
+(``NonFinite`` fires once per phase: it names the *first* occurrence).
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
+
 from tympan.errors import InvalidInputError
-from tympan.probe.stats import LayerStats
 
 
 @dataclass
@@ -35,17 +40,28 @@ class HealthEvent:
         return d
 
 
+Counters = dict[str, dict[str, torch.Tensor]]
+
+
+def _no_counters() -> Counters:
+    return {}
+
+
 @dataclass
 class StepView:
     """What the probe saw during one training step."""
 
     step: int
     loss: float | None
-    forward: dict[str, LayerStats]  # output statistics, in the order layers ran
-    backward: dict[str, LayerStats] = field(default_factory=dict)  # output gradients
-    grad_norms: dict[str, float] = field(default_factory=dict)  # parameter-gradient norms
+    # NaN+Inf values this step in each layer's output (forward order), in its output
+    # gradient (backward order); parameter-gradient L2 norms (backward order)
+    nonfinite: dict[str, float] = field(default_factory=dict)
+    grad_nonfinite: dict[str, float] = field(default_factory=dict)
+    grad_norms: dict[str, float] = field(default_factory=dict)
     attention: dict[str, dict[str, float]] = field(default_factory=dict)
     relu_after: set[str] = field(default_factory=set)
+    # {layer: {count, zeros, positive, saturated}}: per-channel totals since attach
+    counters: Callable[[], Counters] = _no_counters
 
 
 class Rule:
@@ -83,8 +99,7 @@ class NonFinite(Rule):
     def check(self, view: StepView) -> list[HealthEvent]:
         events: list[HealthEvent] = []
         if "forward" not in self._fired:
-            for layer, s in view.forward.items():
-                bad = float(s.nan + s.inf)
+            for layer, bad in view.nonfinite.items():
                 if bad:
                     self._fired.add("forward")
                     events.append(HealthEvent(view.step, layer, self.name, bad,
@@ -92,23 +107,7 @@ class NonFinite(Rule):
                                               f"output of {layer!r} at step {view.step}"))
                     break
         if "backward" not in self._fired:
-            for layer, s in view.backward.items():
-                bad = float(s.nan + s.inf)
-                if bad:
-                    self._fired.add("backward")
-                    events.append(HealthEvent(
-                        view.step, layer, self.name, bad, f"first non-finite gradient "
-                        f"({bad:.0f} values) at the output of {layer!r} at step {view.step}",
-                        "backward"))
-                    break
-            else:
-                for layer, norm in view.grad_norms.items():  # in backward order
-                    if not math.isfinite(norm):
-                        self._fired.add("backward")
-                        events.append(HealthEvent(
-                            view.step, layer, self.name, norm, f"first non-finite parameter "
-                            f"gradient in {layer!r} at step {view.step}", "backward"))
-                        break
+            events += self._backward(view)
         if (view.loss is not None and not math.isfinite(view.loss) and not events
                 and not self._fired):
             self._fired.add("forward")
@@ -116,6 +115,33 @@ class NonFinite(Rule):
                                       f"the loss is {view.loss} at step {view.step} while "
                                       f"every probed layer is finite"))
         return events
+
+    def _backward(self, view: StepView) -> list[HealthEvent]:
+        # Output gradients in backward order: the first non-finite one arose in the backward
+        # of the layer that ran just before it in backward order (the next one forward).
+        after = None
+        for layer, bad in view.grad_nonfinite.items():
+            if bad:
+                self._fired.add("backward")
+                if after is None:
+                    where, msg = layer, (f"first non-finite gradient ({bad:.0f} values) at "
+                                         f"step {view.step}: already at the output of "
+                                         f"{layer!r}, the last probed layer (from the loss "
+                                         f"or what follows the layer)")
+                else:
+                    where, msg = after, (f"first non-finite gradient ({bad:.0f} values) at "
+                                         f"step {view.step}: the backward of {after!r} "
+                                         f"turned a finite gradient at its output into a "
+                                         f"non-finite one at the output of {layer!r}")
+                return [HealthEvent(view.step, where, self.name, bad, msg, "backward")]
+            after = layer
+        for layer, norm in view.grad_norms.items():  # in backward order
+            if not math.isfinite(norm):
+                self._fired.add("backward")
+                return [HealthEvent(view.step, layer, self.name, norm, f"first non-finite "
+                                    f"parameter gradient in {layer!r} at step {view.step}",
+                                    "backward")]
+        return []
 
 
 class _GradientRule(Rule):
@@ -178,30 +204,31 @@ class VanishingGradients(_GradientRule):
 
 
 class _WindowRule(Rule):
-    """Accumulates each layer's forward statistics over ``window`` steps, then judges."""
+    """Judges each layer's forward counters over ``window`` steps: reads the totals the
+    probe accumulates on the device once per window and takes the difference."""
 
     def __init__(self, threshold: float, window: int) -> None:
         super().__init__()
         self.threshold, self.window = threshold, window
-        self._acc: dict[str, LayerStats] = {}
+        self._start: Counters = {}
         self._steps = 0
 
     def check(self, view: StepView) -> list[HealthEvent]:
-        for layer, s in view.forward.items():
-            if layer not in self._acc:
-                self._acc[layer] = s.empty_like()
-                self._acc[layer].hist = None
-            self._acc[layer].merge(s, histogram=False)
         self._steps += 1
         if self._steps < self.window:
             return []
+        self._steps = 0
+        now = view.counters()
         events: list[HealthEvent] = []
-        for layer, acc in self._acc.items():
-            events += self._judge(view, layer, acc)
-        self._acc, self._steps = {}, 0
+        for layer, totals in now.items():
+            start = self._start.get(layer)
+            window = totals if start is None else {k: v - start[k] for k, v in totals.items()}
+            events += self._judge(view, layer, window)
+        self._start = now
         return events
 
-    def _judge(self, view: StepView, layer: str, acc: LayerStats) -> list[HealthEvent]:
+    def _judge(self, view: StepView, layer: str,
+               window: dict[str, torch.Tensor]) -> list[HealthEvent]:
         raise NotImplementedError
 
 
@@ -214,11 +241,12 @@ class DeadUnits(_WindowRule):
     def __init__(self, threshold: float = 0.5, window: int = 20) -> None:
         super().__init__(threshold, window)
 
-    def _judge(self, view: StepView, layer: str, acc: LayerStats) -> list[HealthEvent]:
-        seen = acc.count > 0
-        dead = (acc.zeros >= acc.count) & seen
+    def _judge(self, view: StepView, layer: str,
+               window: dict[str, torch.Tensor]) -> list[HealthEvent]:
+        seen = window["count"] > 0
+        dead = (window["zeros"] >= window["count"]) & seen
         if layer in view.relu_after:
-            dead = dead | ((acc.positive == 0) & seen)
+            dead = dead | ((window["positive"] == 0) & seen)
         frac = float(dead.sum()) / max(1, int(seen.sum()))
         if frac > self.threshold:
             return self._event(view, layer, frac, f"{frac:.0%} of the channels of {layer!r} "
@@ -234,10 +262,9 @@ class SaturatedUnits(_WindowRule):
     def __init__(self, threshold: float = 0.5, window: int = 20) -> None:
         super().__init__(threshold, window)
 
-    def _judge(self, view: StepView, layer: str, acc: LayerStats) -> list[HealthEvent]:
-        if acc.saturation is None:
-            return []
-        frac = float(acc.saturated.sum() / acc.count.sum().clamp(min=1))
+    def _judge(self, view: StepView, layer: str,
+               window: dict[str, torch.Tensor]) -> list[HealthEvent]:
+        frac = float(window["saturated"].sum() / window["count"].sum().clamp(min=1))
         if frac > self.threshold:
             return self._event(view, layer, frac, f"{frac:.0%} of the values of {layer!r} "
                                f"were saturated over the last {self.window} steps")

@@ -56,6 +56,7 @@ def batches(target: ProbeTarget, inputs: Inputs, batch_size: int) -> list[Any]:
 def fit_profile(model_run: str, *, store: str | None = None, recipe: str | None = None,
                 data: str = "split:test", shifts: tuple[str, ...] = (),
                 layers: str | list[str] = "auto", calibration: float = 0.3, seed: int = 0,
+                detector: str = "mahalanobis", pooling: str = "mean+std",
                 limit: int | None = None, batch_size: int = 32) -> FitResult:
     """Fit a reference profile of ``model_run``'s model on ``data``; record it."""
     record = tympan.load_run(model_run, store=store)
@@ -63,9 +64,11 @@ def fit_profile(model_run: str, *, store: str | None = None, recipe: str | None 
     model = target.load_model(record)
     inputs = read_inputs(data, target, record, shifts=shifts, limit=limit, seed=seed)
     profile = fit(model, batches(target, inputs, batch_size), layers=layers,
-                  calibration=calibration, seed=seed, max_inputs=None)
+                  calibration=calibration, seed=seed, max_inputs=None, detector=detector,
+                  pooling=pooling)
     config = {"job": "fit", "model_run": record.id, "data": inputs.label, "layers": layers,
-              "calibration": calibration, "seed": seed, "inputs": len(inputs)}
+              "calibration": calibration, "seed": seed, "inputs": len(inputs),
+              "detector": detector, "pooling": pooling}
     with _probe_run(record, "fit", config, store) as run:
         profile.log(run)
         run.log({"probe/layers": len(profile.layer_names),
@@ -128,6 +131,7 @@ def anomaly_json(reports: list[Any], inputs: Inputs, alpha: float,
             rows.append({
                 "id": inputs.ids[len(rows)],
                 "p_value": float(rep.p_value[i]),
+                "anomaly_score": _finite(rep.anomaly_score[i]),
                 "flagged": bool(flagged[i]),
                 "first_divergent_layer": rep.first_divergent_layer[i],
                 "scores": {name: _finite(rep.scores[i, j]) for j, name in enumerate(layers)},

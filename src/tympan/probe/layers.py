@@ -86,29 +86,18 @@ def as_batch_time_channels(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
-def valid_rows(x: torch.Tensor, dim: int, lengths: torch.Tensor | None,
-               total: int | None) -> torch.Tensor:
-    """The (rows, channels) values of an output that belong to real frames.
+def kept_frames(lengths: torch.Tensor, total: int, batch: int, steps: int) -> list[int] | None:
+    """Per input, how many of a layer's ``steps`` frames are real, or None when all are.
 
-    Channels go last; the time axis is the last remaining axis after them (for a
-    ``(B, C, F, T)`` conv output: T). With ``lengths`` (per input, in input frames, of a batch
-    padded to ``total`` frames), a layer whose time axis has ``T_layer`` frames keeps the
-    first ``ceil(length * T_layer / total)`` frames of each input; the rest is padding.
+    ``lengths``: per input, in input frames, of a batch padded to ``total`` frames (on the
+    CPU). A layer whose time axis has ``steps`` frames keeps the first
+    ``ceil(length * steps / total)`` frames of each input; the rest is padding.
     """
-    if x.dim() == 1:
-        return x[None, :]
-    x = x.movedim(dim, -1)
-    if lengths is None or x.dim() == 2:
-        return x.reshape(-1, x.shape[-1])
-    if x.shape[0] != lengths.shape[0]:
+    if lengths.shape[0] != batch:
         raise InvalidInputError(f"lengths has {lengths.shape[0]} entries but a layer output "
-                                f"has batch size {x.shape[0]} (outputs must be batch-first)")
-    steps = x.shape[-2]
-    lengths = lengths.to(x.device, torch.int64)
-    keep = (lengths * steps + (total or steps) - 1) // (total or steps)
-    mask = torch.arange(steps, device=x.device)[None, :] < keep[:, None]  # (B, T)
-    mask = mask.view(x.shape[0], *([1] * (x.dim() - 3)), steps).expand(x.shape[:-1])
-    return x[mask]
+                                f"has batch size {batch} (outputs must be batch-first)")
+    keep = [min(steps, (n * steps + total - 1) // total) for n in lengths.tolist()]
+    return None if min(keep) >= steps else keep
 
 
 _BOUNDED = {nn.Tanh: (0.0, 0.99), nn.Sigmoid: (0.5, 0.49), nn.Hardtanh: (0.0, 0.99),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from tympan.errors import InvalidInputError
@@ -43,9 +43,10 @@ def list_projects(principal: Reader, store: StoreDep) -> Response:
         for name, n, last in counts if only is None or name == only]})
 
 
-def _filters(principal: Any, project: str | None, status: list[str] | None,
-             tag: list[str] | None, where: list[str] | None, q: str | None,
-             study: str | None) -> RunFilter:
+def run_filter(principal: Reader, project: str | None = None, status: Listed = None,
+               tag: Listed = None, where: Listed = None, q: str | None = None,
+               study: str | None = None) -> RunFilter:
+    """The runs table's filters (query parameters shared by /runs and /runs/groups)."""
     return RunFilter(
         project=scoped_project(principal, project),
         statuses=tuple(listed(status)),
@@ -56,23 +57,19 @@ def _filters(principal: Any, project: str | None, status: list[str] | None,
     )
 
 
+Filters = Annotated[RunFilter, Depends(run_filter)]
+
+
 @router.get("/runs")
 def list_runs(
-    principal: Reader,
     store: StoreDep,
-    project: str | None = None,
-    status: Listed = None,
-    tag: Listed = None,
-    where: Listed = None,
-    q: str | None = None,
-    study: str | None = None,
+    filters: Filters,
     sort: str | None = None,
     desc: bool = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Response:
     """The runs table: filtered, sorted and paged on the server."""
-    filters = _filters(principal, project, status, tag, where, q, study)
     page = query_runs(store, filters, parse_sort(sort) if sort else None, desc, limit, offset)
     return json_response({
         "total": page.total, "offset": page.offset, "limit": page.limit,
@@ -83,21 +80,14 @@ def list_runs(
 
 @router.get("/runs/groups")
 def list_groups(
-    principal: Reader,
     store: StoreDep,
+    filters: Filters,
     by: Annotated[list[str], Query()],
     metric: str | None = None,
     confidence: Annotated[float, Query(ge=0.5, le=0.999)] = 0.95,
     desc: bool = False,
-    project: str | None = None,
-    status: Listed = None,
-    tag: Listed = None,
-    where: Listed = None,
-    q: str | None = None,
-    study: str | None = None,
 ) -> Response:
     """Runs grouped by config keys with the mean and Student t interval of a metric."""
-    filters = _filters(principal, project, status, tag, where, q, study)
     result = group_runs(store, filters, listed(by), metric or None, confidence, desc)
     return json_response({
         "by": result.by, "metric": result.metric, "summary": result.summary,
