@@ -15,74 +15,37 @@ import contextlib
 import json
 import logging
 import math
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from tympan.errors import InvalidInputError
 from tympan.probe.attention import ATTENTION_STATS, attention_tensor, want_weights
+from tympan.probe.background import BackgroundStats, Item, Pacing
+from tympan.probe.frames import Batch, real_frames
+from tympan.probe.gradients import GradientNorms
 from tympan.probe.health import HealthEvent, Rule, StepView, make_rules
+from tympan.probe.histogram import HistogramSettings
 from tympan.probe.layers import (
     channel_dim,
     feeds_relu,
-    kept_frames,
     output_tensor,
     resolve_layers,
     saturation_of,
 )
-from tympan.probe.stats import Histogram, LayerStats, Saturation, Scratch, sample_channels
-from tympan.probe.worker import Worker
+from tympan.probe.stats import LayerStats, Saturation, Scratch
+
+if TYPE_CHECKING:
+    from tympan.probe.worker import Worker
 
 log = logging.getLogger("tympan")
 _F64 = torch.float64
+# How the background worker is paced (see ``background.Pacing``), read at attach().
 QUEUE_LIMIT = 16  # batches the background worker may be behind before a hook waits
 HELD_LIMIT = 64  # outputs held for their step's _version check before a hook drains
-# The worker pays off only with a core to itself: judged every JUDGE_STEPS steps, it is
-# paused for PAUSE_STEPS steps when step() waited for it for more than WAIT_RATIO of the
-# CPU time it spent (then it mostly ran while the training thread waited).
 JUDGE_STEPS, PAUSE_STEPS, WAIT_RATIO = 50, 500, 0.5
-
-
-@dataclass
-class _Item:
-    """One layer output (or output gradient) handed to the background worker."""
-
-    name: str
-    grad: bool
-    tensor: torch.Tensor  # detached: shares the output's storage and version counter
-    version: int  # its ``_version`` when the hook ran
-    dim: int
-    batch: _Batch | None
-    histogram: bool
-
-
-class _Batch:
-    """The lengths of the batch a ``probe.batch()`` block sees, and what follows from them
-    for each layer shape (computed once on the host, then reused)."""
-
-    def __init__(self, lengths: torch.Tensor, total: int) -> None:
-        self.lengths, self.total = lengths, total
-        self._keep: dict[tuple[int, int], list[int] | None] = {}
-        self._index: dict[tuple[int, int, torch.device], torch.Tensor] = {}
-
-    def keep(self, batch: int, steps: int) -> list[int] | None:
-        key = (batch, steps)
-        if key not in self._keep:
-            self._keep[key] = kept_frames(self.lengths, self.total, batch, steps)
-        return self._keep[key]
-
-    def index(self, keep: list[int], steps: int, device: torch.device) -> torch.Tensor:
-        """Rows of a (batch * steps, channels) view that are real frames."""
-        key = (len(keep), steps, device)
-        if key not in self._index:
-            mask = torch.arange(steps)[None, :] < torch.tensor(keep)[:, None]
-            self._index[key] = mask.reshape(-1).nonzero().squeeze(1).to(device,
-                                                                         non_blocking=True)
-        return self._index[key]
 
 
 class Probe:
@@ -97,6 +60,7 @@ class Probe:
         self.model, self.run, self.every = model, run, every
         self.histogram_channels, self.bins = histogram_channels, bins
         self.histogram_range, self.gradients = histogram_range, gradients
+        self._histograms = HistogramSettings(histogram_channels, bins, histogram_range)
         self.modules = resolve_layers(model, layers)
         self.rules: list[Rule] = make_rules(rules)
         self.stats: dict[str, LayerStats] = {}  # everything logged, per layer
@@ -112,24 +76,15 @@ class Probe:
         self._seen_bad_grad: dict[str, float] = {}
         self._attention: dict[str, list[torch.Tensor]] = {}
         self._warned: set[tuple[str, str | None]] = set()
-        self._batch: _Batch | None = None
+        self._batch: Batch | None = None
         self._next_step = 0
         self._scratch, self._rows_buf = Scratch(), Scratch()  # reused by every layer
-        self._grad_params: tuple[list[str], list[nn.Parameter], list[int]] | None = None
+        self._norms = GradientNorms(self.modules)
         self._wants_norms = gradients or any(r.name in _GRAD_RULES for r in self.rules)
-        # Background statistics (CPU outputs): the worker fills per-step accumulators, which
-        # step() folds into the interval's once it has checked that no output it read was
-        # modified in place (an output that was: its layer's batches of that step are left
-        # out, counted in ``skipped``, and the layer is computed synchronously from then on).
-        self._worker = Worker(self._work, QUEUE_LIMIT) if background else None
-        self._items: list[_Item] = []  # handed to the worker since the last drain
-        self._pending: dict[tuple[bool, str], LayerStats] = {}  # worker's, per step
-        self._wscratch, self._wrows_buf = Scratch(), Scratch()  # the worker's own buffers
-        self._synchronous: set[tuple[bool, str]] = set()
-        self._waited, self._judged, self._paused_until = 0.0, 0, -1
+        self._background = BackgroundStats(
+            self._interval, self._interval_grad, self._histograms,
+            Pacing(QUEUE_LIMIT, HELD_LIMIT, JUDGE_STEPS, PAUSE_STEPS, WAIT_RATIO), background)
         self.background_steps = 0  # steps whose statistics the worker computed
-        self.skipped: dict[str, int] = {}  # forward batches left out, per layer
-        self.skipped_grad: dict[str, int] = {}  # output-gradient batches left out
         self._handles: list[Any] = []
         for name, module in self.modules.items():
             self._handles.append(module.register_forward_hook(self._forward_hook(name)))
@@ -141,6 +96,27 @@ class Probe:
                 self._handles.append(module.register_forward_pre_hook(
                     want_weights, with_kwargs=True))
             self._handles.append(module.register_forward_hook(self._attention_hook(name)))
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Forward batches left out of the statistics, per layer: their output was modified
+        in place before the worker read it."""
+        return self._background.skipped
+
+    @property
+    def skipped_grad(self) -> dict[str, int]:
+        """Output-gradient batches left out of the statistics, per layer (as ``skipped``)."""
+        return self._background.skipped_grad
+
+    @property
+    def _worker(self) -> Worker | None:
+        """The worker thread (None without ``background``), for the tests and benchmarks."""
+        return self._background.worker
+
+    @property
+    def _items(self) -> list[Item]:
+        """The outputs handed to the worker since the last drain, for the tests."""
+        return self._background.items
 
     # -- what the hooks do ----------------------------------------------------------------
     def _forward_hook(self, name: str) -> Any:
@@ -154,166 +130,39 @@ class Probe:
             batch = self._batch
             log_step = self._next_step % self.every == 0
             stats = self._interval.get(name)
-            if self._background(x, False, name):
+            if self._background.takes(x, False, name, self._next_step):
                 if stats is None:  # created here: the interval keeps forward order
                     self._interval[name] = LayerStats(x.shape[dim], x.device, saturation)
-                self._submit(_Item(name, False, x.detach(), x._version, dim, batch, log_step))
+                self._background.submit(
+                    Item(name, False, x.detach(), x._version, dim, batch, log_step),
+                    self._next_step)
                 self._watch_gradient(name, x, dim, batch)
                 return
-            rows, rdim, owned = self._rows(x.detach(), dim, batch, self._rows_buf)
+            rows, rdim, owned = real_frames(x.detach(), dim, batch, self._rows_buf)
             if stats is None:
                 stats = self._interval[name] = LayerStats(rows.shape[rdim], rows.device,
                                                           saturation)
             if log_step and self.histogram_channels and stats.hist is None:
-                flat = rows.movedim(rdim, -1).reshape(-1, stats.channels)
-                stats.hist = Histogram.from_first_batch(
-                    flat, sample_channels(stats.channels, self.histogram_channels),
-                    self.bins, self.histogram_range)
+                stats.hist = self._histograms.first(rows, rdim, stats.channels)
             stats.update(rows, rdim, self._scratch, histogram=log_step, owned=owned)
             self._watch_gradient(name, x, dim, batch)
         return hook
 
     def _watch_gradient(self, name: str, x: torch.Tensor, dim: int,
-                        batch: _Batch | None) -> None:
+                        batch: Batch | None) -> None:
         if self.gradients and x.requires_grad:
             x.register_hook(lambda g: self._grad(name, g, dim, batch))
 
-    def _background(self, x: torch.Tensor, grad: bool, name: str) -> bool:
-        """Whether this CPU output goes to the worker (GPU statistics are device kernels
-        that do not hold up the training thread: no worker; inference-mode tensors have no
-        ``_version`` to check: computed in the hook)."""
-        return (self._worker is not None and x.device.type == "cpu" and not x.is_inference()
-                and self._next_step >= self._paused_until
-                and (grad, name) not in self._synchronous)
-
-    def _submit(self, item: _Item) -> None:
-        x, batch = item.tensor, item.batch
-        if batch is not None and x.dim() > 2:  # a wrong batch size is an error here, now
-            dim = item.dim % x.dim()
-            batch.keep(x.shape[0], x.shape[max(a for a in range(1, x.dim()) if a != dim)])
-        if len(self._items) >= HELD_LIMIT:  # many passes without step() (an eval loop)
-            self._drain()
-        self._items.append(item)
-        self._worker.submit(item)  # type: ignore[union-attr]
-
-    def _work(self, item: _Item) -> None:
-        """On the worker: add one output to its layer's accumulator for this step."""
-        x = item.tensor
-        if x._version != item.version:  # modified in place already: drain() leaves it out
-            return
-        key = (item.grad, item.name)
-        base = (self._interval_grad if item.grad else self._interval)[item.name]
-        pend = self._pending.get(key)
-        if pend is None:
-            pend = self._pending[key] = base.pending()
-        rows, rdim, owned = self._rows(x, item.dim, item.batch, self._wrows_buf)
-        if item.histogram and not item.grad and self.histogram_channels and pend.hist is None:
-            if base.hist is not None:
-                pend.hist = base.hist.empty_like()
-            else:
-                flat = rows.movedim(rdim, -1).reshape(-1, pend.channels)
-                pend.hist = Histogram.from_first_batch(
-                    flat, sample_channels(pend.channels, self.histogram_channels),
-                    self.bins, self.histogram_range)
-        pend.update(rows, rdim, self._wscratch, histogram=item.histogram, owned=owned)
-
-    def _drain(self) -> None:
-        """Wait for the worker, then fold its per-step accumulators into the interval's,
-        leaving out every layer whose output changed (``_version``) after its hook ran."""
-        if self._worker is None:
-            return
-        items, self._items = self._items, []
-        started = time.perf_counter()
-        try:
-            self._worker.drain()  # raises the worker's error (this step's batches are lost)
-        finally:
-            self._waited += time.perf_counter() - started
-            pending, self._pending = self._pending, {}
-        changed: dict[tuple[bool, str], int] = {}
-        for item in items:
-            key = (item.grad, item.name)
-            if item.tensor._version != item.version or key in changed:
-                changed[key] = 0
-        for item in items:
-            if (item.grad, item.name) in changed:
-                changed[(item.grad, item.name)] += 1
-        for key, stats in pending.items():
-            if key not in changed:
-                (self._interval_grad if key[0] else self._interval)[key[1]].absorb(stats)
-        for (grad, name), n in changed.items():
-            skipped = self.skipped_grad if grad else self.skipped
-            skipped[name] = skipped.get(name, 0) + n
-            self._synchronous.add((grad, name))
-            what = "output gradient" if grad else "output"
-            log.warning("tympan.probe: the %s of %r was modified in place after the probe's "
-                        "hook saw it (step %d); its %d batch(es) of that step are left out "
-                        "of the statistics (probe.%s) and the layer's statistics are "
-                        "computed on the training thread from now on", what, name,
-                        self._next_step, n, "skipped_grad" if grad else "skipped")
-
-    def _judge(self, step: int) -> None:
-        """Every ``JUDGE_STEPS`` steps: pause the worker when step() mostly waited for it
-        (no free core: computing in the hooks is then cheaper)."""
-        worker = self._worker
-        if worker is None or step < self._paused_until:
-            return
-        self._judged += 1
-        if self._judged < JUDGE_STEPS:
-            return
-        busy, waited = worker.busy, self._waited
-        worker.busy, self._waited, self._judged = 0.0, 0.0, 0
-        if busy > 0 and waited > WAIT_RATIO * busy:
-            self._paused_until = step + 1 + PAUSE_STEPS
-            log.info("tympan.probe: step() waited %.0f%% of the worker's CPU time over the "
-                     "last %d steps (no free core?); statistics are computed in the hooks "
-                     "for the next %d steps", 100 * waited / busy, JUDGE_STEPS, PAUSE_STEPS)
-
-    def _rows(self, x: torch.Tensor, dim: int, batch: _Batch | None,
-              buf: Scratch) -> tuple[torch.Tensor, int, bool]:
-        """The values of an output that belong to real frames, their channel axis, and
-        whether they are a copy (in the probe's buffer, which the statistics may reuse).
-
-        Works in the tensor's memory order (a channels-last view of a channels-first buffer
-        is read as channels-first, without a copy). The time axis is the last axis other
-        than channels; with lengths, the real frames of each input are copied into a reused
-        buffer in one ``index_select`` or ``cat``, with sizes computed on the host (no
-        device sync)."""
-        if x.dim() <= 2:
-            return x, dim, False
-        dim = dim % x.dim()
-        time = max(a for a in range(1, x.dim()) if a != dim)
-        order = sorted(range(x.dim()), key=lambda a: -x.stride(a))
-        xp = x.permute(order)
-        if order[0] != 0 or not xp.is_contiguous():
-            xp, order = x.contiguous(), list(range(x.dim()))
-        cdim, tdim = order.index(dim), order.index(time)
-        keep = None if batch is None else batch.keep(x.shape[0], x.shape[time])
-        if keep is None:
-            return xp, cdim, False
-        shape = list(xp.shape)
-        del shape[0]
-        shape[tdim - 1] = sum(keep)
-        out = buf.like(xp, tuple(shape))
-        if xp.dim() == 3 and tdim == 1:  # (batch, time, channels) in memory: rows
-            flat = xp.reshape(-1, xp.shape[2])
-            torch.index_select(flat, 0, batch.index(keep, xp.shape[1], x.device),  # type: ignore[union-attr]
-                               out=out)
-        else:
-            parts = [xp[b].narrow(tdim - 1, 0, k) for b, k in enumerate(keep) if k]
-            if not parts:
-                return out, cdim - 1, True
-            torch.cat(parts, dim=tdim - 1, out=out)
-        return out, cdim - 1, True
-
-    def _grad(self, name: str, grad: torch.Tensor, dim: int, batch: _Batch | None) -> None:
+    def _grad(self, name: str, grad: torch.Tensor, dim: int, batch: Batch | None) -> None:
         grad = grad.detach()
         stats = self._interval_grad.get(name)
-        if self._background(grad, True, name):
+        if self._background.takes(grad, True, name, self._next_step):
             if stats is None:
                 self._interval_grad[name] = LayerStats(grad.shape[dim], grad.device)
-            self._submit(_Item(name, True, grad, grad._version, dim, batch, False))
+            self._background.submit(Item(name, True, grad, grad._version, dim, batch, False),
+                                    self._next_step)
             return
-        rows, rdim, owned = self._rows(grad, dim, batch, self._rows_buf)
+        rows, rdim, owned = real_frames(grad, dim, batch, self._rows_buf)
         if stats is None:
             stats = self._interval_grad[name] = LayerStats(rows.shape[rdim], rows.device)
         stats.update(rows, rdim, self._scratch, histogram=False, owned=owned)
@@ -338,7 +187,7 @@ class Probe:
         total = longest if max_length is None else int(max_length)
         if total < 1 or total < longest:
             raise InvalidInputError(f"max_length {total} is shorter than the longest input")
-        self._batch = _Batch(lengths, total)
+        self._batch = Batch(lengths, total)
         try:
             yield
         finally:
@@ -348,10 +197,10 @@ class Probe:
         """End of one training step: check the health rules (one read from the device for
         all of them), and every ``every`` steps log the statistics to the run. Returns the
         events that fired."""
-        if self._items:
+        if self._background.items:
             self.background_steps += 1
-        self._drain()
-        self._judge(step)
+        self._background.drain(self._next_step)
+        self._background.judge(step)
         view = self._read(step, loss)
         fired = [e for rule in self.rules for e in rule.check(view)]
         metrics: dict[str, float] = {}
@@ -380,7 +229,7 @@ class Probe:
             parts += [s.nan + s.inf for _, s in fwd] + [s.nan + s.inf for _, s in bwd]
         norm_names: list[str] = []
         if wanted and self._wants_norms:
-            norm_names, norms = self._grad_norms()
+            norm_names, norms = self._norms.read(list(self._interval))
             if norms is not None:
                 parts.append(norms)
         att_names = list(self._attention) if wanted else []
@@ -408,7 +257,7 @@ class Probe:
         grad_norms = dict(zip(norm_names, values[at:at + len(norm_names)], strict=True))
         for name, norm in grad_norms.items():
             if not math.isfinite(norm):  # float32 overflow, or a real NaN/Inf: exactly
-                grad_norms[name] = self._exact_norm(name)
+                grad_norms[name] = self._norms.exact(name)
         at += len(norm_names)
         attention = {}
         for name in att_names:
@@ -439,48 +288,6 @@ class Probe:
         self._seen_bad, self._seen_bad_grad = {}, {}
         return out
 
-    def _grad_norms(self) -> tuple[list[str], torch.Tensor | None]:
-        """Parameter-gradient L2 norm per layer, in backward order (last layer first), as
-        one device tensor (float64), from one fused norm over every gradient."""
-        if self._grad_params is None:
-            order = list(self._interval) or list(self.modules)
-            names, params, owner = [], [], []
-            for name in reversed(order):
-                own = [p for p in self.modules[name].parameters() if p.requires_grad]
-                if own:
-                    names.append(name)
-                    params += own
-                    owner += [len(names) - 1] * len(own)
-            self._grad_params = (names, params, owner)
-        names, params, owner = self._grad_params
-        present = [i for i, p in enumerate(params) if p.grad is not None]
-        if not present:
-            return [], None
-        grads = [params[i].grad.detach() for i in present]  # type: ignore[union-attr]
-        norms = torch.stack(torch._foreach_norm(grads))  # one device: see _read
-        squares = norms.to(_F64)
-        squares = squares * squares
-        groups = sorted({owner[i] for i in present})
-        if len(present) == len(params):
-            seg = self._segments(grads[0].device, owner)
-        else:
-            where = {g: k for k, g in enumerate(groups)}
-            seg = torch.tensor([where[owner[i]] for i in present], device=grads[0].device)
-        norms = torch.zeros(len(groups), dtype=_F64, device=grads[0].device)
-        return [names[g] for g in groups], norms.index_add_(0, seg, squares).sqrt_()
-
-    def _exact_norm(self, name: str) -> float:
-        grads = [p.grad.detach().to(_F64) for p in self.modules[name].parameters()
-                 if p.grad is not None]
-        return float(torch.linalg.vector_norm(torch.stack(
-            [torch.linalg.vector_norm(g) for g in grads])))
-
-    def _segments(self, device: torch.device, owner: list[int]) -> torch.Tensor:
-        cached = getattr(self, "_seg", None)
-        if cached is None or cached.device != device:
-            cached = self._seg = torch.tensor(owner, device=device)
-        return cached
-
     def _counters(self) -> dict[str, dict[str, torch.Tensor]]:
         """Each layer's additive counters since attach (count, zeros, positive, saturated),
         as fresh tensors (forward order)."""
@@ -497,7 +304,7 @@ class Probe:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything seen so far (including the steps not logged yet), as JSON-able data."""
-        self._drain()
+        self._background.drain(self._next_step)
         forward = {n: s.to_dict() for n, s in _merged(self.stats, self._interval).items()}
         grads = {n: s.to_dict() for n, s in _merged(self.grad_stats,
                                                      self._interval_grad).items()}
@@ -525,11 +332,7 @@ class Probe:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        try:
-            self._drain()
-        finally:
-            if self._worker is not None:
-                self._worker.close()
+        self._background.close(self._next_step)
 
 
 _GRAD_RULES = ("exploding_gradients", "vanishing_gradients", "non_finite")
