@@ -48,7 +48,7 @@ def test_fit_then_score_flags_noisy_speech_and_names_a_layer(trained) -> None:
     assert fitted.code == 0, fitted.stderr
     assert "160 inputs (split:valid,test)" in fitted.stdout and "96 held out" in fitted.stdout
     fit_run = tympan.find_runs(store=store, tags=["probe-fit"])[0]
-    assert fit_run.parent_id == run_id and fit_run.config["model_run"] == run_id
+    assert fit_run.parent_id == run_id and fit_run.config["probe"]["model_run"] == run_id
     assert "probe/profile.npz" in [a.path for a in fit_run.artifacts()]
 
     noisy = cli(store, "probe", "score", run_id, "--shift", "white:-5", "--limit", "12",

@@ -402,6 +402,12 @@ def test_grouping_by_config_shows_mean_and_95_ci_across_seeds(page, lab) -> None
     gru.find_element("css selector", "input.group-check").click()
     wait(driver, lambda d: d.find_element("id", "compare-selected").text == "Compare 2")
 
+    # A shared link that names the grouping but no metric aggregates the usual one (val/...).
+    driver = page("/runs?project=asr&group=model.encoder", ".groups-table tr.group")
+    wait(driver, lambda d: "metric=val" in d.current_url)
+    first = css(driver, ".groups-table tr.group .mean")
+    assert first and all(e.text not in ("", "–") for e in first[:2])
+
 
 def test_selecting_runs_opens_compare_with_overlaid_metrics_and_config_diff(page, lab) -> None:
     _, ids = lab

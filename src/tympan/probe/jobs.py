@@ -87,7 +87,7 @@ def find_profile(record: Any, profile: str | None, store: str | None) -> tuple[P
     if any(a.path == ARTIFACT for a in record.artifacts()):
         return Profile.from_run(record), record.id
     fits = tympan.find_runs(store=store, project=record.project, tags=["probe-fit"],
-                            where={"model_run": record.id}, status="finished")
+                            where={"probe.model_run": record.id}, status="finished")
     if not fits:
         raise NotFoundError(f"run {record.id} has no reference profile yet: run "
                             f"`tympan probe fit {record.id}` first, or pass --profile")
@@ -184,9 +184,10 @@ def drift_data(model_run: str, *, store: str | None = None, recipe: str | None =
 
 
 def _probe_run(record: Any, job: str, config: dict[str, Any], store: str | None) -> Any:
+    # Under one "probe" key, so the model project's config columns stay the models' own.
     return tympan.init(project=record.project, name=f"probe-{job}-{record.name}",
-                       config=config, tags=["probe", f"probe-{job}"], parent=record.id,
-                       store=store)
+                       config={"probe": config}, tags=["probe", f"probe-{job}"],
+                       parent=record.id, store=store)
 
 
 def slug(label: str) -> str:

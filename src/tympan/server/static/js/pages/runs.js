@@ -28,15 +28,21 @@ function savedColumns() {
   try { return JSON.parse(localStorage.getItem(`tympan.columns.${state.project}`) || "null"); } catch { return null; }
 }
 
-/** Config keys whose value differs among the rows (the interesting columns), at most n. */
+/** The most telling config keys, at most n: keys most rows have that take more than one value
+ * among them (encoder, lr, ...) come first; keys few rows have, or with a different value in
+ * every row (paths, ids), come last; seeds and keys with one value never. */
 function varyingKeys(runs, keys, n) {
-  const out = [];
+  const scored = [];
   for (const key of keys) {
-    const values = new Set(runs.map((r) => JSON.stringify(r.config[key] ?? null)));
-    if (values.size > 1 && !/(^|\.)seed$/.test(key)) out.push(key);
-    if (out.length >= n) break;
+    if (/(^|\.)seed$/.test(key)) continue;
+    const present = runs.filter((r) => r.config[key] !== undefined && r.config[key] !== null);
+    const values = new Set(present.map((r) => JSON.stringify(r.config[key])));
+    if (values.size < 2) continue;
+    const everyRowDiffers = values.size === present.length && present.length > 3;
+    scored.push({ key, score: present.length / runs.length - (everyRowDiffers ? 1 : 0) });
   }
-  return out;
+  scored.sort((a, b) => b.score - a.score || a.key.localeCompare(b.key));
+  return scored.slice(0, n).map((s) => s.key);
 }
 
 /** Evaluation metrics first (val/, test/, eval/), then the rest; probe statistics never. */
@@ -305,10 +311,15 @@ export async function runsPage({ query }) {
     root.classList.add("busy");
     const sort = q.sort ? { sort: q.sort, desc: q.desc ? "true" : "false" } : {};
     const runsReq = api.get("runs", { ...params(), ...sort, limit: q.limit, offset: q.offset });
-    const groupsReq = q.group.length ? api.get("runs/groups", { ...params(), by: q.group.join(","), metric: q.metric || undefined }) : null;
     let result, groups;
     try {
-      [result, groups] = await Promise.all([runsReq, groupsReq]);
+      if (q.group.length && !q.metric) {  // a linked grouping without a metric: the usual one
+        result = await runsReq;
+        q.metric = preferredMetric(result.metric_keys);
+        syncUrl();
+      }
+      const groupsReq = q.group.length ? api.get("runs/groups", { ...params(), by: q.group.join(","), metric: q.metric || undefined }) : null;
+      [result, groups] = await Promise.all([result ?? runsReq, groupsReq]);
     } finally {
       if (mine === ticket) root.classList.remove("busy");
     }
