@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import Annotated, Any
 
@@ -74,29 +73,26 @@ def show_command(
 
 
 def probe_panels(record: RunRecord, artifacts: list[Any]) -> list[Panel]:
-    """What ``tympan probe`` recorded on this run: anomaly reports, drift, health events."""
-    paths = {a.path for a in artifacts}
-    if not any(p.startswith("probe/") for p in paths):
+    """What the probe or ``tympan probe`` recorded on this run: anomaly reports, drift,
+    health events, a reference profile."""
+    if not any(a.path.startswith("probe/") for a in artifacts):
         return []
     from tympan.cli.probe import anomaly_renderables, drift_table
-    from tympan.probe.jobs import read_json_artifacts
+    from tympan.track.probe_data import EVENTS, probe_data
 
-    panels = []
-    for report in read_json_artifacts(record, "probe/anomaly/"):
-        panels.append(render.panel(Group(*anomaly_renderables(report, show=5)),
-                                   "probe: anomaly report"))
-    for report in read_json_artifacts(record, "probe/drift/"):
-        panels.append(render.panel(drift_table(report), "probe: drift"))
-    if "probe/events.json" in paths:
-        events = json.loads(record.read_artifact("probe/events.json"))
+    data = probe_data(record, children=False)
+    panels = [render.panel(Group(*anomaly_renderables(report, show=5)), "probe: anomaly report")
+              for report in data.anomaly]
+    panels += [render.panel(drift_table(report), "probe: drift") for report in data.drift]
+    if any(a.path == EVENTS for a in artifacts):
         table = render.table("step", "layer", "rule", "value", "message", right=["step"])
-        for e in events:
+        for e in data.events:
             table.add_row(str(e.get("step")), render.text(e.get("layer")),
                           render.text(e.get("rule")), render.number(e.get("value")),
                           render.text(e.get("message")))
-        body: Any = table if events else Text("no health events fired", style="dim")
+        body: Any = table if data.events else Text("no health events fired", style="dim")
         panels.append(render.panel(body, "probe: health events"))
-    if "probe/profile.npz" in paths:
+    if data.profile:
         panels.append(render.panel(Text("probe/profile.npz: score inputs against it with "
                                         f"`tympan probe score RUN --profile {record.id}`"),
                                    "probe: reference profile"))

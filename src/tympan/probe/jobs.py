@@ -13,7 +13,6 @@ run and whose config says what was probed with what. The result is an artifact o
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -199,11 +198,3 @@ def _finite(value: float) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
 
-
-def read_json_artifacts(record: Any, prefix: str) -> list[dict[str, Any]]:
-    """The JSON artifacts of ``record`` under ``prefix`` (e.g. ``probe/anomaly/``)."""
-    found = []
-    for artifact in record.artifacts():
-        if artifact.path.startswith(prefix) and artifact.path.endswith(".json"):
-            found.append(json.load(io.BytesIO(record.read_artifact(artifact.path))))
-    return found

@@ -17,6 +17,18 @@ from typing import IO
 _CHUNK = 1 << 20
 
 
+def copy_hashing(src: IO[bytes], out: IO[bytes]) -> tuple[str, int]:
+    """Copy ``src`` to ``out`` in chunks; (sha256 hex, size) of what was copied, so a file is
+    read once to both store and name it."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := src.read(_CHUNK):
+        digest.update(chunk)
+        out.write(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
 def _is_local(root: str) -> bool:
     return "://" not in root or root.startswith("file://")
 
@@ -42,18 +54,12 @@ class BlobStore:
             data = Path(source).read_bytes()
             return self.put_bytes(data)
         Path(self.root).mkdir(parents=True, exist_ok=True)
-        digest = hashlib.sha256()
-        size = 0
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
         try:
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-                while chunk := src.read(_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+                sha, size = copy_hashing(src, out)
                 out.flush()
                 os.fsync(out.fileno())
-            sha = digest.hexdigest()
             target = Path(self.path(sha))
             if target.exists():
                 os.unlink(tmp)

@@ -48,11 +48,12 @@ def layer_stat_keys(record: RunRecord, stat: str) -> dict[str, str]:
     return out
 
 
-def probe_data(record: RunRecord) -> ProbeData:
-    """Everything the probe left on ``record``, and the anomaly and drift reports of its
-    ``tympan probe`` runs (its children tagged ``probe``); empty when it has no probe."""
+def probe_data(record: RunRecord, children: bool = True) -> ProbeData:
+    """Everything the probe left on ``record`` and, with ``children``, the anomaly and drift
+    reports of its ``tympan probe`` runs (its children tagged ``probe``); empty when it has
+    no probe."""
     data = ProbeData()
-    for child in child_runs(record):
+    for child in child_runs(record) if children else []:
         if "probe" in (child.tags or []):
             reports = _reports(child)
             data.anomaly += reports.anomaly

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from tympan import errors
 from tympan.errors import StoreError, StoreUnavailableError, TympanError
+from tympan.store.blobs import copy_hashing
 from tympan.store.summaries import Summary
 from tympan.track import wire
 from tympan.track.transport import AudioClip, Blob, MetricBatch, NewRun, RunState
@@ -143,19 +144,14 @@ class HttpTransport:
         return Blob(hashlib.sha256(data).hexdigest(), len(data), data=data)
 
     def keep_file(self, path: str | os.PathLike[str]) -> Blob:
-        digest = hashlib.sha256()
-        size = 0
         fd, staged = tempfile.mkstemp(dir=self._outbox_dir(), prefix="blob-")
         try:
             with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
-                while chunk := src.read(_COPY_CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+                sha, size = copy_hashing(src, out)
         except BaseException:
             os.unlink(staged)
             raise
-        return Blob(digest.hexdigest(), size, staged=staged)
+        return Blob(sha, size, staged=staged)
 
     def record_artifact(self, run_id: str, path: str, blob: Blob, media_type: str,
                         created_at: float) -> None:
