@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import jiwer
+import librosa
 import numpy as np
 import pytest
 from scipy.interpolate import interp1d
@@ -253,6 +254,36 @@ def test_mcd_from_speech_tolerates_timing_but_not_content() -> None:
     assert cep.shape[1] == 13 and cep.shape[0] == pytest.approx(ref.size / (sr * 0.005), abs=6)
     with pytest.raises(AudioError, match="mono"):
         mcd_from_audio(np.stack([ref, ref]), ref, sr)
+
+
+def _log_mel_db(wav: np.ndarray, sr: int, n_mels: int = 40) -> np.ndarray:
+    """20 log10 of the mel amplitude per frame, computed independently of tympan: librosa's
+    HTK filterbank on a framed, Hann-windowed power spectrum, floored at -100 dB."""
+    win, hop = round(sr * 0.025), round(sr * 0.005)
+    n_fft = 1 << (win - 1).bit_length()
+    frames = librosa.util.frame(np.asarray(wav, dtype=np.float64), frame_length=win,
+                                hop_length=hop, axis=0) * np.hanning(win)
+    power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
+    fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sr / 2,
+                             htk=True, norm=None)
+    return 10.0 * np.log10(np.maximum(power @ fb.T, 1e-10))
+
+
+def test_mcd_from_audio_is_the_rms_log_spectral_distance_in_db() -> None:
+    # With every coefficient kept, (10/ln 10) sqrt(2 sum_{d>=1} (c_d - c'_d)^2) on the SPTK
+    # scale (log|H| = c0 + sum c_m cos(m w)) is, by Parseval, the RMS over mel bands of the dB
+    # difference of the two log spectra, their mean difference (c0) removed.
+    ref, sr = speech("turn the lights on in the kitchen")
+    other, _ = speech("turn the lights on in the kitchen", voice="en-us", pitch=70)
+    n = min(ref.size, other.size)
+    a, b = _log_mel_db(ref[:n], sr), _log_mel_db(other[:n], sr)
+    expected = np.std(a - b, axis=1).mean()
+    assert expected > 3.0  # a real difference, not a rounding artefact
+    got = mcd_from_audio(ref[:n], other[:n], sr, n_mfcc=40, dtw=False)
+    assert got == pytest.approx(expected, rel=1e-9)
+    # Fewer coefficients compare cepstrally smoothed spectra: a little less, same scale.
+    smooth = mcd_from_audio(ref[:n], other[:n], sr, dtw=False)
+    assert 0.6 * expected < smooth < expected
 
 
 # --- SI-SDR ----------------------------------------------------------------------------

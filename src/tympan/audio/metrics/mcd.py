@@ -1,8 +1,10 @@
 """Mel cepstral distortion (MCD) between reference and synthesized speech, with DTW.
 
 ``MCD = mean over aligned frames of (10 / ln 10) * sqrt(2 * sum_d (c_ref[d] - c_syn[d])^2)``
-in dB (Kubichek 1993), c0 (energy) left out by default. Synthesized speech rarely has the
-reference's timing, so frames are aligned with dynamic time warping first.
+in dB (Kubichek 1993), c0 (energy) left out by default. The formula assumes cepstra on
+SPTK's scale (``log|H(w)| = c0 + sum_m c_m cos(m w)``), where it equals the RMS log-spectral
+distance in dB; :func:`mel_cepstrum` computes them on that scale. Synthesized speech rarely
+has the reference's timing, so frames are aligned with dynamic time warping first.
 """
 
 from __future__ import annotations
@@ -91,11 +93,13 @@ def mel_cepstrum(wav: Any, sr: int, n_mfcc: int = 25, *, n_mels: int = 40,
                  frame_ms: float = 25.0, hop_ms: float = 5.0) -> np.ndarray:
     """Mel-cepstrum ``(frames, n_mfcc)`` of a mono waveform: MFCC computed with numpy/scipy
     (Hann-windowed STFT, HTK-scale triangular mel filterbank over 0..sr/2, natural log of
-    the mel *amplitude*, DCT-II scaled so that ``log|X_k| = c0 + 2 sum_n c_n cos(...)``,
-    the scale of a true cepstrum that the MCD formula assumes).
+    the mel *amplitude*, DCT-II scaled so that ``log|X_k| = c0 + sum_{n>=1} c_n cos(...)``).
 
-    This is not SPTK's all-pass warped ``mcep`` that many TTS papers use, so absolute MCD
-    values are comparable between systems scored here, not with published numbers.
+    That is SPTK's convention (``log|H(w)| = c0 + sum_m c_m cos(m w)``), the one the MCD
+    formula assumes: with every coefficient kept, :func:`mel_cepstral_distortion` of two
+    such cepstra is the RMS over mel bands of the difference of their log spectra in dB
+    (mean difference removed). The frequency warping is a mel filterbank, not SPTK's
+    all-pass ``mcep``, so values are on the published scale but not identical to a paper's.
     """
     from scipy.fft import dct, rfft
 
@@ -114,7 +118,11 @@ def mel_cepstrum(wav: Any, sr: int, n_mfcc: int = 25, *, n_mels: int = 40,
     # HTK-scale triangles with peaks at 1, from 0 Hz to Nyquist.
     mel_power = power @ mel_weights(sr, n_fft, n_mels, 0.0, sr / 2.0, htk=True, norm=None).T
     log_amp = 0.5 * np.log(np.maximum(mel_power, 1e-10))  # floor: -100 dB, for silence
-    return dct(log_amp, type=2, axis=1)[:, :n_mfcc] / (2.0 * n_mels)
+    # scipy's DCT-II is y_k = 2 sum_n x_n cos(pi k (2n+1) / 2N); its inverse gives
+    # x_n = y_0 / 2N + sum_{k>=1} (y_k / N) cos(...), so c0 = y_0 / 2N and c_k = y_k / N.
+    cep = dct(log_amp, type=2, axis=1)[:, :n_mfcc] / n_mels
+    cep[:, 0] /= 2.0
+    return cep
 
 
 def mcd_from_audio(ref_wav: Any, syn_wav: Any, sr: int, n_mfcc: int = 25, *,
