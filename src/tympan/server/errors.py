@@ -94,7 +94,9 @@ def _validation_message(exc: RequestValidationError) -> str:
     for err in exc.errors()[:10]:
         where = [str(p) for p in err.get("loc", ())]
         place = f"{where[0]} {'.'.join(where[1:])}".strip() if where else "request"
-        parts.append(f"{place}: {err.get('msg', 'invalid')}")
+        # A ValueError from our own validators (tympan.track.validate) reads as its message.
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{place}: {message}")
     return "invalid request: " + "; ".join(parts) if parts else "invalid request"
 
 

@@ -19,7 +19,7 @@ from tympan.errors import InvalidInputError, RunStateError, StoreUnavailableErro
 from tympan.store.summaries import Summary
 from tympan.track import active, audio_sample
 from tympan.track.transport import AudioClip, Blob, Transport
-from tympan.track.validate import check_key, check_step, to_number
+from tympan.track.validate import check_key, check_step, check_text, to_number
 from tympan.track.writer import WAKE_ROWS, Command, Sink, Writer
 
 _now = time.time
@@ -116,6 +116,8 @@ class Run:
         step = self._next_step if step is None else check_step(step)
         if caption is not None and not isinstance(caption, str):
             raise InvalidInputError(f"audio {key!r}: caption must be a str, got {caption!r}")
+        if caption is not None:
+            check_text(caption, f"audio {key!r}: caption")
         audio = audio_sample.prepare(key, waveform, sample_rate)
         clip = AudioClip(key=key, step=step, sample_rate=audio.sample_rate, frames=audio.frames,
                          duration=audio.duration, channels=audio.channels, caption=caption,

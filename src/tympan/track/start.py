@@ -16,7 +16,7 @@ from tympan.track.naming import new_run_id, new_run_name
 from tympan.track.run import Run
 from tympan.track.stores import shared_transport
 from tympan.track.transport import NewRun, Transport
-from tympan.track.validate import check_tags, to_config
+from tympan.track.validate import check_name, check_tags, check_text, to_config
 from tympan.track.writer import Command, Sink, get_writer, on_exit
 
 _hooks_installed = False
@@ -24,13 +24,15 @@ _hooks_installed = False
 
 def start_run(*, project: str | None, name: str | None, config: Any, tags: Any, note: str,
               store: Any, parent: str | None, study: str | None, seed: int | None) -> Run:
-    project = settings.get("TYMPAN_PROJECT") if project is None else project
-    if not isinstance(project, str) or not project.strip() or len(project) > 200:
-        raise InvalidInputError(f"project must be a non-empty str (<= 200 chars), got {project!r}")
-    if name is not None and (not isinstance(name, str) or not name.strip() or len(name) > 200):
-        raise InvalidInputError(f"run name must be a non-empty str (<= 200 chars), got {name!r}")
+    project = check_name(settings.get("TYMPAN_PROJECT") if project is None else project,
+                         "project")
+    if name is not None:
+        check_name(name, "run name")
     if not isinstance(note, str):
         raise InvalidInputError(f"note must be a str, got {type(note).__name__}")
+    check_text(note, "note")
+    if parent is not None:
+        check_name(parent, "parent run")
     config_dict = to_config(config)
     tag_list = check_tags(tags)
     transport = shared_transport(store)

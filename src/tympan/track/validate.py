@@ -117,6 +117,23 @@ def _jsonable(value: Any, path: str) -> Any:
     )
 
 
+def check_name(value: object, what: str, limit: int = 200) -> str:
+    """A project, run or tag name: a non-blank str of at most ``limit`` characters, no NUL
+    (PostgreSQL's text columns cannot hold one, and no name needs it)."""
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise InvalidInputError(f"{what} must be a non-empty str (<= {limit} chars), "
+                                f"got {_short(value)}")
+    return check_text(value, what)
+
+
+def check_text(value: str, what: str) -> str:
+    """Free text (a note, a caption): anything but NUL."""
+    if "\x00" in value:
+        raise InvalidInputError(f"{what} {_short(value)} contains a NUL character (\\x00), "
+                                "which cannot be stored: remove it")
+    return value
+
+
 def check_tags(tags: object) -> list[str]:
     if tags is None:
         return []
@@ -124,8 +141,7 @@ def check_tags(tags: object) -> list[str]:
         tags = [tags]
     out = []
     for tag in tags:  # type: ignore[union-attr]
-        if not isinstance(tag, str) or not tag.strip() or len(tag) > 100:
-            raise InvalidInputError(f"tag {tag!r} must be a non-empty str of at most 100 chars")
+        check_name(tag, "tag", limit=100)
         if tag not in out:
             out.append(tag)
     return out

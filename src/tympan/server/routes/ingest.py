@@ -31,7 +31,7 @@ import tempfile
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tympan.errors import InvalidInputError, RunNotFoundError, RunStateError
@@ -42,14 +42,15 @@ from tympan.track import wire
 from tympan.track.local import LocalTransport
 from tympan.track.run import artifact_path
 from tympan.track.transport import AudioClip, Blob, MetricBatch, NewRun, RunMetrics
-from tympan.track.validate import KEY_PATTERN, to_config
+from tympan.track.validate import KEY_PATTERN, check_name, check_text, to_config
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest"])
 
 Writer = Annotated[Principal, Depends(require("write"))]
 StoreDep = Annotated[Store, Depends(get_store)]
 
-_NO_NUL = r"^[^\x00]*$"
+# NUL cannot be stored (PostgreSQL refuses it): every text field says so, as tympan.init does.
+_NO_NUL = AfterValidator(lambda value: check_text(value, "text"))
 _INT32 = 2**31 - 1
 RUN_ID = r"^[0-9a-z]{1,32}$"
 SHA256 = r"^[0-9a-f]{64}$"
@@ -58,8 +59,9 @@ RunPath = Annotated[str, Path(pattern=RUN_ID, description="the run's id")]
 ShaPath = Annotated[str, Path(pattern=SHA256, description="the blob's sha256 (hex)")]
 Sha = Annotated[str, Field(pattern=SHA256)]
 Key = Annotated[str, Field(pattern=f"^{KEY_PATTERN.pattern}$")]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00]*\S[^\x00]*$")]
-Text = Annotated[str, Field(max_length=1_000_000, pattern=_NO_NUL)]
+Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(
+    lambda value: check_name(value, "name"))]
+Text = Annotated[str, Field(max_length=1_000_000), _NO_NUL]
 Int32 = Annotated[int, Field(ge=-_INT32 - 1, le=_INT32)]
 Count = Annotated[int, Field(ge=0, le=_INT32)]
 Step = Annotated[int, Field(ge=0, lt=2**62)]
@@ -103,11 +105,12 @@ class NewRunIn(BaseModel):
     project: Name
     name: Name
     config: dict[str, Any] = {}
-    tags: list[Annotated[str, Field(min_length=1, max_length=100, pattern=_NO_NUL)]] = []
+    tags: list[Annotated[str, Field(min_length=1, max_length=100), AfterValidator(
+        lambda value: check_name(value, "tag", limit=100))]] = []
     note: Text = ""
     parent: Name | None = None
-    study: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)] | None = None
-    host: Annotated[str, Field(max_length=255, pattern=_NO_NUL)] | None = None
+    study: Annotated[str, Field(min_length=1, max_length=64), _NO_NUL] | None = None
+    host: Annotated[str, Field(max_length=255), _NO_NUL] | None = None
     pid: Int32 | None = None
     seed: Int32 | None = None
     created_at: Time
@@ -154,8 +157,9 @@ class RunStateOut(BaseModel):
 
 @router.get("/state")
 def run_state(principal: Writer, store: StoreDep,
-              run: Annotated[str, Query(min_length=1, max_length=200, pattern=_NO_NUL,
-                                        description="a run id, id prefix or unique name")],
+              run: Annotated[str, Query(min_length=1, max_length=200,
+                                        description="a run id, id prefix or unique name"),
+                         _NO_NUL],
               ) -> RunStateOut:
     """What a client resuming the run needs: its record, summaries and next chunk numbers."""
     state = LocalTransport(store).run_state(run)
@@ -165,7 +169,7 @@ def run_state(principal: Writer, store: StoreDep,
 
 
 class ReopenIn(BaseModel):
-    host: Annotated[str, Field(max_length=255, pattern=_NO_NUL)]
+    host: Annotated[str, Field(max_length=255), _NO_NUL]
     pid: Int32
     now: Time
 
@@ -177,7 +181,7 @@ def reopen_run(run_id: RunPath, body: ReopenIn, principal: Writer, store: StoreD
 
 
 class EnvironmentIn(BaseModel):
-    digest: Annotated[str, Field(min_length=1, max_length=64, pattern=_NO_NUL)]
+    digest: Annotated[str, Field(min_length=1, max_length=64), _NO_NUL]
     data: dict[str, Any]
     now: Time
 
@@ -316,10 +320,10 @@ def _stored(store: Store, sha256: str, size: int) -> Blob:
 
 
 class ArtifactIn(BaseModel):
-    path: Annotated[str, Field(min_length=1, max_length=1000, pattern=_NO_NUL)]
+    path: Annotated[str, Field(min_length=1, max_length=1000), _NO_NUL]
     sha256: Sha
     size: Size
-    media_type: Annotated[str, Field(min_length=1, max_length=255, pattern=_NO_NUL)]
+    media_type: Annotated[str, Field(min_length=1, max_length=255), _NO_NUL]
     created_at: Time
 
 
