@@ -105,24 +105,24 @@ def test_git_only_untracked_files_is_not_dirty(repo: Path) -> None:
 @needs_git
 def test_git_remote_credentials_are_stripped(repo: Path) -> None:
     info = capture_environment(repo)["git"]
-    assert info["remote"] == "https://example.com/x.git"
+    assert info["remote"] == "https://***@example.com/x.git"
     assert "pw" not in json.dumps(info)
 
 
 @pytest.mark.parametrize(
     ("url", "expected"),
     [
-        ("https://user:pw@example.com/x.git", "https://example.com/x.git"),
-        ("https://ghp_token@github.com/a/b.git", "https://github.com/a/b.git"),
+        ("https://user:pw@example.com/x.git", "https://***@example.com/x.git"),
+        ("https://ghp_token@github.com/a/b.git", "https://***@github.com/a/b.git"),
         ("ssh://git@github.com/a/b.git", "ssh://git@github.com/a/b.git"),
-        ("ssh://git:pw@github.com:2222/a/b.git", "ssh://github.com:2222/a/b.git"),
+        ("ssh://git:pw@github.com:2222/a/b.git", "ssh://git:***@github.com:2222/a/b.git"),
         ("git@github.com:a/b.git", "git@github.com:a/b.git"),
         ("/srv/git/b.git", "/srv/git/b.git"),
-        ("postgresql+psycopg://u:p@db:5432/tympan", "postgresql+psycopg://db:5432/tympan"),
+        ("postgresql+psycopg://u:p@db:5432/tympan", "postgresql+psycopg://u:***@db:5432/tympan"),
     ],
 )
-def test_strip_credentials(url: str, expected: str) -> None:
-    assert environment._strip_credentials(url) == expected
+def test_git_remote_credentials_are_masked(url: str, expected: str) -> None:
+    assert environment.redact(url) == expected
 
 
 @needs_git
@@ -219,7 +219,7 @@ def test_env_vars_recorded_selectively_and_masked(monkeypatch: pytest.MonkeyPatc
     assert recorded["TYMPAN_PROJECT"] == "asr"
     assert recorded["TYMPAN_API_TOKEN"] == "***"
     assert recorded["TYMPAN_S3_SECRET_KEY"] == "***"
-    assert recorded["TYMPAN_STORE"] == "postgresql+psycopg://db/tympan"
+    assert recorded["TYMPAN_STORE"] == "postgresql+psycopg://me:***@db/tympan"
     assert recorded["CUDA_VISIBLE_DEVICES"] == "0,1"
     assert recorded["OMP_NUM_THREADS"] == "4"
     assert recorded["PYTHONHASHSEED"] == "0"

@@ -17,6 +17,7 @@ from tympan.server import errors
 from tympan.server.config import ServerConfig
 from tympan.server.routes import ROUTERS
 from tympan.store import Store, open_store
+from tympan.store.location import redact
 
 STATIC = Path(__file__).with_name("static")
 
@@ -58,10 +59,10 @@ def open_served_store(config: ServerConfig) -> Store:
     with _artifacts_setting(config.artifacts):
         store = open_store(config.store, create=config.create)
     if config.artifacts is not None and not _same_root(store.blobs.root, config.artifacts):
-        where, root = store.where, store.blobs.root
+        where, root, given = store.where, redact(store.blobs.root), redact(config.artifacts)
         store.close()
         raise ConfigError(
-            f"the store at {where} keeps its artifacts at {root}, not {config.artifacts}: "
+            f"the store at {where} keeps its artifacts at {root}, not {given}: "
             "drop --artifacts, or give that location"
         )
     return store

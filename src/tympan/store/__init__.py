@@ -23,7 +23,7 @@ from tympan.store import versioning
 from tympan.store.blobs import BlobStore
 from tympan.store.engine import WRITE, make_engine, prepare_new_sqlite
 from tympan.store.failures import translated
-from tympan.store.location import StoreLocation, parse_location
+from tympan.store.location import StoreLocation, parse_location, redact
 from tympan.store.schema import meta
 
 __all__ = ["Store", "StoreLocation", "open_store", "parse_location", "store_revision",
@@ -138,7 +138,7 @@ def _check_sqlite_file(location: StoreLocation, create: bool) -> None:
     if not create:
         hint = "" if location.text != ".tympan" else " in this directory"
         raise StoreNotFoundError(
-            f"no tympan store at {location.text}{hint}: pass --store or set TYMPAN_STORE"
+            f"no tympan store at {redact(location.text)}{hint}: pass --store or set TYMPAN_STORE"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from tympan.errors import StoreCorruptError, StoreUnavailableError
+from tympan.store.location import redact
 
 _CORRUPT_HINTS = ("file is not a database", "malformed", "not a database", "disk image")
 # The caller's or our own mistake: retrying cannot help, and it is not the store's fault.
@@ -33,7 +34,7 @@ def translated(where: str) -> Iterator[None]:
         if not _store_failure(e):
             raise
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()
-        reason_text = reason[0] if reason else type(e).__name__
+        reason_text = redact(reason[0]) if reason else type(e).__name__
         if any(hint in reason_text.lower() for hint in _CORRUPT_HINTS):
             raise StoreCorruptError(
                 f"the store at {where} is not a readable tympan store ({reason_text})"

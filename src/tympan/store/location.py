@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from tympan.errors import StoreURLError
 
@@ -29,17 +31,51 @@ class StoreLocation:
     def describe(self) -> str:
         if self.sqlite_path is not None:
             return str(self.sqlite_path)
-        return _redact(self.db_url)
+        return redact(self.db_url)
 
 
-def _redact(url: str) -> str:
-    """Hide a password in a URL so it never reaches a message or a log."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, host = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+# Every URL that reaches a message, a log line or an API answer goes through ``redact``.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+_SECRET_PARAM = re.compile(r"pass|pwd|secret|token|key|sig|credential|auth", re.IGNORECASE)
+MASK = "***"
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it masked.
+
+    A password in the userinfo becomes ``***`` (``postgresql://me:***@db/x``); an http(s)
+    URL loses its whole userinfo (``https://***@host``: a lone user name there is often a
+    token); query parameters named like a secret (password, token, key, signature,
+    credential, ... percent-encoded or not) keep their name and lose their value. It errs
+    on the side of hiding: a URL it cannot read is masked from its scheme to its last ``@``.
+    """
+    return _URL.sub(lambda match: _redact_url(match.group(0)), text)
+
+
+def _redact_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    for at in reversed([i for i, c in enumerate(rest) if c == "@"]):
+        userinfo = rest[:at]
+        first = min((userinfo.find(c) for c in ":/?#" if c in userinfo), default=-1)
+        if first == -1 or userinfo[first] == ":":  # "user" or "user:anything": userinfo
+            if scheme.lower() in {"http", "https"}:
+                masked = MASK
+            else:
+                user, colon, _ = userinfo.partition(":")
+                masked = f"{user}:{MASK}" if colon else user
+            rest = f"{masked}@{rest[at + 1:]}"
+            break
+    head, question, query = rest.partition("?")
+    if not question:
+        return f"{scheme}://{rest}"
+    query, hash_, fragment = query.partition("#")
+    params = []
+    for param in re.split(r"([&;])", query):
+        name, equals, _ = param.partition("=")
+        if equals and _SECRET_PARAM.search(unquote(name)):
+            param = f"{name}={MASK}"
+        params.append(param)
+    return f"{scheme}://{head}?{''.join(params)}{hash_}{fragment}"
 
 
 def parse_location(text: str | os.PathLike[str]) -> StoreLocation:
@@ -52,7 +88,7 @@ def parse_location(text: str | os.PathLike[str]) -> StoreLocation:
         if scheme in {"postgresql", "postgres", "postgresql+psycopg"}:
             rest = raw.split("://", 1)[1]
             if not rest or (rest.startswith("/") and len(rest) == 1):
-                raise StoreURLError(f"store URL {_redact(raw)!r} names no database host")
+                raise StoreURLError(f"store URL {redact(raw)!r} names no database host")
             url = "postgresql+psycopg://" + rest
             return StoreLocation(raw, url, "postgresql", None, str(Path(".tympan") / "blobs"))
         if scheme == "sqlite":
@@ -63,7 +99,7 @@ def parse_location(text: str | os.PathLike[str]) -> StoreLocation:
                     "or sqlite:////absolute/path.db"
                 )
             return _sqlite_file(raw, Path(path_part[1:]))
-        raise StoreURLError(f"unsupported store URL {_redact(raw)!r}: use {_SUPPORTED}")
+        raise StoreURLError(f"unsupported store URL {redact(raw)!r}: use {_SUPPORTED}")
     path = Path(raw).expanduser()
     if path.suffix in {".db", ".sqlite", ".sqlite3"} or path.is_file():
         return _sqlite_file(raw, path)

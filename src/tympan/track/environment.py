@@ -22,7 +22,8 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from tympan.store.location import redact
 
 __all__ = ["capture_environment", "environment_digest"]
 
@@ -96,7 +97,7 @@ def _git_info(cwd: Path) -> dict[str, Any] | None:
         "dirty": bool(status) if status is not None else None,
         "diff": diff,
         "untracked": _git_untracked(top),
-        "remote": _strip_credentials(remote) if remote else None,
+        "remote": redact(remote) if remote else None,
         "root": root,
     }
 
@@ -155,24 +156,6 @@ def _git_untracked(top: Path) -> list[str] | None:
         return None
     names = [p.decode("utf-8", errors="replace") for p in out.split(b"\0") if p]
     return names[:UNTRACKED_LIMIT]
-
-
-def _strip_credentials(url: str) -> str:
-    """Remove a password, and a user name that may be a token, from a URL.
-
-    ``https://user:pw@host/x`` and ``https://TOKEN@host/x`` become ``https://host/x``;
-    ``ssh://git@host/x`` and ``git@host:x`` keep their (non-secret) user name.
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if not parts.scheme or "@" not in parts.netloc:
-        return url  # scp-like "git@host:path" or a local path: nothing secret in it
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    keep_user = ":" not in userinfo and parts.scheme not in {"http", "https"}
-    netloc = f"{userinfo}@{hostport}" if keep_user else hostport
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 # --- interpreter and packages ------------------------------------------------------------
@@ -333,7 +316,7 @@ def _gpus_from_nvidia_smi() -> list[dict[str, Any]]:
 
 def _command_info() -> dict[str, Any]:
     return {
-        "argv": list(sys.argv),
+        "argv": [redact(arg) for arg in sys.argv],  # e.g. --store postgresql://me:pw@db/x
         "cwd": _quiet(os.getcwd),
         "executable": sys.executable or None,
     }
@@ -348,7 +331,7 @@ def _env_vars() -> dict[str, str]:
             recorded[name] = _MASK
         else:
             # e.g. TYMPAN_STORE=postgresql://user:pw@host/db must not store the password.
-            recorded[name] = _strip_credentials(value)
+            recorded[name] = redact(value)
     return dict(sorted(recorded.items()))
 
 

@@ -34,6 +34,7 @@ from urllib.parse import quote
 from tympan import errors
 from tympan.errors import StoreError, StoreUnavailableError, TympanError
 from tympan.store.blobs import copy_hashing
+from tympan.store.location import redact
 from tympan.store.summaries import Summary
 from tympan.track import wire
 from tympan.track.transport import AudioClip, Blob, MetricBatch, NewRun, RunState
@@ -57,12 +58,13 @@ class HttpTransport:
 
         from tympan import __version__
 
-        self.where = url.strip().rstrip("/")
+        self.url = url.strip().rstrip("/")
+        self.where = redact(self.url)  # for messages
         self._token = token
         headers = {"User-Agent": f"tympan/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(base_url=self.where, headers=headers,
+        self._client = httpx.Client(base_url=self.url, headers=headers,
                                     timeout=httpx.Timeout(30.0, connect=5.0))
         self._outbox: str | None = None
         self._outbox_lock = threading.Lock()
@@ -201,7 +203,7 @@ class HttpTransport:
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            reason = str(exc) or type(exc).__name__
+            reason = redact(str(exc) or type(exc).__name__)
             raise StoreUnavailableError(
                 f"cannot reach the tympan server at {self.where} ({reason}); is it running?"
             ) from None
@@ -216,7 +218,7 @@ class HttpTransport:
             kind, message = str(body["type"]), str(body["message"])
         except (ValueError, KeyError, TypeError):
             kind, message = "", response.text[:300] or response.reason_phrase
-        said = f"the tympan server at {self.where} answered {status}: {message}"
+        said = f"the tympan server at {self.where} answered {status}: {redact(message)}"
         if status >= 500 or status in _RETRYABLE:
             return StoreUnavailableError(said)
         if status == 401:

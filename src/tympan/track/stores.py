@@ -9,6 +9,7 @@ import threading
 from tympan import settings
 from tympan.errors import StoreURLError
 from tympan.store import Store, open_store
+from tympan.store.location import redact
 from tympan.track.transport import Transport, is_remote
 
 _stores: dict[str, Store] = {}
@@ -24,9 +25,9 @@ def shared_store(where: str | os.PathLike[str] | None, *, create: bool = False) 
     key = _where(where)
     if is_remote(key):
         raise StoreURLError(
-            f"{key} is a tympan server: runs log to it (tympan.init), but reading runs back "
-            "from Python needs the store itself; browse the server in a web browser, use its "
-            "JSON API (/api/runs), or pass the server's own store location"
+            f"{redact(key)} is a tympan server: runs log to it (tympan.init), but reading runs "
+            "back from Python needs the store itself; browse the server in a web browser, use "
+            "its JSON API (/api/runs), or pass the server's own store location"
         )
     with _lock:
         store = _stores.get(key)
