@@ -39,7 +39,7 @@ from torch import nn
 import tympan
 import tympan.config
 from tympan.audio.corpus import Corpus, Utterance, synth_corpus
-from tympan.audio.features import log_mel, mfcc, pad_features
+from tympan.audio.features import log_mel, mfcc, pad_features, pad_waves
 from tympan.audio.io import load
 from tympan.audio.metrics import character_error_rate, word_error_rate
 from tympan.errors import ConfigError
@@ -330,33 +330,58 @@ def train(cfg: Config) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Probing: what `tympan probe fit|score|drift RUN` needs to rebuild this recipe's model.
+# Inference and probing: what `tympan.models.load` (and serving) and `tympan probe` need to
+# rebuild this recipe's model from a checkpoint.
+
+
+class AsrInference:
+    """A trained CTCModel from its model.pt: padded waveforms -> features -> transcripts."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, checkpoint: bytes) -> None:
+        state = torch.load(io.BytesIO(checkpoint))
+        self.cfg = Config(**state["config"])
+        dims = self.cfg.n_mels if self.cfg.front_end == "logmel" else self.cfg.n_mfcc
+        self.model = CTCModel(self.cfg, dims=dims)
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+
+    def preprocess(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor,
+                                                                          torch.Tensor]:
+        """(features, frames) of a zero-padded (batch, samples) batch; each utterance is cut
+        to its length first, since features are normalized per utterance."""
+        return pad_features([features(self.cfg, w[:n].numpy())
+                             for w, n in zip(waves, lengths.tolist(), strict=True)])
+
+    def postprocess(self, log_probs: torch.Tensor, inputs: tuple[torch.Tensor, torch.Tensor]
+                    ) -> list[str]:
+        return greedy_decode(log_probs, self.model.out_lengths(inputs[1]))
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"front_end": cfg.front_end, "n_mels": cfg.n_mels,
+                "n_mfcc": cfg.n_mfcc if cfg.front_end == "mfcc" else None, "n_fft": 400,
+                "hop": cfg.hop, "normalization": "per utterance (mean and variance)",
+                "encoder": cfg.encoder, "output": "transcript (greedy CTC over characters)"}
+
+
+def inference(checkpoint: bytes) -> AsrInference:
+    """The registry's hook: a checkpoint's model, ready for inference (docs/registry.md)."""
+    return AsrInference(checkpoint)
 
 
 class AsrProbeTarget:
-    """Rebuilds a run's CTCModel from its model.pt and turns waveforms into (x, lengths)."""
+    """Rebuilds a run's model through ``inference()`` and batches waveforms the same way."""
 
     sample_rate = SAMPLE_RATE
 
     def __init__(self) -> None:
-        self.cfg: Config | None = None
+        self.ready: AsrInference | None = None
 
     def load_model(self, run: Any) -> CTCModel:
-        checkpoint = torch.load(io.BytesIO(run.read_artifact("model.pt")))
-        self.cfg = Config(**checkpoint["config"])
-        model = CTCModel(self.cfg, dims=self.dims)
-        model.load_state_dict(checkpoint["model"])
-        return model.eval()
-
-    @property
-    def dims(self) -> int:
-        return self.config.n_mels if self.config.front_end == "logmel" else self.config.n_mfcc
-
-    @property
-    def config(self) -> Config:
-        if self.cfg is None:
-            raise RuntimeError("load_model() first: the features depend on the run's config")
-        return self.cfg
+        self.ready = inference(run.read_artifact("model.pt"))
+        return self.ready.model
 
     def split(self, run: Any, name: str) -> list[tuple[str, np.ndarray]]:
         cfg = Config(**run.config)
@@ -366,7 +391,9 @@ class AsrProbeTarget:
         return [(u.path, load(corpus.file(u), mono=True)[0]) for u in corpus.split(name)]
 
     def batch(self, waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        return pad_features([features(self.config, w) for w in waves])
+        if self.ready is None:
+            raise RuntimeError("load_model() first: the features depend on the run's config")
+        return self.ready.preprocess(*pad_waves(waves))
 
 
 def probe_target() -> AsrProbeTarget:

@@ -45,7 +45,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -366,6 +366,51 @@ def train(cfg: Config) -> str:
           f"minDCF {scores['test/min_dcf']:.3f}, valid EER {scores['valid/eer']:.3f} "
           f"minDCF {scores['valid/min_dcf']:.3f}")
     return run.id
+
+
+# ---------------------------------------------------------------------------------------------
+# Inference: what `tympan.models.load` (and serving) need to rebuild this recipe's model.
+
+
+class SpeakerInference:
+    """A trained XVector from its model.pt: padded waveforms -> features -> an embedding and
+    the closest training speaker for each utterance."""
+
+    sample_rate = SAMPLE_RATE
+
+    def __init__(self, checkpoint: bytes) -> None:
+        state = torch.load(io.BytesIO(checkpoint))
+        self.cfg = Config(**state["config"])
+        self.speakers: list[str] = list(state["speakers"])
+        dims = self.cfg.n_mels if self.cfg.front_end == "logmel" else self.cfg.n_mfcc
+        self.model = XVector(self.cfg, dims=dims, n_speakers=len(self.speakers))
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+
+    def preprocess(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor,
+                                                                          torch.Tensor]:
+        return pad_features([features(self.cfg, w[:n].numpy())
+                             for w, n in zip(waves, lengths.tolist(), strict=True)])
+
+    def postprocess(self, outputs: tuple[torch.Tensor, torch.Tensor],
+                    inputs: tuple[torch.Tensor, torch.Tensor]) -> list[dict[str, Any]]:
+        embeddings, logits = outputs
+        best = logits.softmax(1).max(1)
+        return [{"embedding": e.tolist(), "speaker": self.speakers[i], "probability": p}
+                for e, i, p in zip(embeddings, best.indices.tolist(), best.values.tolist(),
+                                   strict=True)]
+
+    def describe(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {"front_end": cfg.front_end, "n_mels": cfg.n_mels,
+                "n_mfcc": cfg.n_mfcc if cfg.front_end == "mfcc" else None, "n_fft": 400,
+                "hop": cfg.hop, "normalization": cfg.norm, "embedding": cfg.embedding,
+                "output": "embedding and the closest of the training speakers"}
+
+
+def inference(checkpoint: bytes) -> SpeakerInference:
+    """The registry's hook: a checkpoint's model, ready for inference (docs/registry.md)."""
+    return SpeakerInference(checkpoint)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "log",
     "log_artifact",
     "log_audio",
+    "models",
     "seed_everything",
 ]
 
@@ -54,6 +55,10 @@ def __getattr__(name: str) -> Any:
         from tympan.track.run import Run
 
         return Run
+    if name == "models":  # the registry's functions: tympan.models.load("models:/x@y")
+        import tympan.models
+
+        return tympan.models
     if name == "RunRecord":
         from tympan.track.lookup import RunRecord
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import runpy
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tympan.errors import InvalidInputError
 
@@ -117,3 +119,16 @@ def _from_module(name: str, base: Path) -> EntryPoint:
         raise InvalidInputError(f"no recipe {name!r}: not a file, a directory or an importable "
                                 f"module (looked in {base} and on sys.path)")
     return EntryPoint(module=name, script=None, root=base)
+
+
+def recipe_of(record: Any) -> str | None:
+    """The recipe that trained ``record``: its ``recipe`` config key, else its command line."""
+    config = record.config or {}
+    if isinstance(config.get("recipe"), str):
+        return config["recipe"]
+    argv = ((record.environment() or {}).get("command") or {}).get("argv")
+    if isinstance(argv, list) and argv:
+        first = str(argv[0])  # the script's path (also under `python -m`), or a module name
+        if first.endswith(".py") or re.fullmatch(r"[A-Za-z_][\w.]*", first):
+            return first
+    return None

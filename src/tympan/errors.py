@@ -9,10 +9,12 @@
     │   └── SchemaVersionError     the store's schema is older or newer than this tympan
     ├── NotFoundError              an id names nothing
     │   ├── RunNotFoundError       (also: an ambiguous run-id prefix)
-    │   └── StudyNotFoundError     no study of that name or id in the store
+    │   ├── StudyNotFoundError     no study of that name or id in the store
+    │   └── ModelNotFoundError     no model, version or alias of that name in the registry
     ├── StudyError                 a study cannot be run or analysed as asked
     │   ├── StudyChangedError      the study file changed since its trials ran (see --force)
     │   └── StudyBusyError         another live runner is running the same study
+    ├── ProtectedAliasError        a protected alias moved without an admin or a passed gate
     ├── RunStateError (RuntimeError)   e.g. logging after finish(), no active run
     ├── SettingsError (ValueError)     a TYMPAN_* environment variable has a bad value
     ├── MissingDependencyError (ImportError)  an optional extra is not installed
@@ -67,6 +69,15 @@ class RunNotFoundError(NotFoundError):
 
 class StudyNotFoundError(NotFoundError):
     """No study of that name or id is in the store."""
+
+
+class ModelNotFoundError(NotFoundError):
+    """No registered model, version or alias matches the reference."""
+
+
+class ProtectedAliasError(TympanError):
+    """A protected alias (e.g. ``champion``) may be changed only by an admin or by a gate
+    that passed; the message says which of the two to use."""
 
 
 class StudyError(TympanError):

@@ -83,6 +83,10 @@ SETTINGS: dict[str, Setting] = {
         Setting("TYMPAN_STUDY", None, str,
                 "Study id that new runs are linked to when init() names none "
                 "(set by `tympan ablate` for its trials)."),
+        Setting("TYMPAN_PROTECTED_ALIASES", "champion", str,
+                "Comma-separated aliases protected in every newly registered model: only an "
+                "admin or a gate that passed moves them (`tympan model protect` changes a "
+                "model's own list)."),
         Setting("TYMPAN_RUN_ID", None, _run_id,
                 "Id for the first run a process starts (set by `tympan ablate`, so it knows "
                 "which run a trial made); taken once, then removed from the environment."),

@@ -36,6 +36,7 @@ __all__ = [
     "melspectrogram",
     "mfcc",
     "pad_features",
+    "pad_waves",
     "power_spectrogram",
     "power_to_db",
     "spectrogram",
@@ -221,6 +222,16 @@ def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
         raise InvalidInputError("pad_features needs at least one utterance's features")
     lengths = torch.tensor([len(f) for f in feats])
     return torch.nn.utils.rnn.pad_sequence(feats, batch_first=True), lengths
+
+
+def pad_waves(waves: list[ArrayLike]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mono waveforms of any lengths as one zero-padded ``(batch, samples)`` float32 tensor,
+    and each one's number of samples: the batch a registered model's pre-processing takes."""
+    if not waves:
+        raise InvalidInputError("pad_waves needs at least one waveform")
+    rows = [_as_tensor(w).to(torch.float32).reshape(-1) for w in waves]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64)
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), lengths
 
 
 def _as_tensor(y: ArrayLike) -> torch.Tensor:

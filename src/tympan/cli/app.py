@@ -21,6 +21,7 @@ from tympan.cli.db import db_app
 from tympan.cli.diff import diff_command
 from tympan.cli.export import export_command
 from tympan.cli.findings import findings_app
+from tympan.cli.model import model_app
 from tympan.cli.probe import probe_app
 from tympan.cli.report import report_command
 from tympan.cli.run import run_command
@@ -60,6 +61,7 @@ app.command("ui")(ui_command)
 app.command("server")(server_command)
 app.add_typer(token_app, name="token")
 app.add_typer(probe_app, name="probe")
+app.add_typer(model_app, name="model")
 
 
 def _print_version(value: bool) -> None:

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import re
 import sys
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from tympan.entry import resolve_entry
+from tympan.entry import recipe_of, resolve_entry
 from tympan.errors import InvalidInputError
 
 
@@ -50,19 +49,6 @@ def _module_file(name: str | None) -> str | None:
     except (ImportError, ValueError):
         return None
     return spec.origin if spec is not None and spec.has_location else None
-
-
-def recipe_of(record: Any) -> str | None:
-    """The recipe that trained ``record``: its ``recipe`` config key, else its command line."""
-    config = record.config or {}
-    if isinstance(config.get("recipe"), str):
-        return config["recipe"]
-    argv = ((record.environment() or {}).get("command") or {}).get("argv")
-    if isinstance(argv, list) and argv:
-        first = str(argv[0])  # the script's path (also under `python -m`), or a module name
-        if first.endswith(".py") or re.fullmatch(r"[A-Za-z_][\w.]*", first):
-            return first
-    return None
 
 
 def load_target(recipe: str | None, record: Any) -> ProbeTarget:

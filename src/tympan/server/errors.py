@@ -34,6 +34,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS: list[tuple[type[TympanError], int]] = [
     (tympan_errors.NotFoundError, 404),
+    (tympan_errors.ProtectedAliasError, 403),
     (tympan_errors.StudyBusyError, 409),
     (tympan_errors.StudyChangedError, 409),
     (tympan_errors.RunStateError, 409),

@@ -237,3 +237,89 @@ tokens = Table(
     Column("last_used_at", Float),
     Column("revoked_at", Float),
 )
+
+# The model registry (revision 0004). A model is a name (unique in the store) in one project;
+# a version is a registered checkpoint of a run: its weights and the recipe code that rebuilds
+# it as content-addressed blobs, with its config, input signature and lineage. An alias names
+# one version; every change of an alias is a row of alias_events, which is append-only (a
+# trigger refuses UPDATE and DELETE). model_reports holds what later steps measure on a
+# version (export parity, latency, gate results), one row per (kind, name).
+ALIAS_ACTIONS = ("set", "move", "delete", "protect", "unprotect")
+ALIAS_AUTHORITIES = ("write", "admin", "gate")
+
+models = Table(
+    "models",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("protected", JSON, nullable=False),  # alias names only an admin or a gate moves
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id"), nullable=False),
+    Column("artifact", String(1024), nullable=False),  # the weights' path in the run
+    Column("sha256", String(64), ForeignKey("blobs.sha256"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("code_sha256", String(64), ForeignKey("blobs.sha256")),  # zip of the recipe
+    Column("recipe", JSON, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("signature", JSON, nullable=False),
+    Column("lineage", JSON, nullable=False),
+    Column("parameters", BigInteger),
+    Column("parent_id", Integer, ForeignKey("model_versions.id")),
+    Column("study_id", String(32)),
+    Column("description", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("model_id", "version", name="uq_model_versions_number"),
+    Index("ix_model_versions_run", "run_id"),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model_id", Integer, ForeignKey("models.id"), primary_key=True),
+    Column("alias", String(100), primary_key=True),
+    Column("version_id", Integer, ForeignKey("model_versions.id"), nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False),
+    Column("alias", String(100), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("from_version", Integer),
+    Column("to_version", Integer),
+    Column("actor", String(200), nullable=False),
+    Column("authority", String(8), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", JSON),
+    Column("at", Float, nullable=False),
+    Index("ix_alias_events_alias", "model_id", "alias", "at"),
+)
+
+model_reports = Table(
+    "model_reports",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("version_id", Integer, ForeignKey("model_versions.id"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("run_id", String(32), ForeignKey("runs.id")),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    UniqueConstraint("version_id", "kind", "name", name="uq_model_reports_name"),
+)

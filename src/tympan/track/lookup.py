@@ -10,6 +10,7 @@ from typing import Any
 from tympan.config import config_text
 from tympan.errors import InvalidInputError, RunNotFoundError
 from tympan.store import Store, artifacts, environments, metrics, projects, runs, samples
+from tympan.store import models as model_refs
 from tympan.store.metrics import Series
 from tympan.store.schema import RUN_STATUSES
 from tympan.store.summaries import Summary, for_runs
@@ -117,12 +118,16 @@ def _record(row: Any, project: str, summary: dict[str, Summary], store: Store) -
 
 
 def resolve_run_id(store: Store, text: str) -> str:
-    """A full run id from an id, a unique run name, or a unique id prefix.
+    """A full run id from an id, a unique run name, a unique id prefix, or a model URI
+    (``models:/asr@champion``: the run that trained that version).
 
     A full id wins; otherwise the text must name exactly one run by name or id prefix, so a
     short name like ``b`` is never silently taken for the id prefix of another run.
     """
     text = text.strip()
+    if model_refs.is_model_uri(text):
+        with store.read() as conn:
+            return model_refs.run_of(conn, text)
     with store.read() as conn:
         if looks_like_id_prefix(text) and runs.get(conn, text) is not None:
             return text

@@ -171,6 +171,16 @@ class Run:
             f"artifact {path}",
         ))
 
+    def register_model(self, name: str, artifact: str = "model.pt", **options: Any) -> Any:
+        """Register the checkpoint this run logged as ``artifact`` as the next version of
+        model ``name`` and return the ModelVersion; ``options`` are those of
+        ``tympan.models.register`` (recipe, data, parent, description). Flushes first."""
+        from tympan.models import register  # the public registry API, loaded on first use
+
+        store = getattr(self.transport, "store", None)  # a local store, else the server URL
+        where = store.location.text if store is not None else self.transport.where
+        return register(self, name, artifact=artifact, store=where, **options)
+
     # -- state ----------------------------------------------------------------------------
     def flush(self, timeout: float | None = None) -> None:
         """Block until everything logged so far is in the store."""
