@@ -318,3 +318,51 @@ def test_the_token_secret_never_appears_in_the_database(world: World) -> None:
     on_disk = b"".join(p.read_bytes() for p in store_dir.glob("tympan.db*"))
     for token in (world.read, world.read_asr):
         assert token.split("_", 2)[2].encode() not in on_disk
+
+
+# ---------------------------------------------------------------------------------------------
+# run references resolve only among the token's project's runs
+
+
+def test_ingest_resolves_run_names_only_within_the_tokens_project(world: World) -> None:
+    """No existence oracle: another project's names, ids and prefixes read like nothing."""
+    for name in ("dup-secret", "dup-secret", "asr-run"):  # "asr-run" is also asr's run's name
+        tympan.init(project="secret", store=world.store, name=name).finish()
+    close_stores()
+    with open_store(world.store) as store, store.write() as conn:
+        other = _bearer(tokens.create(conn, "write", project="other", name="other writer")[0])
+    state = f"{world.auth_url}/api/ingest/state"
+    secret_ids = {r.id for r in tympan.find_runs(project="secret", store=world.store)}
+    secret_ids |= {world.asr_run}
+    close_stores()
+    prefix = next(world.secret_run[:k] for k in range(3, 10)
+                  if not world.asr_run.startswith(world.secret_run[:k]))
+    nowhere = httpx.get(state, params={"run": "no-such-run"}, headers=other)
+    assert nowhere.status_code == 404, nowhere.text
+    expected = nowhere.json()["error"]["message"]
+    for ref in ("dup-secret", "asr-run", prefix, world.secret_run, world.asr_run,
+                world.asr_run[:4]):
+        answer = httpx.get(state, params={"run": ref}, headers=other)
+        assert answer.status_code == 404, (ref, answer.text)
+        assert answer.json()["error"]["message"] == expected.replace("no-such-run", ref)
+        assert not any(i in answer.text for i in secret_ids - {ref}), answer.text
+
+    def create(run_id: str, **fields) -> httpx.Response:
+        body = {"id": run_id, "project": "other", "name": run_id, "created_at": 1.0, **fields}
+        return httpx.post(f"{world.auth_url}/api/ingest/runs", json=body, headers=other)
+
+    parents = {}
+    for ref in ("no-such-run", "dup-secret", "asr-run", world.secret_run, prefix):
+        answer = create("orphan", parent=ref)
+        assert answer.status_code == 404, (ref, answer.text)
+        parents[ref] = answer.json()["error"]["message"].replace(ref, "REF")
+        assert not any(i in answer.text for i in secret_ids - {ref}), answer.text
+    assert len(set(parents.values())) == 1, parents
+    # Within its own project the token resolves names as usual, whatever other projects hold.
+    assert create("ownasr", name="asr-run").status_code == 200
+    mine = httpx.get(state, params={"run": "asr-run"}, headers=other)
+    assert mine.status_code == 200 and mine.json()["id"] == "ownasr", mine.text
+    child = create("ownchild", parent="asr-run")
+    assert child.status_code == 200, child.text
+    assert tympan.load_run("ownchild", store=world.store).parent_id == "ownasr"
+    close_stores()

@@ -18,15 +18,23 @@ def get(conn: Connection, run_id: str) -> Row | None:
     return conn.execute(select(runs).where(runs.c.id == run_id)).first()
 
 
-def ids_with_prefix(conn: Connection, prefix: str, limit: int = 5) -> list[str]:
+def ids_with_prefix(conn: Connection, prefix: str, limit: int = 5,
+                    project_id: int | None = None) -> list[str]:
+    """Ids starting with ``prefix`` (of one project's runs when ``project_id`` is given)."""
     # Run ids are [0-9a-z]: no LIKE wildcards can sneak in through a validated prefix.
-    stmt = select(runs.c.id).where(runs.c.id.like(f"{prefix}%")).order_by(runs.c.id).limit(limit)
-    return list(conn.execute(stmt).scalars())
+    stmt = select(runs.c.id).where(runs.c.id.like(f"{prefix}%"))
+    if project_id is not None:
+        stmt = stmt.where(runs.c.project_id == project_id)
+    return list(conn.execute(stmt.order_by(runs.c.id).limit(limit)).scalars())
 
 
-def ids_named(conn: Connection, name: str, limit: int = 5) -> list[str]:
-    stmt = select(runs.c.id).where(runs.c.name == name).order_by(runs.c.created_at.desc())
-    return list(conn.execute(stmt.limit(limit)).scalars())
+def ids_named(conn: Connection, name: str, limit: int = 5,
+              project_id: int | None = None) -> list[str]:
+    """Ids of the runs named ``name``, newest first (of one project's when given)."""
+    stmt = select(runs.c.id).where(runs.c.name == name)
+    if project_id is not None:
+        stmt = stmt.where(runs.c.project_id == project_id)
+    return list(conn.execute(stmt.order_by(runs.c.created_at.desc()).limit(limit)).scalars())
 
 
 def child_ids(conn: Connection, run_id: str) -> list[str]:

@@ -23,9 +23,11 @@ COMPACT_TARGET = 1 << 20  # points per merged chunk: a 1M-point series reads as 
 class LocalTransport:
     """Writes straight into a :class:`Store`; the writer thread retries on every tick."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, project: str | None = None) -> None:
         self.store = store
         self.where = store.where
+        # The project a served token is bound to: run references resolve among its runs only.
+        self.project = project
 
     def retry_delay(self, failures: int) -> float:
         return 0.0  # a local lock clears quickly: try again on the next flush
@@ -35,7 +37,8 @@ class LocalTransport:
 
     # -- runs -------------------------------------------------------------------------------
     def create_run(self, run: NewRun) -> None:
-        parent_id = resolve_run_id(self.store, run.parent) if run.parent else None
+        parent_id = (resolve_run_id(self.store, run.parent, self.project) if run.parent
+                     else None)
         with self.store.write() as conn:
             existing = runs.get(conn, run.id)
             project_id = projects.ensure(conn, run.project, run.created_at)
@@ -50,7 +53,7 @@ class LocalTransport:
                         pid=run.pid, seed=run.seed)
 
     def run_state(self, ref: str) -> RunState:
-        run_id = resolve_run_id(self.store, ref)
+        run_id = resolve_run_id(self.store, ref, self.project)
         with self.store.read() as conn:
             row = runs.get(conn, run_id)
             project = projects.names(conn)[row.project_id]

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tympan.config import config_text
-from tympan.errors import InvalidInputError, RunNotFoundError
+from tympan.errors import InvalidInputError, NotFoundError, RunNotFoundError
 from tympan.store import Store, artifacts, environments, metrics, projects, runs, samples
 from tympan.store import models as model_refs
 from tympan.store.metrics import Series
@@ -117,22 +117,32 @@ def _record(row: Any, project: str, summary: dict[str, Summary], store: Store) -
     return RunRecord(project=project, summary=summary, store=store, **fields)
 
 
-def resolve_run_id(store: Store, text: str) -> str:
+def resolve_run_id(store: Store, text: str, project: str | None = None) -> str:
     """A full run id from an id, a unique run name, a unique id prefix, or a model URI
     (``models:/asr@champion``: the run that trained that version).
 
     A full id wins; otherwise the text must name exactly one run by name or id prefix, so a
     short name like ``b`` is never silently taken for the id prefix of another run.
+    With ``project`` only that project's runs are candidates, and anything else reads
+    exactly like a run that does not exist: the server resolves a project-bound token's
+    references so, and its answers say nothing about other projects' runs or models.
     """
     text = text.strip()
+    if "\x00" in text:  # no run has one, and PostgreSQL cannot compare with it
+        raise RunNotFoundError(_no_run(store, text, project))
     if model_refs.is_model_uri(text):
-        with store.read() as conn:
-            return model_refs.run_of(conn, text)
+        return _run_of_model(store, text, project)
     with store.read() as conn:
-        if looks_like_id_prefix(text) and runs.get(conn, text) is not None:
-            return text
-        named = runs.ids_named(conn, text)
-        prefixed = runs.ids_with_prefix(conn, text) if looks_like_id_prefix(text) else []
+        project_id = None if project is None else projects.find(conn, project)
+        if project is not None and project_id is None:
+            raise RunNotFoundError(_no_run(store, text, project))
+        if looks_like_id_prefix(text):
+            row = runs.get(conn, text)
+            if row is not None and project_id in (None, row.project_id):
+                return text
+        named = runs.ids_named(conn, text, project_id=project_id)
+        prefixed = (runs.ids_with_prefix(conn, text, project_id=project_id)
+                    if looks_like_id_prefix(text) else [])
     candidates = list(dict.fromkeys(named + prefixed))
     if len(candidates) == 1:
         return candidates[0]
@@ -143,9 +153,27 @@ def resolve_run_id(store: Store, text: str) -> str:
         if prefixed:
             what.append(f"with ids starting {text!r}: {', '.join(prefixed)}")
         raise RunNotFoundError(f"{text!r} is ambiguous ({'; '.join(what)}): use a run id")
-    raise RunNotFoundError(
-        f"no run {text!r} in the store at {store.where}: `tympan runs` lists run ids"
-    )
+    raise RunNotFoundError(_no_run(store, text, project))
+
+
+def _run_of_model(store: Store, text: str, project: str | None) -> str:
+    with store.read() as conn:
+        if project is None:
+            return model_refs.run_of(conn, text)
+        try:
+            run_id = model_refs.run_of(conn, text)
+        except NotFoundError:  # its message names the model's versions and aliases
+            run_id = None
+        row = None if run_id is None else runs.get(conn, run_id)
+        if row is None or projects.names(conn).get(row.project_id) != project:
+            raise RunNotFoundError(_no_run(store, text, project))
+        return row.id
+
+
+def _no_run(store: Store, text: str, project: str | None) -> str:
+    if project is not None:
+        return f"no run {text!r} in project {project!r}"
+    return f"no run {text!r} in the store at {store.where}: `tympan runs` lists run ids"
 
 
 def get_run(store: Store, run: str) -> RunRecord:

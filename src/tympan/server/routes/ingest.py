@@ -123,7 +123,7 @@ def create_run(body: NewRunIn, principal: Writer, store: StoreDep) -> Done:
                             f"this token cannot log runs of project {body.project!r}")
     fields = body.model_dump()
     fields["config"] = to_config(body.config)  # JSON without NaN/Infinity, as a client sends
-    LocalTransport(store).create_run(NewRun(**fields))
+    LocalTransport(store, principal.project).create_run(NewRun(**fields))
     return Done()
 
 
@@ -162,8 +162,8 @@ def run_state(principal: Writer, store: StoreDep,
                          _NO_NUL],
               ) -> RunStateOut:
     """What a client resuming the run needs: its record, summaries and next chunk numbers."""
-    state = LocalTransport(store).run_state(run)
-    principal.check_project(state.project, f"no run {run!r} in this store")
+    state = LocalTransport(store, principal.project).run_state(run)
+    principal.check_project(state.project, f"no run {run!r} in this store")  # (scoped above)
     out = {**state.__dict__, "summary": {k: wire.summary(s) for k, s in state.summary.items()}}
     return RunStateOut(**out)
 
