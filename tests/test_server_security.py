@@ -352,7 +352,8 @@ def test_ingest_resolves_run_names_only_within_the_tokens_project(world: World) 
         return httpx.post(f"{world.auth_url}/api/ingest/runs", json=body, headers=other)
 
     parents = {}
-    for ref in ("no-such-run", "dup-secret", "asr-run", world.secret_run, prefix):
+    for ref in ("no-such-run", "dup-secret", "asr-run", world.secret_run, prefix,
+                "models:/secret-model@prod"):
         answer = create("orphan", parent=ref)
         assert answer.status_code == 404, (ref, answer.text)
         parents[ref] = answer.json()["error"]["message"].replace(ref, "REF")
