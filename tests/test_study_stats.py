@@ -267,3 +267,33 @@ def test_seeds_needed():
     assert n80 is not None and n95 is not None and 5 < n80 < n95 <= 64
     assert seeds_needed(moderate, lower_is_better=True, max_seeds=8) is None
     assert seeds_needed(moderate, lower_is_better=True) == n80  # deterministic
+
+
+def test_round_values_fall_back_to_the_student_t_interval():
+    # Resamples that repeat one value have a floating-point sd of ~1e-17, not 0: they are
+    # degenerate all the same, and 3 seeds always have them in both tails.
+    d = [0.2, 0.3, 0.4]
+    e = effect_from_differences(d, lower_is_better=True)
+    reference = sps.ttest_1samp(d, 0.0).confidence_interval(0.95)
+    assert e.interval == "student-t"
+    assert (e.low, e.high) == pytest.approx((reference.low, reference.high), rel=1e-9)
+    assert (round(e.low, 3), round(e.high, 3)) == (0.052, 0.548)
+    assert verdict(e, e.p_value, lower_is_better=True) == "hurts"
+    # 4 seeds at 99%: the 0.5% tails fall among the degenerate resamples (1/64 of them).
+    e99 = effect_from_differences([0.2, 0.3, 0.4, 0.5], lower_is_better=True, confidence=0.99)
+    reference = sps.ttest_1samp([0.2, 0.3, 0.4, 0.5], 0.0).confidence_interval(0.99)
+    assert e99.interval == "student-t"
+    assert (e99.low, e99.high) == pytest.approx((reference.low, reference.high), rel=1e-9)
+
+
+def test_random_three_seed_studies_always_get_a_sane_interval():
+    rng = np.random.default_rng(15)
+    for i in range(300):
+        # round values (a metric reported to 0.1) half of the time, continuous otherwise
+        d = rng.integers(-9, 10, size=3) / 10 if i % 2 else rng.normal(0.3, 1.0, size=3)
+        if np.ptp(d) == 0:
+            continue
+        e = effect_from_differences(d, lower_is_better=True, n_boot=1000, seed=i)
+        reference = sps.ttest_1samp(d, 0.0).confidence_interval(0.95)
+        assert e.interval == "student-t", d
+        assert (e.low, e.high) == pytest.approx((reference.low, reference.high), rel=1e-9)

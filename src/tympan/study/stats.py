@@ -68,6 +68,17 @@ def _as_float_array(values: object, name: str, ndim: int) -> np.ndarray:
     return arr
 
 
+# A spread at most this fraction of the values' magnitude is rounding, not spread: the sd of
+# three copies of 0.2 comes out as ~1e-17, which must count as zero.
+_RELATIVE_TOLERANCE = 1e-9
+
+
+def _no_spread(sd: np.ndarray | float, scale: float) -> np.ndarray | bool:
+    """Whether a standard deviation is zero up to floating-point rounding, relative to the
+    largest magnitude ``scale`` of the values it came from."""
+    return np.asarray(sd) <= _RELATIVE_TOLERANCE * scale
+
+
 def _t_test(mean: float, sd: float, n: int) -> float:
     """Two-sided p-value of the one-sample t-test; exact answers for zero spread."""
     if sd == 0.0:
@@ -103,11 +114,12 @@ def effect_from_differences(
         )
     n = int(d.size)
     mean = float(d.mean())
-    if np.ptp(d) == 0.0:
+    scale = float(np.abs(d).max())
+    sd = float(d.std(ddof=1))
+    if _no_spread(sd, scale):
         means = np.full(1, mean)
         return Effect(mean, mean, mean, _t_test(mean, 0.0, n),
                       _prob_better(means, lower_is_better), n, n_boot, "seeds", "degenerate")
-    sd = float(d.std(ddof=1))
     se = sd / math.sqrt(n)
     rng = np.random.default_rng(seed)
     means = np.empty(n_boot)
@@ -121,7 +133,7 @@ def effect_from_differences(
     # Studentized resamples; a resample of one repeated value has no spread: t* = ±inf.
     dev = means - mean
     t_star = np.where(dev > 0, np.inf, np.where(dev < 0, -np.inf, 0.0))
-    np.divide(dev, sds / math.sqrt(n), out=t_star, where=sds > 0)
+    np.divide(dev, sds / math.sqrt(n), out=t_star, where=~_no_spread(sds, scale))
     tail = (1.0 - confidence) / 2.0
     q_low, q_high = np.quantile(t_star, [tail, 1.0 - tail], method="inverted_cdf")
     if np.isfinite(q_low) and np.isfinite(q_high):
