@@ -285,3 +285,46 @@ def test_a_0003_store_upgrades_to_0004_with_nothing_lost(store_url, corpus) -> N
     assert [a.path for a in record.artifacts()] == ["model.pt"]
     version = tympan.models.register(run.id, "after-upgrade", recipe=RECIPE, store=store_url)
     assert version.version == 1
+
+
+def test_the_card_is_generated_from_the_store(tmp_path, corpus) -> None:
+    """Metrics with intervals, data, applicable findings, reports and alias history."""
+    from tympan.store import findings as finding_records
+    from tympan.store import projects, studies
+    from tympan.track.stores import shared_store
+
+    store = str(tmp_path / "store")
+    run = asr_run(store, corpus, wer=0.3)
+    tympan.models.register(run.id, "asr", recipe=RECIPE, store=store)
+    tympan.models.set_alias("asr@champion", 1, reason="only one", admin=True, store=store)
+    tympan.models.add_report("asr/1", "export", "onnx", {"status": "ok", "max_abs_error": 2e-6},
+                             run=run.id, store=store)
+    with pytest.raises(InvalidInputError, match="unknown report kind"):
+        tympan.models.add_report("asr/1", "vibes", "x", {}, store=store)
+    now = time.time()
+    with shared_store(store).write() as conn:  # one analysed study: conv beat gru here
+        project_id = projects.ensure(conn, "asr-ctc", now)
+        studies.insert(conn, id="s1", project_id=project_id, name="enc-study", spec={},
+                       spec_hash="0" * 64, source="", created_at=now, updated_at=now)
+        row = {"kind": "main", "component": "encoder", "level": "gru", "baseline": "conv",
+               "metric": "test/wer", "direction": "lower", "effect": 0.05, "low": 0.02,
+               "high": 0.08, "p_value": 0.01, "p_adjusted": 0.01, "prob_improvement": 0.01,
+               "n": 3, "verdict": "hurts", "context": {"recipe": RECIPE}, "created_at": now}
+        finding_records.replace_for_study(conn, "s1", [row, {**row, "component": "schedule",
+                                                             "level": "x", "baseline": "y"}])
+    card = tympan.models.card("models:/asr@champion", store=store)
+    wer = next(m for m in card["metrics"] if m["metric"] == "wer" and m["split"] == "test")
+    assert wer["value"] == pytest.approx(0.3) and wer["low"] == pytest.approx(0.25)
+    assert {m["split"] for m in card["metrics"]} == {"test", "valid"}  # not train/
+    assert [f["component"] for f in card["findings"]] == ["encoder"]  # conv: the baseline
+    assert card["findings"][0]["role"] == "uses the baseline"
+    assert card["data"][0]["splits"]["train"]["utterances"] == 3
+    assert card["probe"]["events"] == [] and card["alias_history"][0]["alias"] == "champion"
+    markdown = card["markdown"]
+    for fragment in ("# asr version 1", "| test | wer | 0.3 | [0.25, 0.35] |",
+                     "| encoder | conv | gru | test/wer |", "export onnx: status ok",
+                     "12,209 parameters", "| train | 3 |", "enc-study"):
+        assert fragment in markdown, fragment
+    written = tympan_cli("--store", store, "model", "card", "asr@champion", "--out",
+                         str(tmp_path / "card.md"))
+    assert written.code == 0 and (tmp_path / "card.md").read_text() == markdown

@@ -270,3 +270,21 @@ def _aliases(aliases: dict[str, int]) -> str:
 
 def _count(n: int | None) -> str:
     return "-" if n is None else f"{n:,}"
+
+
+@model_app.command("card")
+def card_command(
+    ctx: typer.Context, ref: RefArg,
+    out: Annotated[str | None, typer.Option(
+        "--out", metavar="FILE", show_default=False,
+        help="Where to write the Markdown (default: model-cards/NAME-vVERSION.md).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write the version's model card (Markdown, generated from the store) and print its path."""
+    from tympan.registry.card import card, write_card
+
+    if as_json:
+        render.print_json(card(ref, store=options(ctx).store))
+        return
+    path = write_card(ref, out, store=options(ctx).store)
+    render.console().print(f"model card: {path}")

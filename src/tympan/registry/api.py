@@ -7,7 +7,9 @@ and a protected alias admin (or a gate that passed).
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -20,6 +22,8 @@ from tympan.registry.records import AliasEvent, Model, ModelVersion, holder_at
 from tympan.store.models import ModelRef, check_alias, check_name, parse_ref
 
 Where = str | os.PathLike[str] | None
+_remote: dict[tuple[str, str | None], Registry] = {}
+_lock = threading.Lock()
 
 
 def open_registry(store: Where = None) -> Registry:
@@ -30,7 +34,12 @@ def open_registry(store: Where = None) -> Registry:
     if is_remote(where):
         from tympan.registry.remote import HttpRegistry
 
-        return HttpRegistry(where, settings.get("TYMPAN_TOKEN"))
+        key = (where.strip().rstrip("/"), settings.get("TYMPAN_TOKEN"))
+        with _lock:  # one connection pool per server and token, as for logging runs
+            if key not in _remote:
+                _remote[key] = HttpRegistry(*key)
+                atexit.register(_remote[key].close)
+            return _remote[key]
     from tympan.registry.actor import local_user
     from tympan.registry.local import LocalRegistry
     from tympan.track.stores import shared_store

@@ -31,7 +31,7 @@ def lineage(record: Any, data: Sequence[str] = (), parent: str | None = None) ->
                      for name in ("torch", "tympan", "numpy")
                      if (env.get("packages") or {}).get(name)},
         "data": [manifest_summary(path) for path in manifests(record.config, data)],
-        "study": _study(record),
+        "study": None,  # filled in by the registry from its own store (study_of)
         "parent": parent,
     }
 
@@ -92,11 +92,11 @@ def manifest_summary(path: Path) -> dict[str, Any]:
     }
 
 
-def _study(record: Any) -> dict[str, Any] | None:
-    store = record.store
+def study_of(store: Any, run_id: str, study_id: str | None) -> dict[str, Any] | None:
+    """The study (and trial: arm, seed) the run ran in, if any."""
     with store.read() as conn:
-        trial = study_records.trial_of_run(conn, record.id)
-        study_id = trial.study_id if trial is not None else record.study_id
+        trial = study_records.trial_of_run(conn, run_id)
+        study_id = trial.study_id if trial is not None else study_id
         study = study_records.get(conn, study_id) if study_id else None
     if study is None:
         return None

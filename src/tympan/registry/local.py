@@ -22,8 +22,9 @@ from tympan.errors import InvalidInputError, ModelNotFoundError, ProtectedAliasE
 from tympan.registry.actor import Actor
 from tympan.registry.backend import AliasChange, NewVersion
 from tympan.registry.evidence import resolve_evidence
+from tympan.registry.lineage import study_of
 from tympan.registry.records import AliasEvent, Model, ModelVersion
-from tympan.store import Store, model_reports, runs
+from tympan.store import Store, artifacts, model_reports, runs
 from tympan.store import aliases as alias_records
 from tympan.store import models as model_records
 from tympan.store.models import ModelRef, check_alias, check_name, parse_ref
@@ -82,13 +83,22 @@ class LocalRegistry:
     def register(self, new: NewVersion, code: bytes | None) -> ModelVersion:
         check_name(new.model)
         now = time.time()
-        code_sha = None
+        code_sha = new.code_sha256
         if code is not None:
             code_sha, _ = self.store.blobs.put_bytes(code)
+        elif code_sha is not None and not self.store.blobs.exists(code_sha):
+            raise InvalidInputError(f"the code snapshot {code_sha[:12]} was not uploaded")
+        with self.store.read() as conn:
+            found = runs.get(conn, new.run_id)
+        if found is None:
+            raise InvalidInputError(f"no run {new.run_id!r} to register a model from")
+        lineage = {**new.lineage, "study": study_of(self.store, new.run_id, found.study_id)}
         with self.store.write() as conn:
             run = runs.get(conn, new.run_id)
-            if run is None:
-                raise InvalidInputError(f"no run {new.run_id!r} to register a model from")
+            weights = artifacts.get(conn, new.run_id, new.artifact)
+            if weights is None or weights.sha256 != new.sha256:
+                raise InvalidInputError(f"run {new.run_id} holds no artifact {new.artifact!r} "
+                                        "with those weights")
             model = model_records.ensure(conn, new.model, run.project_id, now, self.actor.name,
                                          protected_by_default())
             if model.project_id != run.project_id:
@@ -99,18 +109,18 @@ class LocalRegistry:
             parent_id = None
             if new.parent:
                 parent_id = model_records.resolve(conn, parse_ref(new.parent)).id
-            for sha, size in ((new.sha256, new.size), (code_sha, len(code or b""))):
-                if sha is not None:
-                    conn.execute(insert_for(conn, blobs).values(sha256=sha, size=size,
-                                                                created_at=now)
-                                 .on_conflict_do_nothing())
+            if code_sha is not None:  # the weights' blob is recorded already, as an artifact
+                size = len(code) if code is not None else _blob_size(self.store, code_sha)
+                conn.execute(insert_for(conn, blobs).values(sha256=code_sha, size=size,
+                                                            created_at=now)
+                             .on_conflict_do_nothing())
             number = model_records.next_number(conn, model.id)
             version_id = model_records.insert_version(
                 conn, model_id=model.id, version=number, run_id=new.run_id,
                 artifact=new.artifact, sha256=new.sha256, size=new.size, code_sha256=code_sha,
                 recipe=new.recipe, config=new.config, signature=new.signature,
-                lineage=new.lineage, parameters=new.parameters, parent_id=parent_id,
-                study_id=(new.lineage.get("study") or {}).get("id") or run.study_id,
+                lineage=lineage, parameters=new.parameters, parent_id=parent_id,
+                study_id=(lineage["study"] or {}).get("id"),
                 description=new.description, created_at=now, created_by=self.actor.name)
             row = model_records.version_by_id(conn, version_id)
             return self._version(conn, row, {})
@@ -237,6 +247,11 @@ class LocalRegistry:
             parameters=row.parameters, parent=parent, study_id=row.study_id,
             description=row.description, created_at=row.created_at,
             created_by=row.created_by, aliases=held.get(row.version, []), reports=found)
+
+
+def _blob_size(store: Store, sha256: str) -> int:
+    with store.blobs.open(sha256) as f:
+        return f.seek(0, 2)
 
 
 def protected_by_default() -> list[str]:

@@ -213,12 +213,7 @@ class HttpTransport:
 
     def _error(self, response: httpx.Response) -> TympanError:
         status = response.status_code
-        try:
-            body = response.json()["error"]
-            kind, message = str(body["type"]), str(body["message"])
-        except (ValueError, KeyError, TypeError):
-            kind, message = "", response.text[:300] or response.reason_phrase
-        said = f"the tympan server at {self.where} answered {status}: {redact(message)}"
+        kind, said = server_said(self.where, response)
         if status >= 500 or status in _RETRYABLE:
             return StoreUnavailableError(said)
         if status == 401:
@@ -239,6 +234,18 @@ class HttpTransport:
         if status == 404:
             return errors.NotFoundError(said)
         return errors.InvalidInputError(said)
+
+
+def server_said(where: str, response: httpx.Response) -> tuple[str, str]:
+    """(the error type a tympan server named, a message quoting its answer) of an error
+    response; the clients of its other APIs (the model registry's) read errors the same way."""
+    try:
+        body = response.json()["error"]
+        kind, message = str(body["type"]), str(body["message"])
+    except (ValueError, KeyError, TypeError):
+        kind, message = "", response.text[:300] or response.reason_phrase
+    return kind, (f"the tympan server at {where} answered {response.status_code}: "
+                  f"{redact(message)}")
 
 
 def _run(run_id: str) -> str:

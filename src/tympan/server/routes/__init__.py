@@ -14,5 +14,6 @@ ROUTERS: list[str] = [
     "tympan.server.routes.media",
     "tympan.server.routes.studies",
     "tympan.server.routes.probe",
+    "tympan.server.routes.models",
     "tympan.server.routes.pages",
 ]
