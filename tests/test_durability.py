@@ -153,9 +153,12 @@ def test_spool_is_bounded_and_says_what_it_dropped(tmp_path, monkeypatch, caplog
         blocker.close()
         run.finish()
     assert any("spool full" in r.getMessage() for r in caplog.records)
-    series = tympan.load_run(run.id, store=store).history("loss")
+    record = tympan.load_run(run.id, store=store)
+    series = record.history("loss")
     assert 0 < len(series) < 2000
     assert series.steps[-1] == 1999  # the newest points are the ones kept
+    summary = record.summary["loss"]  # counts what is stored, not what was dropped
+    assert (summary.count, summary.min, summary.max) == (len(series), series.values.min(), 1999)
 
 
 def test_silent_runs_on_other_hosts_are_presumed_crashed_and_heal(tmp_path, monkeypatch) -> None:
@@ -258,3 +261,31 @@ def test_a_forked_child_cannot_silently_lose_what_it_logs(tmp_path) -> None:
     run.log({"loss": 3.0}, step=2)  # the parent goes on as before
     run.finish()
     assert tympan.load_run(run.id, store=store).history("loss").values.tolist() == [1.0, 3.0]
+
+
+def test_a_run_the_store_refuses_never_takes_other_runs_points_with_it(tmp_path,
+                                                                       caplog) -> None:
+    store = str(tmp_path / "s")
+    kept = tympan.init(project="p", name="kept", store=store)
+    doomed = tympan.init(project="p", name="doomed", store=store)
+    for step in range(100):
+        kept.log({"loss": float(step)}, step=step)
+        doomed.log({"loss": float(step)}, step=step)
+    kept.flush()
+    with sqlite3.connect(Path(store) / "tympan.db") as other:  # another process deletes it
+        other.execute("PRAGMA foreign_keys = ON")
+        other.execute("DELETE FROM runs WHERE id = ?", (doomed.id,))
+    with caplog.at_level(logging.ERROR, logger="tympan"):
+        for step in range(100, 300):  # both runs' points meet in the same flushes
+            kept.log({"loss": float(step)}, step=step)
+            doomed.log({"loss": float(step)}, step=step)
+            if step % 50 == 0:
+                kept.flush()
+        kept.finish()
+    with pytest.raises(tympan.errors.RunNotFoundError):
+        doomed.finish()
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and doomed.id in refused[0], refused  # said once, naming the run
+    record = tympan.load_run(kept.id, store=store)
+    np.testing.assert_array_equal(record.history("loss").steps, np.arange(300))
+    assert record.summary["loss"].count == 300 and record.summary["loss"].max == 299.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -23,7 +24,7 @@ import pytest
 from tests.server_fixtures import server_command
 
 import tympan
-from tympan.store import open_store, tokens
+from tympan.store import open_store, runs, summaries, tokens
 
 
 class Server:
@@ -380,3 +381,34 @@ def test_a_team_server_on_postgresql_with_fsspec_artifacts(
         assert any(artifacts.rglob("*")), "blobs go under the --artifacts root"
     finally:
         server.stop()
+
+
+def test_a_run_the_server_refuses_never_takes_other_runs_points_with_it(
+    remote: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    kept = tympan.init(project="isolation", name="kept")
+    ended = tympan.init(project="isolation", name="ended-elsewhere")
+    for step in range(100):
+        kept.log({"loss": float(step)}, step=step)
+        ended.log({"loss": float(step)}, step=step)
+    kept.flush()
+    with open_store(remote.store) as store, store.write() as conn:  # another client ends it
+        runs.set_status(conn, ended.id, "finished", time.time(), None)
+    with caplog.at_level(logging.ERROR, logger="tympan"):
+        for step in range(100, 300):
+            kept.log({"loss": float(step)}, step=step)
+            ended.log({"loss": float(step)}, step=step)
+            if step % 50 == 0:
+                kept.flush()
+        kept.finish()
+    ended.finish()
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and ended.id in refused[0] and "409" in refused[0], refused
+    with open_store(remote.store) as store:
+        with store.read() as conn:
+            stored = summaries.for_runs(conn, [kept.id, ended.id])
+        assert stored[kept.id]["loss"].count == 300
+        assert stored[ended.id]["loss"].count == 100  # only what the server holds
+    record = tympan.load_run(kept.id, store=remote.store)
+    np.testing.assert_array_equal(record.history("loss").steps, np.arange(300))
+    assert len(tympan.load_run(ended.id, store=remote.store).history("loss")) == 100

@@ -278,3 +278,21 @@ def test_a_run_name_is_never_silently_taken_for_an_id_prefix(tmp_path) -> None:
         tympan.load_run(prefix, store=store)
     assert tympan.load_run(first.id, store=store).id == first.id
     assert tympan.load_run(first.id[:9], store=store).id == first.id
+
+
+@pytest.mark.parametrize("step", [2**62, 2**63, 2**64 + 5, -1, np.int64(2**62)])
+def test_out_of_range_steps_are_refused_at_the_call_and_lose_nothing(tmp_path, step) -> None:
+    store = str(tmp_path / "s")
+    run = tympan.init(project="p", store=store)
+    for i in range(100):
+        run.log({"loss": float(i)}, step=i)
+    with pytest.raises(InvalidInputError, match=r"step must be between 0 and 2\*\*62"):
+        run.log({"loss": -1.0}, step=step)
+    with pytest.raises(InvalidInputError, match=r"step must be between 0 and 2\*\*62"):
+        run.log_audio("clip", np.zeros(160), 16_000, step=step)
+    run.log({"loss": 100.0})  # the default step is still one past the highest accepted
+    run.finish()
+    record = tympan.load_run(run.id, store=store)
+    series = record.history("loss")
+    np.testing.assert_array_equal(series.steps, np.arange(101))
+    assert record.summary["loss"].count == 101 and record.summary["loss"].max == 100.0

@@ -18,9 +18,10 @@ from typing import Any
 from tympan.errors import InvalidInputError, RunStateError, StoreUnavailableError
 from tympan.store.summaries import Summary
 from tympan.track import active, audio_sample
+from tympan.track.sink import Sink
 from tympan.track.transport import AudioClip, Blob, Transport
 from tympan.track.validate import check_key, check_step, check_text, to_number
-from tympan.track.writer import WAKE_ROWS, Command, Sink, Writer
+from tympan.track.writer import WAKE_ROWS, Command, Writer
 
 _now = time.time
 _MEDIA_TYPES = {
@@ -74,7 +75,7 @@ class Run:
                 break
         if step is None:
             step = self._next_step
-        elif type(step) is not int or step < 0:
+        elif type(step) is not int or not 0 <= step < 2**62:  # 2**62 folds to a constant
             step = check_step(step)
         if step >= self._next_step:
             self._next_step = step + 1

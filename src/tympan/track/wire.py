@@ -85,6 +85,6 @@ def unchunk(run_id: str, key: str, seq: int, steps: str, values: str, times: str
             f"{what}: steps, values and times must hold the same number (>= 1) of points, "
             f"got {n}, {len(value_array)} and {len(time_array)}"
         )
-    if step_array.min() < 0:
-        raise InvalidInputError(f"{what}: steps must be >= 0")
+    if step_array.min() < 0 or step_array.max() >= 2**62:
+        raise InvalidInputError(f"{what}: steps must be between 0 and 2**62")
     return Chunk(run_id, key, seq, step_array, value_array, time_array)

@@ -2,9 +2,13 @@
 
 Callers never touch the database on the training path: ``Run.log`` appends to its sink's
 column buffers and returns. Every ``flush_interval`` (or sooner when a buffer grows large) the
-writer swaps the buffers out, turns them into per-key arrays, and writes one transaction per
-store: metric chunks, summaries and heartbeats together, so a SIGKILL loses at most one
-interval and never leaves half a flush behind.
+writer swaps the buffers out, turns them into per-key arrays (``sink.py``), and writes one
+transaction per store: metric chunks, summaries and heartbeats together, so a SIGKILL loses
+at most one interval and a summary never counts a point the store does not hold. A backlog
+(after an outage) goes in pieces of at most ``MAX_PIECE`` points, halved after each failed
+try, so a disk short of space takes what fits instead of refusing one transaction forever.
+A run whose points the store refuses for good (deleted or ended elsewhere) is written on
+its own from then on: its points are dropped, and said so once, never other runs' points.
 
 Other writes (run rows, artifacts, audio, status) are commands, run in order after the
 metrics of the same store are down, so ``finish()`` can never overtake the points logged
@@ -29,66 +33,18 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from tympan import settings
 from tympan.errors import StoreError, StoreUnavailableError
 from tympan.store.metrics import Chunk
 from tympan.store.summaries import Summary
+from tympan.track.sink import Sink, combine
 from tympan.track.transport import MetricBatch, RunMetrics, Transport
 
 log = logging.getLogger("tympan")
 
 WAKE_ROWS = 20_000  # a buffer of this many log() calls wakes the writer early
-
-Columns = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # key -> steps, values, times
-
-
-class Sink:
-    """What one run shares with the writer: the caller's buffers and the writer's bookkeeping.
-
-    The caller appends columns under ``lock`` (uncontended: the writer holds it only to swap
-    in empty lists): one step and time per ``log()`` call, and per key the call's row index
-    and value. Floats and ints are not tracked by the garbage collector, so a long buffer
-    costs no GC time, and the writer turns the lists into arrays without a Python loop.
-    """
-
-    def __init__(self, run_id: str, transport: Transport) -> None:
-        self.run_id = run_id
-        self.transport = transport
-        self.lock = threading.Lock()
-        self.steps: list[int] = []
-        self.times: list[float] = []
-        self.columns: dict[str, tuple[list[int], list[float | int]]] = {}
-        # Owned by the writer thread from here on.
-        self.summary: dict[str, Summary] = {}
-        self.next_seq: dict[str, int] = {}
-        self.pending: deque[Columns] = deque()
-        self.pending_points = 0
-        self.dropped_points = 0
-        self.spool_points: int = settings.get("TYMPAN_SPOOL_POINTS")
-        self.live = True
-
-    def take(self) -> Columns:
-        """Swap the caller's buffers for empty ones; return what they held as arrays."""
-        with self.lock:
-            steps, times, columns = self.steps, self.times, self.columns
-            if not steps:
-                return {}
-            self.steps, self.times, self.columns = [], [], {}
-        step_array = np.array(steps, dtype=np.int64)
-        time_array = np.array(times, dtype=np.float64)
-        out: Columns = {}
-        for key, (rows, values) in columns.items():
-            if len(rows) == len(steps):  # logged on every call: rows are 0..n-1
-                out[key] = (step_array, _floats(values), time_array)
-            else:
-                index = np.array(rows, dtype=np.intp)
-                out[key] = (step_array[index], _floats(values), time_array[index])
-        return out
-
-    def has_data(self) -> bool:
-        return bool(self.steps or self.pending)
+MAX_PIECE = 1 << 20  # points per transaction: a flush fits in one, a backlog goes in pieces
+MIN_PIECE = 1 << 10  # the smallest piece a disk short of space is tried with
 
 
 @dataclass
@@ -115,6 +71,7 @@ class Writer:
         self._last_beat: dict[int, float] = {}
         self._failing: dict[int, int] = {}  # id(transport) -> failed attempts in a row
         self._retry_at: dict[int, float] = {}  # id(transport) -> no attempt before this time
+        self._piece_limit: dict[int, int] = {}  # id(transport) -> points per transaction
         self._thread = threading.Thread(target=self._loop, name="tympan-writer", daemon=True)
         self._thread.start()
 
@@ -183,19 +140,8 @@ class Writer:
         self._run_commands()
 
     def _drain(self, sink: Sink) -> None:
-        columns = sink.take()
-        if not columns:
-            return
-        points = 0
-        for key, (steps, values, _times) in columns.items():
-            _merge(sink.summary.setdefault(key, Summary()), steps, values)
-            points += len(steps)
-        sink.pending.append(columns)
-        sink.pending_points += points
-        while sink.pending_points > sink.spool_points and len(sink.pending) > 1:
-            lost = sum(len(c[0]) for c in sink.pending.popleft().values())
-            sink.pending_points -= lost
-            sink.dropped_points += lost
+        lost = sink.queue(sink.take())
+        if lost:
             log.warning(
                 "tympan: run %s: spool full (TYMPAN_SPOOL_POINTS=%d); dropped the oldest %d "
                 "points (%d in all) while the store is unwritable",
@@ -203,41 +149,55 @@ class Writer:
             )
 
     def _write_metrics(self, transport: Transport, sinks: list[Sink], now: float) -> None:
-        written: list[tuple[Sink, dict[str, int]]] = []
-        batch: list[RunMetrics] = []
-        for sink in sinks:
-            if not sink.pending:
-                continue
-            seqs = dict(sink.next_seq)
-            chunks, touched = [], set()
-            for columns in sink.pending:
-                for key, (steps, values, times) in columns.items():
-                    seq = seqs.get(key, 0)
-                    seqs[key] = seq + 1
-                    chunks.append(Chunk(sink.run_id, key, seq, steps, values, times))
-                    touched.add(key)
-            batch.append(RunMetrics(sink.run_id, chunks, {k: sink.summary[k] for k in touched}))
-            written.append((sink, seqs))
-        live = [s.run_id for s in sinks if s.live]
-        try:
-            transport.write_metrics(MetricBatch(batch, live, now))
-        except (StoreUnavailableError, OSError) as exc:
-            self._store_failed(transport, exc)
-            return
-        except Exception as exc:  # not transient: keeping the points would fail forever
-            lost = sum(s.pending_points for s in sinks)
-            log.error("tympan: could not write %d points to %s, dropping them: %s",
-                      lost, transport.where, exc)
-            for sink in sinks:
-                sink.pending.clear()
-                sink.pending_points = 0
-            return
-        for sink, seqs in written:
-            sink.next_seq = seqs
-            sink.pending.clear()
-            sink.pending_points = 0
+        """Store what the sinks hold, in pieces of at most this transport's piece size.
+
+        A run the store refuses (ended or deleted elsewhere, another project's) is written
+        on its own from then on, so its rejection never takes other runs' points with it.
+        """
+        groups = [[s for s in sinks if s.rejected is None]]
+        groups += [[s] for s in sinks if s.rejected is not None and s.pending]
+        for group in groups:
+            if group and not self._write_group(transport, group, now):
+                return  # the store is unwritable: try again later
         self._last_beat[id(transport)] = now
-        self._store_recovered(transport)
+
+    def _write_group(self, transport: Transport, sinks: list[Sink], now: float) -> bool:
+        """False when the store could not be written (the rest waits for the next try)."""
+        key = id(transport)
+        live = [s.run_id for s in sinks if s.live and s.rejected is None]
+        if not live and not any(s.pending for s in sinks):
+            return True
+        while True:
+            limit = self._piece_limit.get(key, MAX_PIECE)
+            parts = _piece(sinks, limit)
+            try:
+                transport.write_metrics(MetricBatch([p.metrics for p in parts], live, now))
+            except (StoreUnavailableError, OSError) as exc:
+                points = sum(p.metrics.points for p in parts)
+                self._piece_limit[key] = max(MIN_PIECE, min(limit, points) // 2)
+                self._store_failed(transport, exc)
+                return False
+            except Exception as exc:  # not transient: find whose points the store refuses
+                if len(sinks) > 1:
+                    return all(self._write_group(transport, [s], now) for s in sinks)
+                self._reject(transport, sinks[0], exc)
+                return True
+            for part in parts:
+                part.sink.stored(part.units, part.seqs, part.metrics.summaries)
+                part.sink.rejected = None
+            self._piece_limit[key] = min(MAX_PIECE, limit * 2)
+            self._store_recovered(transport)
+            if not any(s.pending for s in sinks):
+                return True
+
+    def _reject(self, transport: Transport, sink: Sink, exc: Exception) -> None:
+        lost = sink.forget(len(sink.pending))
+        sink.dropped_points += lost
+        if sink.rejected is None:
+            sink.rejected = str(exc)
+            log.error("tympan: the store at %s refused the metrics of run %s, dropping %d "
+                      "points (other runs are not affected): %s", transport.where, sink.run_id,
+                      lost, exc)
 
     def _run_commands(self) -> None:
         now = time.time()
@@ -297,37 +257,47 @@ class Writer:
                         transport.where)
 
 
-def _floats(values: list) -> np.ndarray:
-    try:
-        return np.array(values, dtype=np.float64)
-    except OverflowError:  # ints beyond float range: store them as +-inf, as float() would
-        return np.array([_float_or_inf(v) for v in values], dtype=np.float64)
+@dataclass(frozen=True)
+class _Part:
+    """One run's share of a piece: its oldest ``units`` pending units, as chunks."""
+
+    sink: Sink
+    units: int
+    seqs: dict[str, int]
+    metrics: RunMetrics
 
 
-def _float_or_inf(value: float | int) -> float:
-    try:
-        return float(value)
-    except OverflowError:
-        return float("inf") if value > 0 else float("-inf")
-
-
-def _merge(s: Summary, steps: np.ndarray, values: np.ndarray) -> None:
-    """Fold a batch into a running summary; min/max skip NaN, counts include everything."""
-    n = len(values)
-    nan = np.isnan(values)
-    n_nan = int(nan.sum())
-    s.count += n
-    s.nan_count += n_nan
-    s.inf_count += int(np.isinf(values).sum())
-    s.last, s.last_step = float(values[-1]), int(steps[-1])
-    if n_nan == n:
-        return
-    lo = int(np.nanargmin(values)) if n_nan else int(values.argmin())
-    hi = int(np.nanargmax(values)) if n_nan else int(values.argmax())
-    if s.min is None or values[lo] < s.min:
-        s.min, s.min_step = float(values[lo]), int(steps[lo])
-    if s.max is None or values[hi] > s.max:
-        s.max, s.max_step = float(values[hi]), int(steps[hi])
+def _piece(sinks: list[Sink], limit: int) -> list[_Part]:
+    """The oldest pending units of ``sinks``, up to ``limit`` points (a unit larger than a
+    piece is split), with the summaries they bring the stored ones to."""
+    parts: list[_Part] = []
+    budget = limit
+    for sink in sinks:
+        pending, taken = sink.pending, 0
+        seqs: dict[str, int] = {}
+        summary: dict[str, Summary] = {}
+        chunks: list[Chunk] = []
+        while taken < len(pending) and budget > 0:
+            unit = pending[taken]
+            if len(unit) > budget:
+                if parts or chunks:
+                    break
+                head, pending[taken] = unit.split(budget)
+                pending.insert(taken, head)
+                unit = head
+            seq = seqs.get(unit.key, sink.next_seq.get(unit.key, 0))
+            seqs[unit.key] = seq + 1
+            summary[unit.key] = combine(summary.get(unit.key, sink.summary.get(unit.key)),
+                                        unit.summary)
+            chunks.append(Chunk(sink.run_id, unit.key, seq, unit.steps, unit.values,
+                                unit.times))
+            taken += 1
+            budget -= len(unit)
+        if taken:
+            parts.append(_Part(sink, taken, seqs, RunMetrics(sink.run_id, chunks, summary)))
+        if budget <= 0:
+            break
+    return parts
 
 
 _writer: Writer | None = None
@@ -373,4 +343,4 @@ def _forget_in_child() -> None:
     _writer = None
 
 
-__all__ = ["Command", "Sink", "StoreError", "Writer", "get_writer", "on_exit"]
+__all__ = ["Command", "StoreError", "Writer", "get_writer", "on_exit"]
