@@ -91,6 +91,8 @@ def _make_lab(store: str) -> Lab:
         gru.log({"loss": 1.0 - i * 0.125, "wer": 0.5 - i * 0.05}, step=i)
     gru.log_artifact(b"checkpoint bytes", name="ckpt/last.txt")
     gru.log_audio("val/sample", np.zeros(1600, dtype=np.float32), 16000, caption="silence")
+    gru.log_image("val/attention", np.eye(3, 5), step=4, caption="diagonal")
+    gru.log_table("val/errors", [["u1", 0.5]], columns=["utt", "wer"], step=4)
     gru.finish()
     lstm = tympan.init(project="asr", name="lstm-big", store=store, tags=["lstm"],
                        config={"model": {"encoder": "lstm", "layers": 4}, "lr": 0.01})
@@ -210,7 +212,8 @@ def test_show_renders_every_section(lab: Lab) -> None:
     for expected in ("gru-base", "asr", "finished", "baseline, gru", "model.encoder", "gru",
                      "model.layers", "lr", "0.001", "environment", "python", "packages",
                      "ckpt/last.txt", "16 B", "text/plain", "val/sample", "16000 Hz",
-                     "silence", "0.10s"):
+                     "silence", "0.10s", "val/attention", "5x3 L", "diagonal", "val/errors",
+                     "utt, wer"):
         assert expected in out, expected
     loss_row = next(line for line in out.splitlines() if " loss " in line)
     assert "0.5 (step 4)" in loss_row and "1 (step 0)" in loss_row
@@ -232,6 +235,9 @@ def test_show_accepts_an_id_prefix_and_prints_json(lab: Lab) -> None:
     assert {"path": "ckpt/last.txt", "size": 16, "media_type": "text/plain"}.items() <= next(
         a for a in doc["artifacts"] if a["path"] == "ckpt/last.txt").items()
     assert doc["audio_samples"][0]["sample_rate"] == 16000
+    assert {"key": "val/attention", "step": 4, "width": 5, "height": 3}.items() <= doc[
+        "images"][0].items()
+    assert doc["tables"][0]["columns"] == ["utt", "wer"] and doc["tables"][0]["rows"] == 1
     assert doc["environment"]["python"]["version"]
 
 

@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -352,6 +353,51 @@ def test_the_client_api_works_the_same_over_http(remote: Server, tmp_path: Path)
         tmp_path / "model" / "weights.bin").read_bytes()
     with pytest.raises(tympan.errors.StoreURLError, match="is a tympan server"):
         tympan.load_run(run.id)  # reading back goes through the store or the web API
+
+
+def test_images_and_tables_are_logged_over_http_and_checked_by_the_server(
+    remote: Server,
+) -> None:
+    from tympan.track.image import png
+    from tympan.track.table import Table, encode
+
+    pixels = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    with tympan.init(project="asr") as run:
+        run.log_image("attention", pixels, step=4, caption="utt 1")
+        run.log_image("attention", pixels, step=4, caption="utt 1")  # the same, again
+        run.log_table("errors", [["u1", 0.5, float("nan")]], columns=["utt", "wer", "cer"])
+    record = tympan.load_run(run.id, store=remote.store)
+    (image,) = record.images()
+    assert (image.key, image.step, image.caption, image.info) == (
+        "attention", 4, "utt 1", {"width": 8, "height": 6, "mode": "RGB"})
+    assert record.read_image("attention") == png(pixels)
+    table = record.read_table("errors")
+    assert table.rows[0][:2] == ["u1", 0.5] and math.isnan(table.rows[0][2])
+
+    # The server checks that a record describes the file it points at.
+    headers = {"Authorization": f"Bearer {os.environ['TYMPAN_TOKEN']}"}
+    other = tympan.init(project="asr")
+    other.flush()
+
+    def send(kind: str, data: bytes, info: dict) -> httpx.Response:
+        sha = hashlib.sha256(data).hexdigest()
+        httpx.put(f"{remote.url}/api/ingest/blobs/{sha}", content=data, headers=headers)
+        return httpx.post(f"{remote.url}/api/ingest/runs/{other.id}/media", headers=headers,
+                          json={"kind": kind, "key": "k", "step": 0, "sha256": sha,
+                                "size": len(data), "info": info, "created_at": time.time()})
+
+    assert send("image", png(pixels), {"width": 8, "height": 6, "mode": "RGB"}).is_success
+    wrong = send("image", png(pixels), {"width": 9, "height": 6, "mode": "RGB"})
+    assert wrong.status_code == 400 and "info says 9x6, the PNG is 8x6" in wrong.text
+    not_png = send("image", b"GIF89a...", {"width": 1, "height": 1, "mode": "L"})
+    assert not_png.status_code == 400 and "not a PNG" in not_png.text
+    file = encode(Table(["a"], ["number"], [[1]]))
+    lying = send("table", file, {"columns": ["a"], "types": ["number"], "rows": 2})
+    assert lying.status_code == 400 and "does not describe" in lying.text
+    mixed = send("table", file, {"width": 1, "height": 1, "mode": "L"})
+    assert mixed.status_code == 422 and "columns, types, rows" in mixed.text
+    other.finish()
+    assert len(tympan.load_run(other.id, store=remote.store).images()) == 1
 
 
 @pytest.mark.postgres

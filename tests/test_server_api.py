@@ -1,6 +1,6 @@
 """The read API against a real server process over a store of real runs: filters, sorting,
-paging, groups with their intervals, downsampled series, audio, artifacts, compare, studies,
-findings, the probe, and project-scoped tokens."""
+paging, groups with their intervals, downsampled series, audio, images and tables, artifacts,
+compare, studies, findings, the probe, and project-scoped tokens."""
 
 from __future__ import annotations
 
@@ -66,6 +66,11 @@ class Lab:
                     run.log_audio("val/sample", wave, rate, step=100, caption=text)
                     if encoder == "gru" and seed == 0:
                         run.log_audio("val/sample", wave * 2.5, rate, step=200)  # louder than 1
+                    if seed < 2:  # an attention map and an error table per run
+                        run.log_image("val/attention", attention_map(seed), step=100,
+                                      caption=text)
+                        run.log_table("val/errors", [[text, wer, float("nan")]],
+                                      columns=["utt", "wer", "cer"], step=100)
                     self.audio[run.id] = np.asarray(wave)
                     self.runs[(encoder, seed)] = run.id
             with tympan.init(project="asr", name="long", config={"lr": 0.01},
@@ -288,6 +293,36 @@ def test_audio_decodes_to_what_was_logged(api: httpx.Client, lab: Lab) -> None:
     assert api.get(f"/api/runs/{run_id}/audio/{other}.wav").status_code == 404
 
 
+def attention_map(seed: int) -> np.ndarray:
+    """A diagonal alignment in logits (outside [0, 1], so stored scaled)."""
+    return np.eye(6, 10) * (4.0 + seed) - 1.0
+
+
+def test_images_and_tables(api: httpx.Client, lab: Lab) -> None:
+    run_id = lab.runs[("gru", 1)]
+    run = get(api, f"/api/runs/{run_id}")
+    assert run["images"] == {"count": 1, "keys": {"val/attention": [100]}}
+    assert run["tables"] == {"count": 1, "keys": {"val/errors": [100]}}
+    assert get(api, f"/api/runs/{lab.runs[('gru', 2)]}")["images"] == {"count": 0, "keys": {}}
+    (image,) = get(api, f"/api/runs/{run_id}/images")["images"]
+    assert image == {"image_id": image["image_id"], "key": "val/attention", "step": 100,
+                     "caption": "play some music", "width": 10, "height": 6, "mode": "L",
+                     "scaled_from": [-1.0, 4.0]}
+    assert get(api, f"/api/runs/{run_id}/images", step=7)["images"] == []
+    response = api.get(f"/api/runs/{run_id}/images/{image['image_id']}.png")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.headers["content-security-policy"] == "sandbox"
+    assert response.content[:8] == b"\x89PNG\r\n\x1a\n"
+    (table,) = get(api, f"/api/runs/{run_id}/tables", key="val/errors")["tables"]
+    assert (table["columns"], table["types"], table["rows"]) == (
+        ["utt", "wer", "cer"], ["string", "number", "number"], 1)
+    rows = get(api, f"/api/runs/{run_id}/tables/{table['table_id']}")
+    assert rows["rows"] == [["play some music", 0.23, "NaN"]] and rows["step"] == 100
+    # An item id of another run, or of the other kind, is not found.
+    assert api.get(f"/api/runs/{run_id}/tables/{image['image_id']}").status_code == 404
+    assert api.get(f"/api/runs/{lab.long}/images/{image['image_id']}.png").status_code == 404
+
+
 def decode_png(data: bytes) -> tuple[int, int, np.ndarray]:
     """Check every chunk's CRC and return (width, height, RGB pixels) of an 8-bit RGB PNG."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -345,6 +380,14 @@ def test_compare(api: httpx.Client, lab: Lab) -> None:
     pair = get(api, "/api/compare", runs=[lab.runs[("gru", 1)], lab.runs[("gru", 2)]])
     assert pair["config_diff"]["keys"] == ["seed"] and pair["config_diff"]["same"] == 3
     assert pair["audio"][0]["in_all"] is True
+    assert pair["images"] == pair["tables"] == []  # only one of them logged any
+    three = get(api, "/api/compare", runs=[lab.runs[("gru", 0)], lab.runs[("conv", 1)],
+                                           lab.runs[("gru", 2)]])
+    assert three["images"] == [{"key": "val/attention", "step": 100, "in_all": False,
+                                "samples": three["images"][0]["samples"]}]
+    assert three["images"][0]["samples"][2] is None and None not in three["images"][0][
+        "samples"][:2]
+    assert three["tables"][0]["key"] == "val/errors" and not three["tables"][0]["in_all"]
     assert api.get("/api/compare", params={"runs": ids[0]}).status_code == 400
     assert api.get("/api/compare", params={"runs": f"{ids[0]},nope"}).status_code == 404
 

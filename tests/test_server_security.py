@@ -24,7 +24,7 @@ import pytest
 from tests.server_fixtures import live_server
 
 import tympan
-from tympan.store import open_store, tokens
+from tympan.store import media, open_store, tokens
 from tympan.track.stores import close_stores
 
 SECRET = b"TOP-SECRET-BYTES-of-the-other-project"
@@ -40,6 +40,7 @@ class World:
     secret_run: str
     asr_sample: int
     secret_sample: int
+    items: dict[str, dict[str, int]]  # run id -> its image_id and table_id
     read: str  # a read token for every project
     read_asr: str  # a read token for project asr only
     write_asr: str  # a write token for project asr only
@@ -64,6 +65,8 @@ def _populate(where: str) -> tuple[str, str]:
         run.log_artifact(payload, name="notes/readme.txt")
         run.log_audio("eval/utt1", _tone(0.5, 220 if project == "asr" else 440), 16000,
                       step=10, caption=f"{project} sample")
+        run.log_image("eval/attention", np.eye(4), step=10, caption=f"{project} image")
+        run.log_table("eval/errors", [[project, 0.5]], columns=["utt", "wer"], step=10)
         run.finish()
         ids.append(run.id)
     close_stores()
@@ -87,9 +90,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
 
             samples = dict(conn.execute(audio_samples.select().with_only_columns(
                 audio_samples.c.run_id, audio_samples.c.id)).all())
+            items: dict[str, dict[str, int]] = {}
+            for run_id in (asr_run, secret_run):
+                for item in media.for_run(conn, run_id):
+                    items.setdefault(run_id, {})[f"{item.kind}_id"] = item.id
     with live_server(where, extra_args=["--max-body-mb", str(LIMIT_MB)]) as auth_url, \
             live_server(where, auth=False) as open_url:
-        yield World(where, asr_run, secret_run, samples[asr_run], samples[secret_run],
+        yield World(where, asr_run, secret_run, samples[asr_run], samples[secret_run], items,
                     read, read_asr, write_asr, auth_url, open_url)
 
 
@@ -114,9 +121,13 @@ def _spec_paths(world: World) -> dict[str, dict]:
 
 
 def _fill(path: str, world: World, run_id: str, sample_id: int | None = None) -> str:
+    """``path`` with ids filled in; with ``sample_id`` (the other project's), its other item
+    ids are the other project's too."""
     sample = world.asr_sample if sample_id is None else sample_id
+    owner = world.asr_run if sample_id is None else world.secret_run
     values = {"run_id": run_id, "sample_id": str(sample), "key": "train/loss",
-              "path": "notes/readme.txt", "study": "nothing"}
+              "path": "notes/readme.txt", "study": "nothing",
+              **{name: str(i) for name, i in world.items[owner].items()}}
     return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: values.get(m.group(1), "x"), path)
 
 
@@ -134,7 +145,9 @@ def test_schemathesis_finds_no_server_errors(world: World, auth: bool) -> None:
     headers = _bearer(world.read) if auth else {}
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     real_ids = {"run_id": [world.asr_run, world.secret_run],
-                "sample_id": [world.asr_sample, world.secret_sample]}
+                "sample_id": [world.asr_sample, world.secret_sample],
+                **{name: [world.items[world.asr_run][name], world.items[world.secret_run][name]]
+                   for name in ("image_id", "table_id")}}
     failures: list[str] = []
     ran = 0
     operations = [result.ok() for result in schema.get_all_operations()]

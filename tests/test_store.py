@@ -179,5 +179,6 @@ def test_a_0001_store_upgrades_to_head_keeping_its_runs(store_url: str) -> None:
         open_store(store_url)
     assert upgrade_store(store_url)[:2] == ("0001", versioning.HEAD)
     with open_store(store_url) as upgraded, upgraded.read() as conn:
-        assert {"studies", "trials", "findings"} <= set(inspect(conn).get_table_names())
+        assert {"studies", "trials", "findings", "tokens", "media"} <= set(
+            inspect(conn).get_table_names())
     assert tympan.load_run(run.id, store=store_url).summary["loss"].last == 0.5

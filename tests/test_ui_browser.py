@@ -95,7 +95,21 @@ def _asr_run(store: str, encoder: str, seed: int, *, long: bool = False) -> str:
             noise = {"gru": 0.02, "conformer": 0.005}[encoder] * (1 if step else 3)
             waveform, rate = _speech(text, seed, noise)
             run.log_audio("val/sample", waveform, rate, step=step, caption=text)
+            run.log_image("val/alignment", _alignment(step, seed), step=step, caption=text)
+            errors = [[f"utt-{i}", TEXTS[i % 3], float(rng.uniform(0, 0.5)), i % 4 == 0]
+                      for i in range(12)]
+            errors[5][2] = float("nan")
+            run.log_table("val/errors", errors, columns=["utt", "ref", "wer", "flagged"],
+                          step=step)
         return run.id
+
+
+def _alignment(step: int, seed: int) -> np.ndarray:
+    """An attention alignment (decoder steps x encoder frames) that sharpens with training,
+    in logits (so stored scaled from its own range)."""
+    width = 12.0 / (1 + step / 100)
+    t, e = np.arange(40)[:, None], np.arange(60)[None, :]
+    return 6 * np.exp(-((e * 40 / 60 - t) ** 2) / (2 * width**2)) - 2 + seed * 0.1
 
 
 def _probe_run(store: str) -> str:
@@ -435,6 +449,50 @@ def test_selecting_runs_opens_compare_with_overlaid_metrics_and_config_diff(page
     assert sorted(cells) == ["conformer", "gru"]
     assert not css(driver, '.diff-table tr[data-key="optim.lr"]')  # the same in both
     shoot(driver, "compare-config")
+
+
+def test_run_page_shows_images_by_step_and_sortable_tables(page, lab) -> None:
+    _, ids = lab
+    run_id = ids["asr"][("gru", 1)]
+    driver = page(f"/runs/{run_id}?tab=images", ".media-key .logged-image img")
+    key = css(driver, '.media-key[data-key="val/alignment"]')[0]
+    assert key.get_attribute("data-step") == str(AUDIO_STEPS[-1])
+    assert TEXTS[-1] in key.text and "60×40 L" in key.text
+    wait(driver, lambda d: d.execute_script(
+        "return document.querySelector('.logged-image img').naturalWidth") == 60)
+    driver.execute_script("const s = document.querySelector('.media-key .step-slider');"
+                          "s.value = 0; s.dispatchEvent(new Event('input'));")
+    wait(driver, lambda d: css(d, ".media-key")[0].get_attribute("data-step") == "0")
+    assert TEXTS[0] in css(driver, ".media-key")[0].text
+    shoot(driver, "run-images")
+
+    click(driver, '.tab[data-tab="tables"]')
+    wait(driver, lambda d: css(d, ".logged-table tbody tr"))
+    utts = texts(driver, ".logged-table tbody td:first-child")
+    assert utts == [f"utt-{i}" for i in range(12)]  # as logged until sorted
+    click(driver, '.logged-table th[data-column="wer"]')
+    wers = texts(driver, ".logged-table tbody td:nth-child(3)")
+    assert wers[-1] == "NaN"  # NaN sorts last, whatever the direction
+    assert [float(w) for w in wers[:-1]] == sorted(float(w) for w in wers[:-1])
+    click(driver, '.logged-table th[data-column="wer"]')
+    wers = texts(driver, ".logged-table tbody td:nth-child(3)")
+    assert [float(w) for w in wers[:-1]] == sorted((float(w) for w in wers[:-1]), reverse=True)
+    assert css(driver, '.logged-table th[aria-sort="descending"]')[0].text.startswith("wer")
+    assert css(driver, ".logged-table .pager")[0].text == "12 rows"
+    shoot(driver, "run-tables")
+
+
+def test_compare_shows_images_and_tables_side_by_side(page, lab) -> None:
+    _, ids = lab
+    runs = f"{ids['asr'][('gru', 1)]},{ids['asr'][('conformer', 1)]}"
+    driver = page(f"/compare?runs={runs}&tab=images", ".image-grid.compare .logged-image img")
+    wait(driver, lambda d: d.execute_script(
+        "return [...document.querySelectorAll('.image-grid.compare img')]"
+        ".filter(i => i.naturalWidth === 60).length") == 2)
+    assert texts(driver, ".image-grid.compare .image-run") == ["gru-s1", "conformer-s1"]
+    shoot(driver, "compare-images")
+    click(driver, '.tab[data-tab="tables"]')
+    wait(driver, lambda d: len(css(d, ".table-compare .logged-table")) == 2)
 
 
 def test_run_page_chart_zoom_refetches_full_fidelity(page, lab) -> None:

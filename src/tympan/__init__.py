@@ -22,6 +22,8 @@ from tympan.track.api import (
     log,
     log_artifact,
     log_audio,
+    log_image,
+    log_table,
     seed_everything,
 )
 
@@ -44,6 +46,8 @@ __all__ = [
     "log",
     "log_artifact",
     "log_audio",
+    "log_image",
+    "log_table",
     "models",
     "seed_everything",
 ]

@@ -23,7 +23,9 @@
         │   └── StudyFileError             a study file's mistakes, each with file:line
         ├── MetricKeyError (ValueError)
         ├── MetricValueError (TypeError)   non-numeric metric values
-        └── AudioError (ValueError)        wrong dtype/shape, non-finite samples, bad rate
+        ├── AudioError (ValueError)        wrong dtype/shape, non-finite samples, bad rate
+        ├── ImageError (ValueError)        not an image, wrong shape, non-finite pixels
+        └── TableError (ValueError)        ragged rows, unnamed columns, cells JSON cannot hold
 
 Messages say what was wrong and what to do; the CLI prints them as one line.
 """
@@ -126,3 +128,11 @@ class MetricValueError(TympanError, TypeError):
 
 class AudioError(InvalidInputError):
     """Audio with the wrong dtype or shape, non-finite samples or a bad sample rate."""
+
+
+class ImageError(InvalidInputError):
+    """An image of an unknown type, the wrong shape or dtype, or with non-finite pixels."""
+
+
+class TableError(InvalidInputError):
+    """A table with ragged rows, missing or repeated column names, or cells JSON cannot hold."""

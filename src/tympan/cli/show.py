@@ -25,12 +25,15 @@ def show_command(
         bool, typer.Option("--json", help="Print everything as one JSON object.")
     ] = False,
 ) -> None:
-    """Show one run: overview, config, environment, metrics, artifacts, audio and error."""
+    """Show one run: overview, config, environment, metrics, artifacts, audio, images, tables
+    and error."""
     with opened_store(ctx) as store:
         record = get_run(store, run)
         environment = record.environment()
         artifacts = record.artifacts()
         audio = record.audio_samples()
+        images = record.images()
+        tables = record.tables()
     if as_json:
         render.print_json({
             "run": run_fields(record),
@@ -46,6 +49,10 @@ def show_command(
                  "caption": s.caption, "peak": s.peak, "path": s.path, "sha256": s.sha256}
                 for s in audio
             ],
+            "images": [{"key": i.key, "step": i.step, "caption": i.caption, **i.info,
+                        "path": i.path, "sha256": i.sha256} for i in images],
+            "tables": [{"key": t.key, "step": t.step, "caption": t.caption, **t.info,
+                        "path": t.path, "sha256": t.sha256} for t in tables],
         })
         return
     out = render.console()
@@ -66,10 +73,30 @@ def show_command(
             table.add_row(render.text(s.key), str(s.step), f"{s.duration:.2f}s",
                           f"{s.sample_rate} Hz", str(s.channels), render.text(s.caption))
         out.print(render.panel(table, "audio samples"))
+    for renderable in media_panels(images, tables):
+        out.print(renderable)
     for renderable in probe_panels(record, artifacts):
         out.print(renderable)
     if record.error:
         out.print(render.panel(Text(record.error.rstrip()), "error", style="red"))
+
+
+def media_panels(images: list[Any], tables: list[Any]) -> list[Panel]:
+    """The run's logged images and tables, one line each."""
+    panels = []
+    if images:
+        table = render.table("key", "step", "size", "caption", right=["step"])
+        for i in images:
+            size = f"{i.info['width']}x{i.info['height']} {i.info['mode']}"
+            table.add_row(render.text(i.key), str(i.step), size, render.text(i.caption))
+        panels.append(render.panel(table, "images"))
+    if tables:
+        table = render.table("key", "step", "rows", "columns", "caption", right=["step", "rows"])
+        for t in tables:
+            table.add_row(render.text(t.key), str(t.step), str(t.info["rows"]),
+                          render.text(", ".join(t.info["columns"])), render.text(t.caption))
+        panels.append(render.panel(table, "tables"))
+    return panels
 
 
 def probe_panels(record: RunRecord, artifacts: list[Any]) -> list[Panel]:

@@ -1,22 +1,21 @@
 """How an audio sample is shown and played: log-mel spectrogram PNG, waveform peaks, WAV.
 
 numpy only (no torch, no matplotlib): the STFT is a strided view, the mel filters come from
-``tympan.audio.mel`` and the PNG is written by the few lines of ``png`` below. Spectrograms
+``tympan.audio.mel`` and the PNG is written by ``tympan.track.image.png``. Spectrograms
 are cached by the sample's content hash, so a page showing one clip twice renders it once.
 """
 
 from __future__ import annotations
 
 import io
-import struct
 import threading
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from tympan.audio.mel import mel_weights
+from tympan.track.image import png
 
 __all__ = [
     "HOP_SECONDS",
@@ -24,7 +23,6 @@ __all__ = [
     "Clip",
     "decode",
     "log_mel_db",
-    "png",
     "spectrogram_png",
     "wav_bytes",
     "waveform_peaks",
@@ -144,16 +142,3 @@ def spectrogram_png(content_id: str, clip: Clip) -> bytes:
     return data
 
 
-def png(rgb: np.ndarray) -> bytes:
-    """An 8-bit RGB PNG of an ``(height, width, 3)`` uint8 array."""
-    height, width, _ = rgb.shape
-    rows = np.zeros((height, 1 + width * 3), dtype=np.uint8)  # filter byte 0 per row
-    rows[:, 1:] = rgb.reshape(height, width * 3)
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + kind + body
-                + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)) + chunk(b"IEND", b""))

@@ -153,6 +153,27 @@ audio_samples = Table(
     Index("ix_audio_samples_run", "run_id", "key", "step"),
 )
 
+# Images and tables a run logged (revision 0005): a PNG or JSON artifact under a key and a
+# step. ``info`` holds what a viewer needs before fetching the file: an image's width,
+# height and mode (and the value range a float array was scaled from), a table's columns
+# and number of rows.
+MEDIA_KINDS = ("image", "table")
+
+media = Table(
+    "media",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("artifact_id", Integer, ForeignKey("artifacts.id"), nullable=False),
+    Column("caption", Text),
+    Column("info", JSON, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_media_run", "run_id", "kind", "key", "step"),
+)
+
 # Ablation studies (revision 0002). A study is a validated study file; a trial is one
 # (arm, seed) of it, pointing at the run that executed it; a finding is one comparison the
 # analysis made, kept so evidence can be pooled across studies.

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, inspect, text
 
 from tympan.errors import SchemaVersionError, StoreCorruptError
 
-HEAD = "0004"
-KNOWN = ("0001", "0002", "0003", "0004")  # every revision ever shipped, oldest first
+HEAD = "0005"
+KNOWN = ("0001", "0002", "0003", "0004", "0005")  # every revision ever shipped, oldest first
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

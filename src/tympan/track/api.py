@@ -51,6 +51,18 @@ def log_audio(key: str, waveform: Any, sample_rate: int, step: int | None = None
     active.require().log_audio(key, waveform, sample_rate, step=step, caption=caption)
 
 
+def log_image(key: str, image: Any, step: int | None = None,
+              caption: str | None = None) -> None:
+    """``Run.log_image`` on the active run."""
+    active.require().log_image(key, image, step=step, caption=caption)
+
+
+def log_table(key: str, data: Any, columns: list[str] | None = None, step: int | None = None,
+              caption: str | None = None) -> None:
+    """``Run.log_table`` on the active run."""
+    active.require().log_table(key, data, columns=columns, step=step, caption=caption)
+
+
 def log_artifact(source: str | os.PathLike[str] | bytes, name: str | None = None,
                  media_type: str | None = None) -> None:
     """``Run.log_artifact`` on the active run."""
@@ -98,4 +110,4 @@ def find_runs(store: str | os.PathLike[str] | None = None, **filters: Any) -> li
 
 
 __all__ = ["active_run", "find_runs", "finish", "init", "load_run", "log",
-           "log_artifact", "log_audio", "seed_everything"]
+           "log_artifact", "log_audio", "log_image", "log_table", "seed_everything"]

@@ -17,7 +17,7 @@ from tympan.track.lookup import RunRecord, flatten
 
 __all__ = [
     "Change",
-    "CommonAudio",
+    "CommonStep",
     "ConfigDiff",
     "EnvironmentDiff",
     "MetricDiff",
@@ -249,19 +249,19 @@ def _stat(a: float | None, b: float | None) -> StatChange:
 
 
 @dataclass(frozen=True)
-class CommonAudio:
-    """An audio (key, step) that several of the compared runs logged."""
+class CommonStep:
+    """A (key, step) of audio, images or tables that several of the compared runs logged."""
 
     key: str
     step: int
     in_all: bool
-    samples: list[int | None]  # sample id per compared run, in their order
+    samples: list[int | None]  # the item's id per compared run, in their order
 
 
 @dataclass
 class RunsComparison:
     """N runs side by side: what their metrics share, where their configs differ, and which
-    audio samples can be played against each other."""
+    audio samples can be played (and images and tables seen) against each other."""
 
     runs: list[Any]  # TableRun, in the order asked
     shared_metrics: list[str]
@@ -269,14 +269,16 @@ class RunsComparison:
     config_keys: list[str]  # flattened keys whose value differs between some runs
     config_values: dict[str, list[Any]]  # key -> value per run (None where missing)
     config_same: int  # keys every run has, with one value
-    audio: list[CommonAudio]
+    audio: list[CommonStep]
+    images: list[CommonStep]
+    tables: list[CommonStep]
 
 
 def compare_runs(store: Any, run_ids: list[str], project: str | None = None) -> RunsComparison:
     """Compare the runs with these exact ids (``project``: they must all belong to it; a run
     of another project is reported as not found)."""
     from tympan.errors import RunNotFoundError
-    from tympan.store import run_table
+    from tympan.store import media, run_table
     from tympan.store.summaries import for_runs
     from tympan.track.query import runs_by_id
 
@@ -288,7 +290,9 @@ def compare_runs(store: Any, run_ids: list[str], project: str | None = None) -> 
     runs = [found[i] for i in run_ids]
     with store.read() as conn:
         summaries = for_runs(conn, run_ids)
-        index = run_table.audio_index(conn, run_ids)
+        audio = _common(run_table.audio_index(conn, run_ids), run_ids)
+        images = _common(media.index(conn, run_ids, "image"), run_ids)
+        tables = _common(media.index(conn, run_ids, "table"), run_ids)
     for run in runs:
         run.metrics = summaries[run.id]
     metric_sets = [set(r.metrics) for r in runs]
@@ -302,15 +306,6 @@ def compare_runs(store: Any, run_ids: list[str], project: str | None = None) -> 
             same += 1
         else:
             differing.append(key)
-    position = {run_id: i for i, run_id in enumerate(run_ids)}
-    cells: dict[tuple[str, int], list[int | None]] = {}
-    for run_id, key, step, sample_id in index:
-        row = cells.setdefault((key, int(step)), [None] * len(run_ids))
-        if row[position[run_id]] is None:
-            row[position[run_id]] = int(sample_id)
-    audio = [CommonAudio(key, step, all(s is not None for s in row), row)
-             for (key, step), row in sorted(cells.items())
-             if sum(s is not None for s in row) >= 2]
     return RunsComparison(
         runs=runs,
         shared_metrics=sorted(set.intersection(*metric_sets)) if metric_sets else [],
@@ -319,7 +314,23 @@ def compare_runs(store: Any, run_ids: list[str], project: str | None = None) -> 
         config_values={k: [c.get(k) for c in configs] for k in differing},
         config_same=same,
         audio=audio,
+        images=images,
+        tables=tables,
     )
+
+
+def _common(index: list[Any], run_ids: list[str]) -> list[CommonStep]:
+    """The (key, step)s of an index of (run_id, key, step, id) rows that two or more runs
+    have, with each run's first item there."""
+    position = {run_id: i for i, run_id in enumerate(run_ids)}
+    cells: dict[tuple[str, int], list[int | None]] = {}
+    for run_id, key, step, item_id in index:
+        row = cells.setdefault((key, int(step)), [None] * len(run_ids))
+        if row[position[run_id]] is None:
+            row[position[run_id]] = int(item_id)
+    return [CommonStep(key, step, all(s is not None for s in row), row)
+            for (key, step), row in sorted(cells.items())
+            if sum(s is not None for s in row) >= 2]
 
 
 _ABSENT = object()

@@ -10,11 +10,30 @@ import os
 from typing import Any
 
 from tympan.errors import RunNotFoundError, RunStateError
-from tympan.store import Store, artifacts, environments, metrics, projects, runs, samples
+from tympan.store import (
+    Store,
+    artifacts,
+    environments,
+    media,
+    metrics,
+    projects,
+    runs,
+    samples,
+)
 from tympan.store import summaries as summary_records
 from tympan.store.summaries import Summary
 from tympan.track.lookup import resolve_run_id
-from tympan.track.transport import AudioClip, Blob, MetricBatch, NewRun, RunState, audio_path
+from tympan.track.transport import (
+    MEDIA_FILES,
+    AudioClip,
+    Blob,
+    MediaItem,
+    MetricBatch,
+    NewRun,
+    RunState,
+    audio_path,
+    media_path,
+)
 
 COMPACT_ABOVE = 16  # chunks per series before finish() merges them
 COMPACT_TARGET = 1 << 20  # points per merged chunk: a 1M-point series reads as one row
@@ -131,6 +150,16 @@ class LocalTransport:
             samples.record(conn, **fields, sample_rate=clip.sample_rate, frames=clip.frames,
                            duration=clip.duration, channels=clip.channels, caption=clip.caption,
                            peak=clip.peak, gain=clip.gain)
+
+    def record_media(self, run_id: str, item: MediaItem, blob: Blob) -> None:
+        path = media_path(item.kind, item.key, item.step, blob.sha256)
+        with self.store.write() as conn:
+            self._require(conn, run_id)
+            artifact_id = artifacts.record(conn, run_id, path, blob.sha256, blob.size,
+                                           MEDIA_FILES[item.kind][2], item.created_at)
+            media.record(conn, run_id=run_id, kind=item.kind, key=item.key, step=item.step,
+                         artifact_id=artifact_id, caption=item.caption, info=item.info,
+                         created_at=item.created_at)
 
     # -- for the server ---------------------------------------------------------------------
     def project_of(self, run_ids: list[str]) -> dict[str, str | None]:

@@ -5,17 +5,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tympan.config import config_text
 from tympan.errors import InvalidInputError, NotFoundError, RunNotFoundError
-from tympan.store import Store, artifacts, environments, metrics, projects, runs, samples
+from tympan.store import (
+    Store,
+    artifacts,
+    environments,
+    media,
+    metrics,
+    projects,
+    runs,
+    samples,
+)
 from tympan.store import models as model_refs
 from tympan.store.metrics import Series
 from tympan.store.schema import RUN_STATUSES
 from tympan.store.summaries import Summary, for_runs
 from tympan.track import liveness
 from tympan.track.naming import looks_like_id_prefix
+
+if TYPE_CHECKING:
+    from tympan.track.table import Table
 
 
 @dataclass
@@ -82,6 +94,16 @@ class RunRecord:
             raise InvalidInputError(f"run {self.id} has no artifact {path!r} (it has: {known})")
         return self._store().blobs.read(row.sha256)
 
+    def images(self) -> list[Any]:
+        """The run's logged images (key, step, caption, info, path, sha256, ...)."""
+        with self._store().read() as conn:
+            return media.for_run(conn, self.id, "image")
+
+    def tables(self) -> list[Any]:
+        """The run's logged tables (key, step, caption, info, path, sha256, ...)."""
+        with self._store().read() as conn:
+            return media.for_run(conn, self.id, "table")
+
     def read_audio(self, key: str, step: int | None = None) -> tuple[Any, int, str]:
         """``(samples, sample_rate, caption)`` of the audio logged under ``key``: the clip at
         ``step``, or the latest one. Samples are float32, shaped ``(frames,)`` for mono and
@@ -90,23 +112,38 @@ class RunRecord:
 
         import soundfile
 
-        clips = [s for s in self.audio_samples() if s.key == key]
-        if step is not None:
-            clips = [s for s in clips if s.step == step]
-        if not clips:
-            where = f" at step {step}" if step is not None else ""
-            known = ", ".join(sorted({s.key for s in self.audio_samples()})) or "none"
-            raise InvalidInputError(f"run {self.id} has no audio {key!r}{where} "
-                                    f"(its audio keys: {known})")
-        clip = max(clips, key=lambda s: s.step)
+        clip = _pick(self, self.audio_samples(), "audio", key, step)
         data, rate = soundfile.read(io.BytesIO(self._store().blobs.read(clip.sha256)),
                                     dtype="float32")
         return data * clip.gain, rate, clip.caption  # gain undoes the scaling of loud clips
+
+    def read_image(self, key: str, step: int | None = None) -> bytes:
+        """The PNG bytes of the image logged under ``key``: at ``step``, or the latest one
+        (``PIL.Image.open(io.BytesIO(...))`` opens them)."""
+        return self._store().blobs.read(_pick(self, self.images(), "image", key, step).sha256)
+
+    def read_table(self, key: str, step: int | None = None) -> Table:
+        """The table logged under ``key``: at ``step``, or the latest one."""
+        from tympan.track.table import decode
+
+        row = _pick(self, self.tables(), "table", key, step)
+        return decode(self._store().blobs.read(row.sha256), row.key, row.step, row.caption)
 
     def _store(self) -> Store:
         if self.store is None:
             raise InvalidInputError("this RunRecord is detached from its store")
         return self.store
+
+
+def _pick(record: RunRecord, rows: list[Any], what: str, key: str, step: int | None) -> Any:
+    """The item logged under ``key`` at ``step`` (the latest when ``step`` is None)."""
+    chosen = [r for r in rows if r.key == key and (step is None or r.step == step)]
+    if not chosen:
+        where = f" at step {step}" if step is not None else ""
+        known = ", ".join(sorted({r.key for r in rows})) or "none"
+        raise InvalidInputError(f"run {record.id} has no {what} {key!r}{where} "
+                                f"(its {what} keys: {known})")
+    return max(chosen, key=lambda r: (r.step, r.id))
 
 
 def _record(row: Any, project: str, summary: dict[str, Summary], store: Store) -> RunRecord:

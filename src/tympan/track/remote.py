@@ -37,7 +37,7 @@ from tympan.store.blobs import copy_hashing
 from tympan.store.location import redact
 from tympan.store.summaries import Summary
 from tympan.track import wire
-from tympan.track.transport import AudioClip, Blob, MetricBatch, NewRun, RunState
+from tympan.track.transport import AudioClip, Blob, MediaItem, MetricBatch, NewRun, RunState
 
 if TYPE_CHECKING:
     import httpx
@@ -172,6 +172,15 @@ class HttpTransport:
                 "sample_rate": clip.sample_rate, "frames": clip.frames,
                 "duration": clip.duration, "channels": clip.channels, "caption": clip.caption,
                 "peak": clip.peak, "gain": clip.gain, "created_at": clip.created_at,
+            })
+
+    def record_media(self, run_id: str, item: MediaItem, blob: Blob) -> None:
+        with _discarding_when_final(blob):
+            self._upload(blob)
+            self._call("POST", f"{_run(run_id)}/media", json={
+                "kind": item.kind, "key": item.key, "step": item.step, "sha256": blob.sha256,
+                "size": blob.size, "caption": item.caption, "info": item.info,
+                "created_at": item.created_at,
             })
 
     def _upload(self, blob: Blob) -> None:

@@ -19,7 +19,7 @@ from tympan.errors import InvalidInputError, RunStateError, StoreUnavailableErro
 from tympan.store.summaries import Summary
 from tympan.track import active, audio_sample
 from tympan.track.sink import Sink
-from tympan.track.transport import AudioClip, Blob, Transport
+from tympan.track.transport import AudioClip, Blob, MediaItem, Transport
 from tympan.track.validate import check_key, check_step, check_text, to_number
 from tympan.track.writer import WAKE_ROWS, Command, Writer
 
@@ -108,17 +108,14 @@ class Run:
         """The step the next ``log()`` without an explicit step will use."""
         return self._next_step
 
-    # -- audio and files ------------------------------------------------------------------
+    # -- audio, images, tables and files -----------------------------------------------------------
     def log_audio(self, key: str, waveform: Any, sample_rate: int, step: int | None = None,
                   caption: str | None = None) -> None:
         """Record an audio clip (numpy or torch; mono or multi-channel), stored as FLAC."""
         self._check_open()
         check_key(key, "audio")
         step = self._next_step if step is None else check_step(step)
-        if caption is not None and not isinstance(caption, str):
-            raise InvalidInputError(f"audio {key!r}: caption must be a str, got {caption!r}")
-        if caption is not None:
-            check_text(caption, f"audio {key!r}: caption")
+        _check_caption("audio", key, caption)
         audio = audio_sample.prepare(key, waveform, sample_rate)
         clip = AudioClip(key=key, step=step, sample_rate=audio.sample_rate, frames=audio.frames,
                          duration=audio.duration, channels=audio.channels, caption=caption,
@@ -133,6 +130,51 @@ class Run:
             t.record_audio(self.id, clip, kept[0])
 
         self._writer.submit(Command(transport, record, f"audio {key}", prepare=encode))
+
+    def log_image(self, key: str, image: Any, step: int | None = None,
+                  caption: str | None = None) -> None:
+        """Record an image, stored as PNG: a numpy array or torch tensor ``(H, W)``,
+        ``(H, W, C)`` or ``(C, H, W)`` (C = 1, 3 or 4), a PIL image or a matplotlib figure.
+
+        Floats in [0, 1] are taken as intensities; other floats (a spectrogram in dB) are
+        scaled from their min..max, and that range is kept with the image.
+        """
+        from tympan.track import image as images
+
+        self._check_open()
+        check_key(key, "image")
+        step = self._next_step if step is None else check_step(step)
+        _check_caption("image", key, caption)
+        prepared = images.prepare(key, image)
+        self._log_media(MediaItem("image", key, step, caption, prepared.info(), _now()),
+                        prepared.png)
+
+    def log_table(self, key: str, data: Any, columns: list[str] | None = None,
+                  step: int | None = None, caption: str | None = None) -> None:
+        """Record a table, stored as JSON with its columns: a pandas DataFrame, rows (lists
+        or tuples) with ``columns=``, a list of dicts, or a dict of column -> values."""
+        from tympan.track import table as tables
+
+        self._check_open()
+        check_key(key, "table")
+        step = self._next_step if step is None else check_step(step)
+        _check_caption("table", key, caption)
+        prepared = tables.prepare(key, data, columns)
+        self._log_media(MediaItem("table", key, step, caption, tables.info(prepared), _now()),
+                        lambda: tables.encode(prepared))
+
+    def _log_media(self, item: MediaItem, encode: Any) -> None:
+        transport = self.transport
+        kept: list[Blob] = []
+
+        def keep() -> None:  # writer thread, before the write
+            kept.append(transport.keep_bytes(encode()))
+
+        def record(t: Transport) -> None:
+            t.record_media(self.id, item, kept[0])
+
+        self._writer.submit(Command(transport, record, f"{item.kind} {item.key}",
+                                    prepare=keep))
 
     def log_artifact(self, source: str | os.PathLike[str] | bytes, name: str | None = None,
                      media_type: str | None = None) -> None:
@@ -245,6 +287,13 @@ class Run:
             self.fail(exc)
         else:
             self.finish()
+
+
+def _check_caption(what: str, key: str, caption: object) -> None:
+    if caption is not None and not isinstance(caption, str):
+        raise InvalidInputError(f"{what} {key!r}: caption must be a str, got {caption!r}")
+    if caption is not None:
+        check_text(caption, f"{what} {key!r}: caption")
 
 
 def artifact_path(name: str) -> str:

@@ -1,5 +1,6 @@
 """Everything about one stored run that its page shows, as plain data (JSON-able once
-``json_safe``): fields, config, environment, summaries, artifacts, audio, probe, study."""
+``json_safe``): fields, config, environment, summaries, artifacts, audio, images, tables,
+probe, study."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tympan.track.export import run_fields
 from tympan.track.lookup import RunRecord, child_runs, flatten
 from tympan.track.probe_data import split_probe_key
 
-__all__ = ["artifact_fields", "audio_keys", "run_page"]
+__all__ = ["artifact_fields", "keys_and_steps", "run_page"]
 
 PROBE_PREFIX = "probe/"
 
@@ -22,6 +23,8 @@ def run_page(record: RunRecord) -> dict[str, Any]:
     """The run page's data (see docs/api.md, ``GET /api/runs/{run_id}``)."""
     artifacts = record.artifacts()
     samples = record.audio_samples()
+    images = record.images()
+    tables = record.tables()
     children = child_runs(record)
     environment = record.environment()
     page = run_fields(record)
@@ -31,7 +34,9 @@ def run_page(record: RunRecord) -> dict[str, Any]:
         "environment_facts": None if environment is None else environment_facts(environment),
         "metrics": {key: asdict(s) for key, s in sorted(record.summary.items())},
         "artifacts": [artifact_fields(a) for a in artifacts],
-        "audio": {"count": len(samples), "keys": audio_keys(samples)},
+        "audio": {"count": len(samples), "keys": keys_and_steps(samples)},
+        "images": {"count": len(images), "keys": keys_and_steps(images)},
+        "tables": {"count": len(tables), "keys": keys_and_steps(tables)},
         "probe": probe_presence(record, [a.path for a in artifacts], children),
         "study": study_link(record),
         "children": [{"id": c.id, "name": c.name, "status": c.status, "tags": c.tags or [],
@@ -45,10 +50,10 @@ def artifact_fields(row: Any) -> dict[str, Any]:
             "sha256": row.sha256, "created_at": row.created_at}
 
 
-def audio_keys(samples: list[Any]) -> dict[str, list[int]]:
-    """key -> its steps (sorted, distinct), keys sorted."""
+def keys_and_steps(items: list[Any]) -> dict[str, list[int]]:
+    """key -> its steps (sorted, distinct), keys sorted: of audio samples, images or tables."""
     keys: dict[str, set[int]] = {}
-    for s in samples:
+    for s in items:
         keys.setdefault(s.key, set()).add(int(s.step))
     return {k: sorted(v) for k, v in sorted(keys.items())}
 

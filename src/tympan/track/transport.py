@@ -7,8 +7,8 @@ server (``TYMPAN_STORE=http://host:port``), whose ingest routes hand them to a
 one a run has.
 
 Every write is idempotent, so a batch whose response was lost can simply be sent again:
-metric chunks are keyed by (run, key, seq), artifacts by (run, path), audio clips by what
-they are, and blobs by their sha256.
+metric chunks are keyed by (run, key, seq), artifacts by (run, path), audio clips, images
+and tables by what they are, and blobs by their sha256.
 
 Errors: a write that may succeed later (store locked, server down, 5xx, timeout) raises
 ``StoreUnavailableError`` (or ``OSError``) and the writer keeps the data and retries; any
@@ -116,6 +116,29 @@ def audio_path(key: str, step: int, sha256: str) -> str:
     return f"audio/{key}/step-{step:08d}-{sha256[:12]}.flac"
 
 
+@dataclass(frozen=True)
+class MediaItem:
+    """An image (PNG) or a table (JSON) logged under a key at a step."""
+
+    kind: str  # "image" or "table"
+    key: str
+    step: int
+    caption: str | None
+    info: dict[str, Any]  # image: width, height, mode[, scaled_from]; table: columns, rows
+    created_at: float
+
+
+# kind -> (folder among the run's artifacts, file suffix, media type)
+MEDIA_FILES = {"image": ("images", "png", "image/png"),
+               "table": ("tables", "json", "application/json")}
+
+
+def media_path(kind: str, key: str, step: int, sha256: str) -> str:
+    """Where an image or table is filed among the run's artifacts."""
+    folder, suffix, _ = MEDIA_FILES[kind]
+    return f"{folder}/{key}/step-{step:08d}-{sha256[:12]}.{suffix}"
+
+
 class Transport(Protocol):
     """The writes (and the two reads) a run makes, wherever its store is."""
 
@@ -156,6 +179,8 @@ class Transport(Protocol):
                         created_at: float) -> None: ...
 
     def record_audio(self, run_id: str, clip: AudioClip, blob: Blob) -> None: ...
+
+    def record_media(self, run_id: str, item: MediaItem, blob: Blob) -> None: ...
 
     def finish_run(self, run_id: str, status: str, ended_at: float,
                    error: str | None) -> None: ...

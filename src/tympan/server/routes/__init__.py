@@ -12,6 +12,7 @@ ROUTERS: list[str] = [
     "tympan.server.routes.runs",
     "tympan.server.routes.metrics",
     "tympan.server.routes.media",
+    "tympan.server.routes.images_tables",
     "tympan.server.routes.studies",
     "tympan.server.routes.probe",
     "tympan.server.routes.models",

@@ -18,6 +18,8 @@ client that lost a response sends the same request again and nothing is stored t
     PUT  /api/ingest/blobs/{sha256}            upload a blob (its sha256 is checked)
     POST /api/ingest/runs/{id}/artifacts       record a stored blob as an artifact
     POST /api/ingest/runs/{id}/audio           record a stored FLAC blob as an audio sample
+    POST /api/ingest/runs/{id}/media           record a stored PNG or JSON blob as an image
+                                               or a table
     POST /api/ingest/runs/{id}/finish          finished or failed (merges metric chunks)
 
 Wire formats are in ``tympan.track.wire``; shapes in docs/remote-logging.md.
@@ -31,17 +33,17 @@ import tempfile
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from tympan.errors import InvalidInputError, RunNotFoundError, RunStateError
+from tympan.errors import ImageError, InvalidInputError, RunNotFoundError, RunStateError
 from tympan.server.auth import Principal, require
 from tympan.server.deps import get_store
 from tympan.store import Store
-from tympan.track import wire
+from tympan.track import image, table, wire
 from tympan.track.local import LocalTransport
 from tympan.track.run import artifact_path
-from tympan.track.transport import AudioClip, Blob, MetricBatch, NewRun, RunMetrics
+from tympan.track.transport import AudioClip, Blob, MediaItem, MetricBatch, NewRun, RunMetrics
 from tympan.track.validate import KEY_PATTERN, check_name, check_text, to_config
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest"])
@@ -362,3 +364,69 @@ def record_audio(run_id: RunPath, body: AudioIn, principal: Writer, store: Store
     transport.record_audio(run_id, clip, _stored(store, body.sha256, body.size))
     return Done()
 
+
+
+class ImageInfo(BaseModel):
+    width: Annotated[int, Field(ge=1, lt=2**31)]
+    height: Annotated[int, Field(ge=1, lt=2**31)]
+    mode: Annotated[str, Field(min_length=1, max_length=8), _NO_NUL]
+    scaled_from: Annotated[list[Annotated[float, Field(allow_inf_nan=False)]],
+                           Field(min_length=2, max_length=2)] | None = None
+
+
+class TableInfo(BaseModel):
+    columns: list[Annotated[str, Field(min_length=1, max_length=200), _NO_NUL]]
+    types: list[Literal["number", "string", "bool", "json", "empty"]]
+    rows: Annotated[int, Field(ge=0, le=table.MAX_ROWS)]
+
+
+class MediaIn(BaseModel):
+    kind: Literal["image", "table"]
+    key: Key
+    step: Step
+    sha256: Sha
+    size: Size
+    caption: Text | None = None
+    info: ImageInfo | TableInfo = Field(description="an image's width, height and mode; a "
+                                        "table's columns, their types and its number of rows")
+    created_at: Time
+
+    @model_validator(mode="after")
+    def _info_fits_kind(self) -> MediaIn:
+        wanted = ImageInfo if self.kind == "image" else TableInfo
+        if not isinstance(self.info, wanted):
+            raise ValueError(f"an {self.kind}'s info needs the fields "
+                             f"{', '.join(wanted.model_fields)}")
+        return self
+
+
+@router.post("/runs/{run_id}/media")
+def record_media(run_id: RunPath, body: MediaIn, principal: Writer, store: StoreDep) -> Done:
+    """Record an uploaded PNG (an image) or JSON file (a table) under a key and step; its
+    ``info`` must describe the file (sent again: no change)."""
+    transport = _runs(store, principal, [run_id])
+    blob = _stored(store, body.sha256, body.size)
+    info = _media_info(store, body)
+    item = MediaItem(body.kind, body.key, body.step, body.caption, info, body.created_at)
+    transport.record_media(run_id, item, blob)
+    return Done()
+
+
+def _media_info(store: Store, body: MediaIn) -> dict[str, Any]:
+    """``body.info`` checked against the stored file, so the record cannot misdescribe it."""
+    data = store.blobs.read(body.sha256)
+    info = body.info
+    if isinstance(info, ImageInfo):
+        try:
+            width, height, _ = image.png_size(data)
+        except ImageError as exc:
+            raise InvalidInputError(f"image {body.key!r}: {exc}") from None
+        if (width, height) != (info.width, info.height):
+            raise InvalidInputError(f"image {body.key!r}: info says {info.width}x{info.height}, "
+                                    f"the PNG is {width}x{height}")
+        return info.model_dump(exclude_none=True)
+    stored = table.decode(data, body.key)
+    if (stored.columns, stored.types, len(stored.rows)) != (info.columns, info.types, info.rows):
+        raise InvalidInputError(f"table {body.key!r}: info does not describe the uploaded file "
+                                "(columns, types and number of rows must match it)")
+    return info.model_dump()

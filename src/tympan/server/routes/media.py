@@ -16,7 +16,7 @@ from tympan.server.errors import HTTPError
 from tympan.server.routes._read import ReadChecks, Reader, StoreDep, json_response, visible_run
 from tympan.store import Store, artifacts, samples
 from tympan.track.lookup import RunRecord
-from tympan.track.run_page import artifact_fields, audio_keys
+from tympan.track.run_page import artifact_fields, keys_and_steps
 
 router = APIRouter(prefix="/api", tags=["artifacts and audio"], dependencies=ReadChecks)
 
@@ -87,7 +87,7 @@ def list_audio(principal: Reader, store: StoreDep, run_id: str, key: str | None 
                      "sample_rate": s.sample_rate, "duration": s.duration, "frames": s.frames,
                      "channels": s.channels, "caption": s.caption, "peak": s.peak}
                     for s in chosen],
-        "keys": audio_keys(rows),
+        "keys": keys_and_steps(rows),
     })
 
 

@@ -19,7 +19,7 @@ from tympan.server.routes._read import (
     scoped_project,
     visible_run,
 )
-from tympan.track.compare import compare_runs
+from tympan.track.compare import CommonStep, compare_runs
 from tympan.track.groups import group_runs
 from tympan.track.query import RunFilter, TableRun, parse_sort, parse_where, query_runs
 from tympan.track.run_page import run_page
@@ -109,7 +109,8 @@ def get_run(principal: Reader, store: StoreDep, run_id: str) -> Response:
 @router.get("/compare")
 def compare(principal: Reader, store: StoreDep, runs: Annotated[list[str], Query()]
             ) -> Response:
-    """Shared metrics, config differences and common audio of 2 to 50 runs."""
+    """Shared metrics, config differences and common audio, images and tables of 2 to 50
+    runs."""
     ids = list(dict.fromkeys(listed(runs)))
     if not 2 <= len(ids) <= MAX_COMPARE:
         raise InvalidInputError(f"compare needs 2 to {MAX_COMPARE} distinct run ids "
@@ -120,9 +121,14 @@ def compare(principal: Reader, store: StoreDep, runs: Annotated[list[str], Query
         "metric_keys": {"shared": result.shared_metrics, "all": result.all_metrics},
         "config_diff": {"keys": result.config_keys, "values": result.config_values,
                         "same": result.config_same},
-        "audio": [{"key": a.key, "step": a.step, "in_all": a.in_all,
-                   "samples": a.samples} for a in result.audio],
+        "audio": [_common(a) for a in result.audio],
+        "images": [_common(a) for a in result.images],
+        "tables": [_common(a) for a in result.tables],
     })
+
+
+def _common(item: CommonStep) -> dict[str, Any]:
+    return {"key": item.key, "step": item.step, "in_all": item.in_all, "samples": item.samples}
 
 
 def _table_row(run: TableRun) -> dict[str, Any]:

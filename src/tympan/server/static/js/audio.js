@@ -1,6 +1,7 @@
 // Audio samples: waveform + log-mel spectrogram with a playhead, and a per-key step browser.
 import { api, apiUrl, enc } from "./api.js";
 import { h, fmt } from "./dom.js";
+import { byKey, stepNav } from "./step-nav.js";
 
 export function fmtClock(seconds) {
   if (!Number.isFinite(seconds)) return "0:00.0";
@@ -171,44 +172,21 @@ export class AudioView {
 
 /** Samples of one run grouped by key, each key browsable by step with a slider. */
 export function audioBrowser(runId, samples) {
-  const byKey = new Map();
-  for (const s of samples) {
-    if (!byKey.has(s.key)) byKey.set(s.key, []);
-    byKey.get(s.key).push(s);
-  }
   const root = h("div.audio-browser");
-  for (const [key, list] of [...byKey.entries()].sort()) {
-    list.sort((a, b) => a.step - b.step || String(a.sample_id).localeCompare(String(b.sample_id)));
+  for (const [key, list] of byKey(samples)) {
     const steps = [...new Set(list.map((s) => s.step))];
     const holder = h("div.audio-holder");
-    const slider = h("input.step-slider", { type: "range", min: 0, max: steps.length - 1, step: 1,
-      value: steps.length - 1, "aria-label": `step of ${key}` });
-    const stepLabel = h("span.step-label");
-    const select = h("select.step-select", { "aria-label": `step of ${key}` },
-      steps.map((s, i) => h("option", { value: i }, `step ${fmt(s)}`)));
+    const section = h("div.audio-key", { dataset: { key } });
     let views = [];
-    const show = (i) => {
+    const nav = stepNav(steps, key, (i) => {
       views.forEach((v) => v.destroy());
-      slider.value = i;
-      select.value = i;
-      stepLabel.textContent = `${i + 1} of ${steps.length}`;
-      const atStep = list.filter((s) => s.step === steps[i]);
-      views = atStep.map((s) => new AudioView(runId, s));
+      views = list.filter((s) => s.step === steps[i]).map((s) => new AudioView(runId, s));
       holder.replaceChildren(...views.map((v) => v.root));
       section.dataset.step = steps[i];
-    };
-    const prev = h("button.btn.icon", { type: "button", title: "Previous step",
-      onclick: () => show(Math.max(0, Number(slider.value) - 1)) }, "‹");
-    const next = h("button.btn.icon", { type: "button", title: "Next step",
-      onclick: () => show(Math.min(steps.length - 1, Number(slider.value) + 1)) }, "›");
-    slider.addEventListener("input", () => show(Number(slider.value)));
-    select.addEventListener("change", () => show(Number(select.value)));
-    const section = h("div.audio-key", { dataset: { key } },
-      h("div.audio-key-head", h("h3", key),
-        h("div.step-nav", prev, select, slider, next, stepLabel)),
-      holder);
+    });
+    section.append(h("div.audio-key-head", h("h3", key), nav.root), holder);
     root.append(section);
-    show(steps.length - 1);
+    nav.show(steps.length - 1);
   }
   return root;
 }

@@ -1,5 +1,6 @@
 // The compare page: N runs' metrics overlaid (one colour per run), their config diff, a
-// summary table, and their audio at the same step with one synchronized A/B transport.
+// summary table, their audio at the same step with one synchronized A/B transport, and their
+// images and tables at the same step.
 import { api, enc } from "../api.js";
 import { SyncPlayer } from "../sync-player.js";
 import { h, fmt, fmtDuration, statusBadge, link, empty, colour } from "../dom.js";
@@ -7,6 +8,8 @@ import { metricPanel } from "../metrics.js";
 import { setQuery, navigate } from "../router.js";
 import { onLeave } from "../state.js";
 import { tabs } from "../tabs.js";
+import { imagesCompareTab } from "../images.js";
+import { tablesCompareTab } from "../tables.js";
 
 function configDiff(data, colours) {
   const { runs, config_diff: diff } = data;
@@ -123,6 +126,8 @@ export async function comparePage({ query }) {
   const items = [
     { id: "metrics", label: "Metrics", count: keys.length, render: () => metricPanel(sources, keys, { state, onState: save }).root },
     { id: "audio", label: "Audio", count: new Set(data.audio.map((a) => a.key)).size, render: () => audioCompare(data, colours) },
+    imagesCompareTab(data, colours),
+    tablesCompareTab(data, colours),
     { id: "config", label: "Config diff", count: data.config_diff.keys.length, render: () => configDiff(data, colours) },
     { id: "summary", label: "Summary", render: () => summaryTable(data, colours, (k) => (lowerIsBetter(k) ? "lower" : "higher")) },
   ];

@@ -1,4 +1,4 @@
-// The run page: header facts, summary tiles, and tabs for charts, audio, config,
+// The run page: header facts, summary tiles, and tabs for charts, audio, images, tables, config,
 // environment, artifacts and health events.
 import { api, apiUrl, enc } from "../api.js";
 import { audioBrowser } from "../audio.js";
@@ -8,6 +8,8 @@ import { setQuery } from "../router.js";
 import { onLeave } from "../state.js";
 import { tabs } from "../tabs.js";
 import { defaultMetrics } from "./runs.js";
+import { imagesTab } from "../images.js";
+import { tablesTab } from "../tables.js";
 
 const LIVE_SECONDS = 10;
 
@@ -188,12 +190,15 @@ export async function runPage({ params, query }) {
       onLeave(() => view.querySelectorAll("audio").forEach((a) => a.pause()));
       return view;
     } },
+    imagesTab(run),
+    tablesTab(run),
     { id: "config", label: "Config", count: Object.keys(run.config_flat).length, render: () => configTable(run.config_flat) },
     { id: "environment", label: "Environment", render: () => environmentView(run) },
     { id: "artifacts", label: "Artifacts", count: (run.artifacts || []).length, render: () => artifactsView(run) },
     { id: "health", label: "Health", count: (run.probe && run.probe.events) || (run.error ? 1 : null), render: () => healthView(run) },
   ];
-  const initial = query.tab || (chartKeys.length ? "charts" : audioCount ? "audio" : "config");
+  const initial = query.tab || (chartKeys.length ? "charts" : audioCount ? "audio"
+    : run.images && run.images.count ? "images" : run.tables && run.tables.count ? "tables" : "config");
   const tabbed = tabs(items, { initial, onChange: (id) => save({ tab: id === "charts" ? "" : id }) });
   return h("div.run-page", head, chartKeys.length ? summaryTiles(run) : null, tabbed.root);
 }
