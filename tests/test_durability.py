@@ -289,3 +289,39 @@ def test_a_run_the_store_refuses_never_takes_other_runs_points_with_it(tmp_path,
     record = tympan.load_run(kept.id, store=store)
     np.testing.assert_array_equal(record.history("loss").steps, np.arange(300))
     assert record.summary["loss"].count == 300 and record.summary["loss"].max == 299.0
+
+
+@pytest.mark.postgres
+def test_a_forked_child_logging_its_own_run_leaves_the_parents_series_whole(
+    pg_database: str,
+) -> None:
+    parent = tympan.init(project="p", name="parent", store=pg_database)
+    for step in range(2000):
+        parent.log({"loss": float(step)}, step=step)
+    parent.flush()  # the engine's pool now holds idle connections a child would inherit
+    pid = os.fork()
+    if pid == 0:  # the child: a run of its own, as the docs advise; no cleanup on the way out
+        code = 1
+        try:
+            child = tympan.init(project="p", name="child", store=pg_database)
+            for step in range(3000):
+                child.log({"acc": float(step)}, step=step)
+                if step % 500 == 0:
+                    child.flush()
+            child.finish()
+            code = 0
+        finally:
+            os._exit(code)
+    for step in range(2000, 12_000):  # the parent keeps logging meanwhile
+        parent.log({"loss": float(step)}, step=step)
+        if step % 1000 == 0:
+            parent.flush()
+    _, status = os.waitpid(pid, 0)
+    parent.finish()
+    record = tympan.load_run(parent.id, store=pg_database)
+    np.testing.assert_array_equal(record.history("loss").steps, np.arange(12_000))
+    assert record.summary["loss"].count == 12_000
+    assert os.waitstatus_to_exitcode(status) == 0
+    (child,) = [r for r in tympan.find_runs(store=pg_database, project="p") if r.name == "child"]
+    assert child.status == "finished"
+    assert child.summary["acc"].count == 3000

@@ -8,7 +8,10 @@ another process committed in between, without the busy timeout ever being used.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+import weakref
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import NullPool
@@ -17,17 +20,41 @@ from tympan.store.location import StoreLocation
 
 WRITE = {"tympan_write": True}  # execution option that makes a transaction BEGIN IMMEDIATE
 
+_pooled: weakref.WeakSet[Engine] = weakref.WeakSet()
+_fork_hook = threading.Lock()
+_fork_hook_installed = False
+
 
 def make_engine(location: StoreLocation, busy_timeout: float) -> Engine:
     if location.dialect == "sqlite":
         return _sqlite_engine(location, busy_timeout)
-    return create_engine(
+    engine = create_engine(
         location.db_url,
         pool_pre_ping=True,
         pool_size=2,
         max_overflow=4,
         connect_args={"connect_timeout": 10},
     )
+    _dispose_after_fork(engine)
+    return engine
+
+
+def _dispose_after_fork(engine: Engine) -> None:
+    """A forked child must never use the parent's pooled connections: two processes talking
+    over one socket corrupt each other's transactions. SQLAlchemy's recipe for this is
+    ``dispose(close=False)`` in the child: a fresh pool, the parent's connections untouched
+    (psycopg does not close a connection it finds after a fork when it is collected)."""
+    global _fork_hook_installed
+    _pooled.add(engine)
+    with _fork_hook:
+        if not _fork_hook_installed:
+            os.register_at_fork(after_in_child=_new_pools_in_child)
+            _fork_hook_installed = True
+
+
+def _new_pools_in_child() -> None:
+    for engine in list(_pooled):
+        engine.dispose(close=False)
 
 
 def _sqlite_engine(location: StoreLocation, busy_timeout: float) -> Engine:
