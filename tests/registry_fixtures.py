@@ -1,7 +1,7 @@
 """What the registry tests share: a tiny synthesized corpus and ASR recipe runs that log a
 real checkpoint (an untrained CTCModel: registering and loading do not need a good model).
 
-    corpus = tiny_corpus(tmp_path_factory)                  # once per module
+    corpus = tiny_corpus(tmp_path_factory)                  # synthesized once per session
     run_id = asr_run(store, corpus, wer=0.2)                # a finished run with model.pt
 """
 
@@ -22,7 +22,7 @@ TINY = {"hidden": 32, "layers": 1, "voices": 3, "per_speaker": 3}
 def tiny_corpus(factory: pytest.TempPathFactory) -> Path:
     from tympan.audio.corpus import synth_corpus
 
-    root = factory.mktemp("registry-corpus") / "digits"
+    root = factory.getbasetemp() / "registry-corpus"  # one per session, reused by modules
     synth_corpus(root, voices=3, utterances_per_speaker=3, progress=False)
     return root
 

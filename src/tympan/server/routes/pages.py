@@ -1,7 +1,7 @@
 """The web UI's pages: every page path answers the single-page app's ``index.html``.
 
     /  /runs  /runs/{run_id}  /runs/{run_id}/probe  /compare  /studies  /studies/{study}
-    /findings
+    /findings  /models  /models/{name}  /models/{name}/versions/{version}
 
 The page's own script (``/static/js/main.js``) routes on the URL and reads everything from the
 JSON API, so a page link can be shared and reloaded. These routes need no token: the page
@@ -17,7 +17,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 INDEX = Path(__file__).resolve().parent.parent / "static" / "index.html"
 PAGE_PATHS = ["/runs", "/runs/{run_id}", "/runs/{run_id}/probe", "/compare", "/studies",
-              "/studies/{study}", "/findings"]
+              "/studies/{study}", "/findings", "/models", "/models/{name}",
+              "/models/{name}/versions/{version}"]
 HEADERS = {
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",

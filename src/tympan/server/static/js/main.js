@@ -11,6 +11,8 @@ import { comparePage } from "./pages/compare.js";
 import { studiesPage, studyPage } from "./pages/studies.js";
 import { findingsPage } from "./pages/findings.js";
 import { probePage } from "./pages/probe.js";
+import { modelsPage, modelPage } from "./pages/models.js";
+import { modelVersionPage } from "./pages/models-version.js";
 
 const app = document.getElementById("app");
 
@@ -33,6 +35,9 @@ route("/compare", comparePage);
 route("/studies", studiesPage);
 route("/studies/:name", studyPage);
 route("/findings", findingsPage);
+route("/models", modelsPage);
+route("/models/:name/versions/:version", modelVersionPage);
+route("/models/:name", modelPage);
 
 let renderTicket = 0;
 
@@ -83,7 +88,7 @@ async function loadProjects() {
   onProject(() => {
     select.value = state.project;
     const path = location.pathname;
-    if (path === "/" || path === "/runs" || path === "/studies" || path === "/findings") {
+    if (path === "/" || path === "/runs" || path === "/studies" || path === "/findings" || path === "/models") {
       const search = new URLSearchParams(location.search);
       if (state.project) search.set("project", state.project); else search.delete("project");
       search.delete("offset");
