@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import tympan
-from tympan.errors import StudyBusyError, StudyChangedError, StudyFileError
+from tympan.errors import StudyBusyError, StudyChangedError, StudyError, StudyFileError
 from tympan.store import open_store, studies
 from tympan.study.plan import plan
 from tympan.study.records import load_stored_study
@@ -30,6 +30,8 @@ if args.get("sleep"):
     time.sleep(float(args["sleep"]))
 if args.get("enc") == "broken" and seed == 1:
     raise RuntimeError("broken encoder diverged")
+if args.get("fail") == "all":
+    raise ModuleNotFoundError("No module named 'warpctc'")
 if args.get("enc") == "silent":
     sys.exit(0)  # never starts a run
 effect = {"a": 0.0, "b": -0.2, "c": 0.0, "broken": 0.1, "silent": 0.0}[args["enc"]]
@@ -226,10 +228,18 @@ def test_a_trial_past_its_timeout_is_stopped(tmp_path: Path) -> None:
         "command: python train.py", "command: python train.py\n    overrides: {sleep: 30}\n"
                                     "    resources: {timeout: 1}"))
     started = time.monotonic()
-    stored = run_study(load_study(path), store=str(tmp_path / "store"), workers=3)
+    # Every first trial (one per arm) times out alike: the study stops there.
+    with pytest.raises(StudyError, match="first 3 trials all failed the same way: timed out"
+                       ) as info:
+        run_study(load_study(path), store=str(tmp_path / "store"), workers=3)
     assert time.monotonic() - started < 25
-    assert all(t.status == "failed" and t.error.startswith("timed out after")
-               for t in stored.current_trials())
+    with open_store(str(tmp_path / "store")) as handle:
+        trials = load_stored_study(handle, "toy").current_trials()
+    pending = sum(t.status == "pending" for t in trials)  # a 4th may have started meanwhile
+    assert pending >= 1 and f"{pending} trial{' was' if pending == 1 else 's were'} not run" in \
+        str(info.value)
+    assert sum(t.status == "failed" for t in trials) == 6 - pending
+    assert all(t.error.startswith("timed out after") for t in trials if t.status == "failed")
 
 
 def _alive(pid: int | None) -> bool:
@@ -241,3 +251,40 @@ def _alive(pid: int | None) -> bool:
         return False
     with open(f"/proc/{pid}/stat") as f:
         return f.read().split()[2] != "Z"
+
+
+def _ablate(store: str, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    tympan_cli = str(Path(sys.executable).parent / "tympan")
+    return subprocess.run([tympan_cli, "--store", store, "ablate", str(path), "--quiet", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_ablate_exits_non_zero_when_a_trial_failed(tmp_path: Path) -> None:
+    path = write_study(tmp_path, BASIC.replace("[a, b, c]", "[a, broken]"))
+    store = str(tmp_path / "store")
+    done = _ablate(store, path, "--workers", "2")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "verdicts" in done.stdout or "no comparisons" in done.stdout  # still reported
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: 1 of 6 trials failed (enc=broken seed=1: exit status 1: RuntimeError: "
+        "broken encoder diverged); see `tympan study toy`, then run again with --retry-failed")
+    again = _ablate(store, path)  # nothing left to run, but the study is still incomplete
+    assert again.returncode == 1 and "1 of 6 trials failed" in again.stderr
+
+
+def test_ablate_stops_when_every_first_trial_fails_the_same_way(tmp_path: Path) -> None:
+    path = write_study(tmp_path, BASIC.replace("command: python train.py",
+                                               "command: python train.py\n"
+                                               "    overrides: {fail: all}"))
+    store = str(tmp_path / "store")
+    done = _ablate(store, path)
+    assert done.returncode == 1
+    error = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert error == [
+        "error: study toy stopped: its first 3 trials all failed the same way: "
+        "exit status 1: ModuleNotFoundError: No module named 'warpctc'; 6 trials were not "
+        "run. Fix the cause, then run again with --retry-failed"]
+    assert done.stdout.count("failed") == 3  # one line per trial that ran, then nothing
+    with open_store(store) as handle:
+        states = [t.status for t in load_stored_study(handle, "toy").current_trials()]
+    assert sorted(states) == ["failed"] * 3 + ["pending"] * 6

@@ -39,10 +39,13 @@ def ablate_command(
     quiet: Annotated[bool, typer.Option(
         "--quiet", help="No progress display; one line per finished trial.")] = False,
 ) -> None:
-    """Run the trials of STUDY.yaml that are not done yet, then print the verdicts."""
+    """Run the trials of STUDY.yaml that are not done yet, then print the verdicts; exits
+    non-zero when a trial failed."""
+    from tympan.cli.app import print_error
     from tympan.cli.study import print_verdicts
     from tympan.study.analysis import analyse
     from tympan.study.findings import record_findings
+    from tympan.study.records import first_line
     from tympan.study.runner import run_study
     from tympan.study.spec import load_study
 
@@ -54,11 +57,16 @@ def ablate_command(
     analysis = analyse(stored)
     print_verdicts(analysis)
     record_findings(stored.store, analysis)
-    failed = [t for t in stored.current_trials() if t.status == "failed"]
-    if failed:
-        typer.echo(f"{len(failed)} trial(s) failed; see `tympan study {stored.name}` for "
-                   "their errors, then run again with --retry-failed")
     typer.echo(f"report: tympan report {stored.name}")
+    trials = stored.current_trials()
+    failed = [t for t in trials if t.status in ("failed", "crashed")]
+    if failed:
+        t = failed[0]
+        example = f"{t.arm} seed={t.seed}: {first_line(t.error)}"
+        print_error(f"{len(failed)} of {len(trials)} trials failed "
+                    f"({example if len(failed) == 1 else 'e.g. ' + example}); see `tympan "
+                    f"study {stored.name}`, then run again with --retry-failed")
+        raise typer.Exit(1)
 
 
 class StudyProgress:
@@ -83,7 +91,7 @@ class StudyProgress:
         self.bar.__exit__(*exc)
 
     def update(self, p: Any) -> None:  # a tympan.study.runner.Progress
-        from tympan.study.report import first_line
+        from tympan.study.records import first_line
 
         states = f"running {p.running} · failed {p.failed}"
         if p.skipped:

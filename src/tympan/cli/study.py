@@ -59,7 +59,7 @@ def study_command(
 
 
 def trials_table(analysis: Any) -> Any:
-    from tympan.study.report import first_line
+    from tympan.study.records import first_line
 
     keys = [m.key for m in analysis.spec.metrics]
     out = table("arm", "seed", "status", "run", "tries", "time", *keys, "error",

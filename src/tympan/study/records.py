@@ -98,6 +98,20 @@ class StoredStudy:
         return self.store.blobs.read(trial.log_sha256).decode("utf-8", "replace")
 
 
+def first_line(text: str | None) -> str:
+    """A failed trial's error in one line: its first line, followed by the last line of the
+    output when that first line only says how the command ended (``exit status 1: ValueError:
+    ...``); a traceback's last line (the exception) when the error is a traceback."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if lines[0].startswith("Traceback (most recent call last)"):
+        return lines[-1]
+    if len(lines) > 1 and lines[0].startswith(("exit status", "timed out after")):
+        return f"{lines[0]}: {lines[-1]}"
+    return lines[0]
+
+
 def find_study(store: Store, text: str, project: str | None = None) -> Any:
     """The studies row named by an id, a unique id prefix, or a name (within ``project``)."""
     with store.read() as conn:

@@ -20,7 +20,7 @@ from tympan.store import Store
 from tympan.study import stats
 from tympan.study.analysis import Comparison, StudyAnalysis, TrialResult, analyse
 from tympan.study.forest import forest_svg, number, verdict_colour
-from tympan.study.records import load_stored_study
+from tympan.study.records import first_line, load_stored_study
 
 __all__ = ["forest_svg", "make_report", "render_html", "render_markdown", "write_report"]
 
@@ -110,20 +110,6 @@ def trial_columns(analysis: StudyAnalysis) -> list[str]:
 def sorted_trials(analysis: StudyAnalysis) -> list[TrialResult]:
     return sorted(analysis.trials, key=lambda t: (t.trial.arm != "baseline", t.trial.arm,
                                                   t.trial.seed))
-
-
-def first_line(text: str | None) -> str:
-    """A failed trial's error in one line: its first line, followed by the last line of the
-    output when that first line only says how the command ended (``exit status 1: ValueError:
-    ...``); a traceback's last line (the exception) when the error is a traceback."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    if not lines:
-        return ""
-    if lines[0].startswith("Traceback (most recent call last)"):
-        return lines[-1]
-    if len(lines) > 1 and lines[0].startswith(("exit status", "timed out after")):
-        return f"{lines[0]}: {lines[-1]}"
-    return lines[0]
 
 
 def value_text(value: float) -> str:

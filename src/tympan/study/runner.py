@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from tympan import settings
-from tympan.errors import StudyBusyError, StudyChangedError
+from tympan.errors import StudyBusyError, StudyChangedError, StudyError
 from tympan.store import Store, projects, runs, studies
 from tympan.study.executors import Executor, TrialJob, TrialResult, make_executor
-from tympan.study.plan import config_digest, entry_command, plan
-from tympan.study.records import StoredStudy, TrialRow, load_stored_study
+from tympan.study.plan import arms, config_digest, entry_command, plan
+from tympan.study.records import StoredStudy, TrialRow, first_line, load_stored_study
 from tympan.study.spec import StudyFile
 from tympan.track import liveness
 from tympan.track.naming import new_run_id
@@ -128,6 +128,11 @@ def _run(store: Store, study: StudyFile, study_id: str, where: str, pool: Execut
 
     report("begin", None)
     queue = list(todo)
+    # As many trials as arms: if all of the first ones to end fail with one error, the cause
+    # is the command or the environment, not a component, and the rest would fail alike.
+    first = min(len(arms(study)), len(todo))
+    ended: list[TrialRow] = []
+    stopped = ""
     while queue or running:
         while queue and len(running) < pool.slots:
             trial = queue.pop(0)
@@ -139,10 +144,28 @@ def _run(store: Store, study: StudyFile, study_id: str, where: str, pool: Execut
             trial = _finish(store, running.pop(result.trial_id), result)
             trials[trial.id] = trial
             report(trial.status, trial)
+            ended.append(trial)
+            error = _common_failure(ended) if len(ended) == first and queue else None
+            if error:
+                stopped = (f"study {study.spec.name} stopped: its first {first} trials all "
+                           f"failed the same way: {error}; {len(queue)} "
+                           f"{'trial was' if len(queue) == 1 else 'trials were'} not run. "
+                           "Fix the cause, then run again with --retry-failed")
+                queue.clear()  # the running ones end on their own
         if time.monotonic() - last_beat > _BEAT:
             with store.write() as conn:
                 studies.change(conn, study_id, runner_beat=time.time())
             last_beat = time.monotonic()
+    if stopped:
+        raise StudyError(stopped)
+
+
+def _common_failure(trials: list[TrialRow]) -> str | None:
+    """The one error line every trial failed with, or None."""
+    lines = {first_line(t.error) for t in trials}
+    if all(t.status == "failed" for t in trials) and len(lines) == 1:
+        return lines.pop()
+    return None
 
 
 def _start(store: Store, trial: TrialRow, argv: list[str], cwd: str, study: StudyFile,
