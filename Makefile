@@ -25,7 +25,7 @@ $(VENV)/.deps-demo: pyproject.toml | $(PY)
 
 $(VENV)/.deps-test: pyproject.toml | $(PY)
 	$(MAKE) --no-print-directory torch
-	$(PIP) install --quiet -e '.[dev,torch,audio,postgres,ray,ui]'
+	$(PIP) install --quiet -e '.[dev,torch,audio,postgres,ray,ui,s3]'
 	touch $@
 
 # Runs the reduced ASR ablation study (encoder x front end x LR schedule, 3 seeds: 15 trials

@@ -11,8 +11,12 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from tympan.errors import MissingDependencyError, StoreError, StoreUnavailableError
 
 _CHUNK = 1 << 20
 
@@ -75,16 +79,28 @@ class BlobStore:
     def exists(self, sha256: str) -> bool:
         if _is_local(self.root):
             return os.path.exists(self.path(sha256))
-        return self._fs().exists(self.path(sha256))
+        with object_store_errors(self.root):
+            return self._fs().exists(self.path(sha256))
 
     def open(self, sha256: str) -> IO[bytes]:
         if _is_local(self.root):
             return open(self.path(sha256), "rb")
-        return self._fs().open(self.path(sha256), "rb")
+        with object_store_errors(self.root):
+            return self._fs().open(self.path(sha256), "rb")
 
     def read(self, sha256: str) -> bytes:
-        with self.open(sha256) as f:
+        with object_store_errors(self.root), self.open(sha256) as f:
             return f.read()
+
+    def read_range(self, sha256: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (exclusive) of a blob: one ranged GET on an object store,
+        so seeking in a long recording does not download all of it."""
+        if _is_local(self.root):
+            with open(self.path(sha256), "rb") as f:
+                f.seek(start)
+                return f.read(max(0, end - start))
+        with object_store_errors(self.root):
+            return self._fs().cat_file(self.path(sha256), start=start, end=end)
 
     def copy_to(self, sha256: str, dest: str | os.PathLike[str]) -> None:
         with self.open(sha256) as src, open(dest, "wb") as out:
@@ -92,7 +108,7 @@ class BlobStore:
 
     def _write(self, sha: str, fill) -> None:
         if not _is_local(self.root):
-            with self._fs().open(self.path(sha), "wb") as out:
+            with object_store_errors(self.root), self._fs().open(self.path(sha), "wb") as out:
                 fill(out)
             return
         target = Path(self.path(sha))
@@ -112,5 +128,35 @@ class BlobStore:
     def _fs(self):
         import fsspec
 
-        fs, _ = fsspec.core.url_to_fs(self.root)
+        with object_store_errors(self.root):
+            fs, _ = fsspec.core.url_to_fs(self.root)
         return fs
+
+
+_NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "NoAuthTokenError")
+_UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError")
+
+
+@contextmanager
+def object_store_errors(root: str) -> Iterator[None]:
+    """An object store's failures as tympan errors that say what to do: no credentials, no
+    access, no client library for the scheme, or a server that cannot be reached."""
+    try:
+        yield
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"the artifact root {root} needs an fsspec client for its scheme ({exc}); for "
+            "s3:// install tympan's s3 extra: pip install 'tympan[s3]'") from None
+    except PermissionError as exc:
+        raise StoreError(f"the artifact root {root} refused access ({exc}): check that the "
+                         "credentials may read and write it") from None
+    except Exception as exc:
+        kind = type(exc).__name__
+        if kind in _NO_CREDENTIALS:
+            raise StoreError(
+                f"no credentials for the artifact root {root} ({exc}): set AWS_ACCESS_KEY_ID "
+                "and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), and AWS_ENDPOINT_URL for an "
+                "S3-compatible server other than AWS") from None
+        if kind in _UNREACHABLE:
+            raise StoreUnavailableError(f"cannot reach the artifact root {root} ({exc})") from None
+        raise
