@@ -1,4 +1,4 @@
-"""tympan.track.compare: pure comparisons of two runs' config, environment and metrics."""
+"""tympan.records.compare: pure comparisons of two runs' config, environment and metrics."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 import tympan
-from tympan.store.summaries import Summary
-from tympan.track.compare import (
+from tympan.records.compare import (
     Change,
     StatChange,
     diff_config,
@@ -20,6 +19,7 @@ from tympan.track.compare import (
     diff_runs,
     environment_facts,
 )
+from tympan.store.summaries import Summary
 
 
 def environment(**changes: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""tympan.track.export: CSV and standard-JSON exports of a stored run."""
+"""tympan.records.export: CSV and standard-JSON exports of a stored run."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import pytest
 
 import tympan
 from tympan.errors import InvalidInputError
-from tympan.track.export import export_run, json_safe, write_csv, write_json
-from tympan.track.lookup import RunRecord
+from tympan.records.export import export_run, json_safe, write_csv, write_json
+from tympan.records.record import RunRecord
 
 VALUES = [0.1, float("nan"), 1e308, float("inf"), float("-inf"), -0.0, 1 / 3, 7.0]
 STEPS = [10, 3, 4, 2, 20, 21, 5, 6]  # logging order, not step order

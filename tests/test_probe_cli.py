@@ -71,9 +71,9 @@ def test_fit_then_score_flags_noisy_speech_and_names_a_layer(trained) -> None:
     assert stored["inputs"] == report["inputs"]
 
     # The model run's probe data (what the web UI's probe page shows) gathers its probe runs.
-    from tympan.track.lookup import get_run
-    from tympan.track.probe_data import probe_data
-    from tympan.track.run_page import run_page
+    from tympan.records.probe import probe_data
+    from tympan.records.record import get_run
+    from tympan.server.views.run_page import run_page
     from tympan.track.stores import shared_store
 
     model_record = get_run(shared_store(store), run_id)

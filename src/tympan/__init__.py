@@ -13,12 +13,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tympan.errors import TympanError
+from tympan.records.api import find_runs, load_run
 from tympan.track.api import (
     active_run,
-    find_runs,
     finish,
     init,
-    load_run,
     log,
     log_artifact,
     log_audio,
@@ -28,7 +27,7 @@ from tympan.track.api import (
 )
 
 if TYPE_CHECKING:
-    from tympan.track.lookup import RunRecord
+    from tympan.records.record import RunRecord
     from tympan.track.run import Run
 
 __version__ = "0.1.0"
@@ -64,7 +63,7 @@ def __getattr__(name: str) -> Any:
 
         return tympan.models
     if name == "RunRecord":
-        from tympan.track.lookup import RunRecord
+        from tympan.records.record import RunRecord
 
         return RunRecord
     raise AttributeError(f"module 'tympan' has no attribute {name!r}")

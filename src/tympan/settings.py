@@ -37,7 +37,7 @@ def _positive_int(text: str) -> int:
 
 
 def _run_id(text: str) -> str:
-    from tympan.track.naming import ID_ALPHABET, ID_LENGTH
+    from tympan.ids import ID_ALPHABET, ID_LENGTH
 
     if len(text) != ID_LENGTH or any(c not in ID_ALPHABET for c in text):
         raise ValueError(f"a run id is {ID_LENGTH} characters of [0-9a-z]")

@@ -1,4 +1,4 @@
-"""``tympan diff RUN_A RUN_B``: what differs between two runs (logic in track/compare.py)."""
+"""``tympan diff RUN_A RUN_B``: what differs between two runs (logic in records/compare.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from rich.text import Text
 
 from tympan.cli import render
 from tympan.cli.context import opened_store
-from tympan.track.compare import (
+from tympan.records.compare import (
     SUMMARY_STATS,
     ConfigDiff,
     EnvironmentDiff,
@@ -19,7 +19,7 @@ from tympan.track.compare import (
     RunDiff,
     diff_runs,
 )
-from tympan.track.lookup import get_run
+from tympan.records.record import get_run
 
 ABSENT = Text("(absent)", style="dim")
 

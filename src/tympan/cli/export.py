@@ -1,4 +1,4 @@
-"""``tympan export RUN``: a run's metrics as CSV or JSON (format in track/export.py)."""
+"""``tympan export RUN``: a run's metrics as CSV or JSON (format in records/export.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import typer
 
 from tympan.cli.context import opened_store
 from tympan.errors import InvalidInputError
-from tympan.track.export import export_run
-from tympan.track.lookup import get_run
+from tympan.records.export import export_run
+from tympan.records.record import get_run
 
 
 class ExportFormat(str, Enum):

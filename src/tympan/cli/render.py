@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tympan.config import config_text
-from tympan.track.export import json_safe
+from tympan.records.export import json_safe
 
 STATUS_STYLES = {"running": "cyan", "finished": "green", "failed": "bold red",
                  "crashed": "magenta"}

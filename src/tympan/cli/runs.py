@@ -10,9 +10,10 @@ from rich.table import Table
 
 from tympan.cli import render
 from tympan.cli.context import opened_store
-from tympan.track.export import run_fields, summary_fields
-from tympan.track.lookup import RunRecord, find_runs, split_metric_sort
-from tympan.track.query import parse_where
+from tympan.records.export import run_fields, summary_fields
+from tympan.records.query import RunQuery, split_metric_key
+from tympan.records.record import RunRecord
+from tympan.records.table import find_runs
 
 COMMON_METRICS = 4  # metric columns picked by default, besides the sort key's
 
@@ -44,7 +45,8 @@ def runs_command(
         str | None,
         typer.Option("--sort", metavar="KEY",
                      help="Sort by a metric: KEY (its last value), KEY.min, KEY.max or "
-                          "KEY.last. Runs without it come last. Default: newest first."),
+                          "KEY.last; by a run field (started_at, name, duration...) or by "
+                          "config:KEY. Runs without it come last. Default: newest first."),
     ] = None,
     desc: Annotated[bool, typer.Option("--desc", help="Sort largest first.")] = False,
     limit: Annotated[
@@ -62,10 +64,10 @@ def runs_command(
     ] = False,
 ) -> None:
     """List runs, newest first: filter by project, status, tag and config; sort by a metric."""
-    filters = parse_where(where or [])
+    query = RunQuery.from_options(project=project, status=status, tags=tag or (),
+                                  where=where, sort=sort, descending=desc, limit=limit)
     with opened_store(ctx) as store:
-        records = find_runs(store, project=project, status=status or None, tags=tag or [],
-                            where=filters, sort=sort, descending=desc, limit=limit)
+        records = find_runs(store, query)
     if as_json:
         render.print_json([
             {**run_fields(r), "summary": summary_fields(r.summary)} for r in records
@@ -75,17 +77,20 @@ def runs_command(
     if not records:
         out.print("no runs match")
         return
-    chosen = parse_columns(columns) if columns else default_columns(records, sort)
+    metric_sort = (query.sort.key, query.sort.field) if query.sort is not None \
+        and query.sort.kind == "metric" else None
+    chosen = parse_columns(columns) if columns else default_columns(records, metric_sort)
     out.print(runs_table(records, chosen, show_project=project is None))
 
 
 def parse_columns(text: str) -> list[tuple[str, str]]:
-    return [split_metric_sort(part.strip()) for part in text.split(",") if part.strip()]
+    return [split_metric_key(part.strip()) for part in text.split(",") if part.strip()]
 
 
-def default_columns(records: list[RunRecord], sort: str | None) -> list[tuple[str, str]]:
-    """The sort key's column, then the metric keys most runs have (last value)."""
-    chosen = [split_metric_sort(sort)] if sort else []
+def default_columns(records: list[RunRecord], sort: tuple[str, str] | None
+                    ) -> list[tuple[str, str]]:
+    """The sort metric's column, then the metric keys most runs have (last value)."""
+    chosen = [sort] if sort else []
     counts = Counter(key for record in records for key in record.summary)
     common = sorted(counts, key=lambda key: (-counts[key], key))
     chosen += [(key, "last") for key in common if (key, "last") not in chosen][:COMMON_METRICS]

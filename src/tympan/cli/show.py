@@ -13,9 +13,10 @@ from rich.text import Text
 
 from tympan.cli import render
 from tympan.cli.context import opened_store
-from tympan.track.compare import environment_facts
-from tympan.track.export import run_fields, summary_fields
-from tympan.track.lookup import RunRecord, flatten, get_run
+from tympan.config import flatten
+from tympan.records.compare import environment_facts
+from tympan.records.export import run_fields, summary_fields
+from tympan.records.record import RunRecord, get_run
 
 
 def show_command(
@@ -105,7 +106,7 @@ def probe_panels(record: RunRecord, artifacts: list[Any]) -> list[Panel]:
     if not any(a.path.startswith("probe/") for a in artifacts):
         return []
     from tympan.cli.probe import anomaly_renderables, drift_table
-    from tympan.track.probe_data import EVENTS, probe_data
+    from tympan.records.probe import EVENTS, probe_data
 
     data = probe_data(record, children=False)
     panels = [render.panel(Group(*anomaly_renderables(report, show=5)), "probe: anomaly report")

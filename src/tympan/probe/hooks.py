@@ -36,6 +36,7 @@ from tympan.probe.layers import (
     saturation_of,
 )
 from tympan.probe.stats import LayerStats, Saturation, Scratch
+from tympan.records.probe import EVENTS, STATS, layer_metric
 
 if TYPE_CHECKING:
     from tympan.probe.worker import Worker
@@ -271,20 +272,20 @@ class Probe:
         out: dict[str, float] = {}
         for name, s in self._interval.items():
             for key, value in s.summary().items():
-                out[f"probe/{name}/{key}"] = value
+                out[layer_metric(name, key)] = value
             _fold(self.stats, name, s)
         for name, s in self._interval_grad.items():
             summary = s.summary()
-            out[f"probe/{name}/grad_mean"] = summary["mean"]
-            out[f"probe/{name}/grad_std"] = summary["std"]
-            out[f"probe/{name}/grad_nan"] = summary["nan"]
-            out[f"probe/{name}/grad_inf"] = summary["inf"]
+            out[layer_metric(name, "grad_mean")] = summary["mean"]
+            out[layer_metric(name, "grad_std")] = summary["std"]
+            out[layer_metric(name, "grad_nan")] = summary["nan"]
+            out[layer_metric(name, "grad_inf")] = summary["inf"]
             _fold(self.grad_stats, name, s)
         for name, norm in grad_norms.items():
-            out[f"probe/{name}/grad_norm"] = norm
+            out[layer_metric(name, "grad_norm")] = norm
         for name, values in attention.items():
             for key, value in values.items():
-                out[f"probe/{name}/attention_{key}"] = value
+                out[layer_metric(name, f"attention_{key}")] = value
         self._seen_bad, self._seen_bad_grad = {}, {}
         return out
 
@@ -322,9 +323,9 @@ class Probe:
             raise InvalidInputError("probe.save() needs a run: attach(..., run=run) or "
                                     "save(run)")
         snap = self.snapshot()
-        run.log_artifact(json.dumps(snap, allow_nan=False).encode(), name="probe/stats.json")
+        run.log_artifact(json.dumps(snap, allow_nan=False).encode(), name=STATS)
         run.log_artifact(json.dumps(snap["events"], allow_nan=False).encode(),
-                         name="probe/events.json")
+                         name=EVENTS)
 
     def detach(self) -> None:
         """Remove every hook this probe put on the model and stop its worker thread (after

@@ -14,7 +14,6 @@ run and whose config says what was probed with what. The result is an artifact o
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +22,10 @@ import numpy as np
 
 import tympan
 from tympan.errors import InvalidInputError, NotFoundError
-from tympan.probe.profile import ARTIFACT, Profile, fit
+from tympan.probe.profile import Profile, fit
 from tympan.probe.sources import Inputs, read_inputs
 from tympan.probe.target import ProbeTarget, load_target
+from tympan.records.probe import PROBE_TAG, PROFILE, anomaly_path, drift_path
 
 
 @dataclass
@@ -83,7 +83,7 @@ def find_profile(record: Any, profile: str | None, store: str | None) -> tuple[P
             return Profile.load(profile), profile
         holder = tympan.load_run(profile, store=store)
         return Profile.from_run(holder), holder.id
-    if any(a.path == ARTIFACT for a in record.artifacts()):
+    if any(a.path == PROFILE for a in record.artifacts()):
         return Profile.from_run(record), record.id
     fits = tympan.find_runs(store=store, project=record.project, tags=["probe-fit"],
                             where={"probe.model_run": record.id}, status="finished")
@@ -114,7 +114,7 @@ def score_inputs(model_run: str, *, store: str | None = None, recipe: str | None
               "alpha": alpha, "seed": seed, "inputs": len(inputs)}
     with _probe_run(record, "score", config, store) as run:
         run.log_artifact(json.dumps(report, allow_nan=False).encode(),
-                         name=f"probe/anomaly/{slug(report['label'])}.json")
+                         name=anomaly_path(report["label"]))
         run.log({"probe/inputs": len(inputs), "probe/flagged": int(sum(flagged)),
                  "probe/flagged_fraction": float(np.mean(flagged))})
     return ScoreResult(run.id, report)
@@ -176,7 +176,7 @@ def drift_data(model_run: str, *, store: str | None = None, recipe: str | None =
               "alpha": alpha, "permutations": permutations, "seed": seed}
     with _probe_run(record, "drift", config, store) as run:
         run.log_artifact(json.dumps(report, allow_nan=False).encode(),
-                         name=f"probe/drift/{slug(report['label'])}.json")
+                         name=drift_path(report["label"]))
         run.log({"probe/drifted_layers": len(result.drifted_layers),
                  "probe/layers": len(rows)})
     return DriftResult(run.id, report)
@@ -185,13 +185,8 @@ def drift_data(model_run: str, *, store: str | None = None, recipe: str | None =
 def _probe_run(record: Any, job: str, config: dict[str, Any], store: str | None) -> Any:
     # Under one "probe" key, so the model project's config columns stay the models' own.
     return tympan.init(project=record.project, name=f"probe-{job}-{record.name}",
-                       config={"probe": config}, tags=["probe", f"probe-{job}"],
+                       config={"probe": config}, tags=[PROBE_TAG, f"probe-{job}"],
                        parent=record.id, store=store)
-
-
-def slug(label: str) -> str:
-    """A label as an artifact file name: letters, digits, '.', '_' and '-'."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")[:80] or "inputs"
 
 
 def _finite(value: float) -> float | None:

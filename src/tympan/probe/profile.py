@@ -47,9 +47,9 @@ from torch import nn
 from tympan.errors import InvalidInputError
 from tympan.probe.detectors import LayerDetector, detector_class
 from tympan.probe.features import collect, require_finite
+from tympan.records.probe import PROFILE
 
 FORMAT = "tympan.probe.profile/2"
-ARTIFACT = "probe/profile.npz"
 POOLINGS = ("mean+std", "mean")
 _CHUNK = 256  # inputs scored at a time: the step-down works on (chunk, layers, n_cal) arrays
 
@@ -305,12 +305,12 @@ class Profile:
         meta.pop("format")
         return cls(layers, meta)
 
-    def log(self, run: Any, name: str = ARTIFACT) -> None:
+    def log(self, run: Any, name: str = PROFILE) -> None:
         """Log the profile to a tympan run as the artifact ``probe/profile.npz``."""
         run.log_artifact(self.save(), name=name, media_type="application/octet-stream")
 
     @classmethod
-    def from_run(cls, record: Any, name: str = ARTIFACT) -> Profile:
+    def from_run(cls, record: Any, name: str = PROFILE) -> Profile:
         """The profile a run logged (``record`` from ``tympan.load_run``)."""
         return cls.load(record.read_artifact(name))
 

@@ -25,7 +25,7 @@ BOUNDS = ("_low", "_high")
 def build_card(store: Store, version: ModelVersion, registry: Any) -> dict[str, Any]:
     """The card of ``version`` as plain data (JSON-able)."""
     from tympan.errors import NotFoundError
-    from tympan.track.lookup import run_by_id
+    from tympan.records.record import run_by_id
 
     try:
         record = run_by_id(store, version.run_id)
@@ -74,8 +74,8 @@ def metrics_with_intervals(summary: dict[str, Any]) -> list[dict[str, Any]]:
 def applicable_findings(store: Store, config: dict[str, Any]) -> list[dict[str, Any]]:
     """Pooled findings about a component level this config uses (or its baseline): which
     components were shown to help or hurt, in which studies and recipes."""
+    from tympan.config import flatten
     from tympan.study.findings import pooled_findings
-    from tympan.track.lookup import flatten
 
     flat = {key.rsplit(".", 1)[-1]: value for key, value in flatten(config or {}).items()}
     flat |= flatten(config or {})
@@ -103,7 +103,7 @@ def applicable_findings(store: Store, config: dict[str, Any]) -> list[dict[str, 
 def probe_summary(record: Any) -> dict[str, Any]:
     """The training run's probe: layers watched, health events, and its reference profiles,
     anomaly and drift reports (from its ``tympan probe`` runs)."""
-    from tympan.track.probe_data import probe_data
+    from tympan.records.probe import probe_data
 
     data = probe_data(record)
     fits = [c for c in _children(record) if "probe-fit" in (c.tags or [])]
@@ -122,7 +122,7 @@ def probe_summary(record: Any) -> dict[str, Any]:
 
 
 def _children(record: Any) -> list[Any]:
-    from tympan.track.lookup import child_runs
+    from tympan.records.record import child_runs
 
     return child_runs(record)
 

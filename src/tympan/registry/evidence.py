@@ -35,7 +35,7 @@ def resolve_evidence(store: Store, text: str | None, model: str,
         return resolve_evidence(store, value, model, version)
     if kind == "study":
         return {"kind": "study", **_study(store, value)}
-    from tympan.track.lookup import get_run
+    from tympan.records.record import get_run
 
     record = get_run(store, value)
     if kind == "run":

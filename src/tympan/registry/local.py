@@ -75,7 +75,7 @@ class LocalRegistry:
         return self.store.blobs.read(sha256)
 
     def run_record(self, run: str) -> Any:
-        from tympan.track.lookup import get_run
+        from tympan.records.record import get_run
 
         return get_run(self.store, run)
 

@@ -18,6 +18,13 @@ def get(conn: Connection, run_id: str) -> Row | None:
     return conn.execute(select(runs).where(runs.c.id == run_id)).first()
 
 
+def by_ids(conn: Connection, run_ids: Sequence[str]) -> list[Row]:
+    """The rows of the runs with these ids (missing ones left out), in no particular order."""
+    ids = list(run_ids)
+    return [row for i in range(0, len(ids), 500)
+            for row in conn.execute(select(runs).where(runs.c.id.in_(ids[i:i + 500])))]
+
+
 def ids_with_prefix(conn: Connection, prefix: str, limit: int = 5,
                     project_id: int | None = None) -> list[str]:
     """Ids starting with ``prefix`` (of one project's runs when ``project_id`` is given)."""

@@ -6,9 +6,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tympan.errors import StudyNotFoundError
+from tympan.records.query import RunFilter, RunQuery
+from tympan.records.record import RunRecord
+from tympan.records.table import find_runs
 from tympan.store import Store, projects, studies
 from tympan.study.spec import Metric, StudySpec
-from tympan.track.lookup import RunRecord, find_runs
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ def load_stored_study(store: Store, text: str, project: str | None = None) -> St
         holder = (row.runner_host, row.runner_pid) if row.runner_pid is not None else None
     stored_spec = dict(row.spec)
     spec = StudySpec.model_validate(stored_spec.pop("spec"))
-    records = {r.id: r for r in find_runs(store=store, study=row.id)}
+    records = {r.id: r for r in find_runs(store, RunQuery(RunFilter(study=row.id)))}
     return StoredStudy(id=row.id, name=row.name, project=project_name, spec=spec,
                        spec_hash=row.spec_hash, source=row.source, created_at=row.created_at,
                        updated_at=row.updated_at, meta=stored_spec, trials=trial_rows,

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 from tympan.track import active
 
 if TYPE_CHECKING:
-    from tympan.track.lookup import RunRecord
     from tympan.track.run import Run
 
 _pending_seed: list[int] = []  # seed_everything() before init(): recorded by the next run
@@ -93,21 +92,5 @@ def seed_everything(seed: int) -> int:
     return seed
 
 
-def load_run(run: str, store: str | os.PathLike[str] | None = None) -> RunRecord:
-    """A stored run by id, id prefix or unique name."""
-    from tympan.track.lookup import get_run
-    from tympan.track.stores import shared_store
-
-    return get_run(shared_store(store), run)
-
-
-def find_runs(store: str | os.PathLike[str] | None = None, **filters: Any) -> list[RunRecord]:
-    """Stored runs matching filters (see ``tympan.track.lookup.find_runs``)."""
-    from tympan.track import lookup
-    from tympan.track.stores import shared_store
-
-    return lookup.find_runs(shared_store(store), **filters)
-
-
-__all__ = ["active_run", "find_runs", "finish", "init", "load_run", "log",
-           "log_artifact", "log_audio", "log_image", "log_table", "seed_everything"]
+__all__ = ["active_run", "finish", "init", "log", "log_artifact", "log_audio", "log_image",
+           "log_table", "seed_everything"]

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from tympan.errors import RunNotFoundError, RunStateError
+from tympan.records.record import resolve_run_id
 from tympan.store import (
     Store,
     artifacts,
@@ -22,7 +23,6 @@ from tympan.store import (
 )
 from tympan.store import summaries as summary_records
 from tympan.store.summaries import Summary
-from tympan.track.lookup import resolve_run_id
 from tympan.track.transport import (
     MEDIA_FILES,
     AudioClip,

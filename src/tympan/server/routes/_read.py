@@ -9,11 +9,11 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from tympan.errors import InvalidInputError, NotFoundError
+from tympan.records.export import json_safe
+from tympan.records.record import RunRecord, run_by_id
 from tympan.server.auth import Principal, require
 from tympan.server.deps import get_store
 from tympan.store import Store
-from tympan.track.export import json_safe
-from tympan.track.lookup import RunRecord, run_by_id
 
 Reader = Annotated[Principal, Depends(require("read"))]
 StoreDep = Annotated[Store, Depends(get_store)]

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 from tympan.errors import NotFoundError
+from tympan.records.record import RunRecord
 from tympan.server.routes._read import ReadChecks, Reader, StoreDep, json_response, visible_run
+from tympan.server.views.run_page import keys_and_steps
 from tympan.store import Store, media
-from tympan.track.lookup import RunRecord
-from tympan.track.run_page import keys_and_steps
 from tympan.track.table import decode
 
 router = APIRouter(prefix="/api", tags=["images and tables"], dependencies=ReadChecks)

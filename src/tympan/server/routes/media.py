@@ -11,12 +11,12 @@ from fastapi import APIRouter, Header, Path, Query
 from fastapi.responses import Response, StreamingResponse
 
 from tympan.errors import InvalidInputError, NotFoundError
+from tympan.records.record import RunRecord
 from tympan.server import spectrogram
 from tympan.server.errors import HTTPError
 from tympan.server.routes._read import ReadChecks, Reader, StoreDep, json_response, visible_run
+from tympan.server.views.run_page import artifact_fields, keys_and_steps
 from tympan.store import Store, artifacts, samples
-from tympan.track.lookup import RunRecord
-from tympan.track.run_page import artifact_fields, keys_and_steps
 
 router = APIRouter(prefix="/api", tags=["artifacts and audio"], dependencies=ReadChecks)
 

@@ -219,7 +219,7 @@ class VersionIn(BaseModel):
 def register(body: VersionIn, principal: Writer, store: StoreDep, name: Name) -> Response:
     """Register the next version from a run of a project the token may write; the code
     snapshot is uploaded first (``PUT /api/ingest/blobs/{sha256}``)."""
-    from tympan.track.lookup import run_by_id
+    from tympan.records.record import run_by_id
 
     try:
         run = run_by_id(store, body.run_id)

@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
+from tympan.records.probe import layer_stat_keys, probe_data
 from tympan.server.downsample import chart_series, finite_or_none
 from tympan.server.routes._read import ReadChecks, Reader, StoreDep, json_response, visible_run
-from tympan.track.probe_data import layer_stat_keys, probe_data
 
 router = APIRouter(prefix="/api", tags=["probe"], dependencies=ReadChecks)
 

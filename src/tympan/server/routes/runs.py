@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from tympan.errors import InvalidInputError
+from tympan.records.compare import CommonStep, compare_runs
+from tympan.records.groups import group_runs
+from tympan.records.query import FILTER_PARAMS, RunFilter, RunQuery, parse_sort
+from tympan.records.table import TableRun, query_runs
 from tympan.server.routes._read import (
     ReadChecks,
     Reader,
@@ -19,10 +23,7 @@ from tympan.server.routes._read import (
     scoped_project,
     visible_run,
 )
-from tympan.track.compare import CommonStep, compare_runs
-from tympan.track.groups import group_runs
-from tympan.track.query import RunFilter, TableRun, parse_sort, parse_where, query_runs
-from tympan.track.run_page import run_page
+from tympan.server.views.run_page import run_page
 
 router = APIRouter(prefix="/api", tags=["runs"], dependencies=ReadChecks)
 
@@ -43,18 +44,14 @@ def list_projects(principal: Reader, store: StoreDep) -> Response:
         for name, n, last in counts if only is None or name == only]})
 
 
-def run_filter(principal: Reader, project: str | None = None, status: Listed = None,
-               tag: Listed = None, where: Listed = None, q: str | None = None,
-               study: str | None = None) -> RunFilter:
-    """The runs table's filters (query parameters shared by /runs and /runs/groups)."""
-    return RunFilter(
-        project=scoped_project(principal, project),
-        statuses=tuple(listed(status)),
-        tags=tuple(t for t in tag or [] if t),
-        where=tuple(parse_where(where or []).items()),
-        text=q.strip() if q and q.strip() else None,
-        study=study or None,
-    )
+def run_filter(request: Request, principal: Reader, project: str | None = None,
+               status: Listed = None, tag: Listed = None, where: Listed = None,
+               q: str | None = None, study: str | None = None) -> RunFilter:
+    """The runs table's filters (query parameters shared by /runs and /runs/groups), parsed
+    by the same RunQuery as ``tympan.find_runs``; the project is the token's if it has one."""
+    items = [(k, v) for k, v in request.query_params.multi_items() if k in FILTER_PARAMS]
+    parsed = RunQuery.from_params(items).filter
+    return replace(parsed, project=scoped_project(principal, parsed.project))
 
 
 Filters = Annotated[RunFilter, Depends(run_filter)]
@@ -70,7 +67,8 @@ def list_runs(
     offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> Response:
     """The runs table: filtered, sorted and paged on the server."""
-    page = query_runs(store, filters, parse_sort(sort) if sort else None, desc, limit, offset)
+    query = RunQuery(filters, parse_sort(sort) if sort else None, desc, limit, offset)
+    page = query_runs(store, query)
     return json_response({
         "total": page.total, "offset": page.offset, "limit": page.limit,
         "runs": [_table_row(r) for r in page.runs],

@@ -1,6 +1,6 @@
 """Exporting a stored run: every metric point as CSV, or the run, summary and series as JSON.
 
-Pure functions of a :class:`~tympan.track.lookup.RunRecord` that write to a text stream.
+Pure functions of a :class:`~tympan.records.record.RunRecord` that write to a text stream.
 
 CSV is long format, one row per point, header ``key,step,time,value``; keys in name order,
 points in logging order per key; non-finite values are written ``nan``, ``inf``, ``-inf``
@@ -22,8 +22,8 @@ from typing import Any, Literal, TextIO
 import numpy as np
 
 from tympan.errors import InvalidInputError
+from tympan.records.record import RunRecord
 from tympan.store.summaries import Summary
-from tympan.track.lookup import RunRecord
 
 __all__ = [
     "FORMATS",

@@ -1,14 +1,15 @@
-"""Reading runs back: find them, resolve ids, load their history. Pure reads, plus marking
-runs whose process is gone as crashed (see liveness.py)."""
+"""One stored run read back: :class:`RunRecord` with its history, artifacts and audio, and
+how a run is named on a command line (id, unique id prefix or unique name). Pure reads, plus
+marking a run whose process is gone as crashed (see track/liveness.py). Many runs at once
+come from ``tympan.records.table``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tympan.config import config_text
 from tympan.errors import InvalidInputError, NotFoundError, RunNotFoundError
+from tympan.ids import looks_like_id_prefix
 from tympan.store import (
     Store,
     artifacts,
@@ -21,10 +22,8 @@ from tympan.store import (
 )
 from tympan.store import models as model_refs
 from tympan.store.metrics import Series
-from tympan.store.schema import RUN_STATUSES
 from tympan.store.summaries import Summary, for_runs
 from tympan.track import liveness
-from tympan.track.naming import looks_like_id_prefix
 
 if TYPE_CHECKING:
     from tympan.track.table import Table
@@ -146,7 +145,7 @@ def _pick(record: RunRecord, rows: list[Any], what: str, key: str, step: int | N
     return max(chosen, key=lambda r: (r.step, r.id))
 
 
-def _record(row: Any, project: str, summary: dict[str, Summary], store: Store) -> RunRecord:
+def record_of(row: Any, project: str, summary: dict[str, Summary], store: Store) -> RunRecord:
     fields = {k: getattr(row, k) for k in (
         "id", "name", "status", "created_at", "started_at", "ended_at", "heartbeat_at",
         "config", "tags", "note", "parent_id", "study_id", "host", "pid", "seed", "env_id",
@@ -229,7 +228,7 @@ def run_by_id(store: Store, run_id: str) -> RunRecord:
     with store.read() as conn:
         project = projects.names(conn)[row.project_id]
         summary = for_runs(conn, [run_id])[run_id]
-    return _record(row, project, summary, store)
+    return record_of(row, project, summary, store)
 
 
 def child_runs(record: RunRecord) -> list[RunRecord]:
@@ -238,120 +237,3 @@ def child_runs(record: RunRecord) -> list[RunRecord]:
         ids = runs.child_ids(conn, record.id)
     children = [run_by_id(record.store, run_id) for run_id in ids]
     return [child for child in children if child.project == record.project]
-
-
-def find_runs(
-    store: Store,
-    *,
-    project: str | None = None,
-    status: Sequence[str] | str | None = None,
-    tags: Sequence[str] = (),
-    where: Mapping[str, str] | None = None,
-    study: str | None = None,
-    sort: str | None = None,
-    descending: bool = False,
-    limit: int | None = None,
-) -> list[RunRecord]:
-    """Runs matching all the filters, newest first unless ``sort`` names a metric summary.
-
-    ``where`` matches config values by dotted key (``model.encoder=gru``), compared as text
-    so ``lr=0.001`` matches the number. ``sort`` is ``KEY`` (last value) or ``KEY.min`` /
-    ``KEY.max`` / ``KEY.last`` / ``KEY.count``; runs without that metric go last.
-    """
-    statuses = [status] if isinstance(status, str) else list(status or [])
-    for s in statuses:
-        if s not in RUN_STATUSES:
-            raise InvalidInputError(f"unknown status {s!r}: use one of {', '.join(RUN_STATUSES)}")
-    with store.read() as conn:
-        names = projects.names(conn)
-        project_ids = None
-        if project is not None:
-            project_ids = [i for i, n in names.items() if n == project]
-            if not project_ids:
-                known = ", ".join(sorted(names.values())) or "none yet"
-                raise InvalidInputError(f"no project {project!r} (projects: {known})")
-        # Status filtering happens after liveness, so a dead 'running' run shows as crashed.
-        rows = runs.query(conn, project_ids=project_ids, study_id=study)
-    crashed = liveness.reconcile(store, rows)
-    selected = []
-    for row in rows:
-        row_status = "crashed" if row.id in crashed else row.status
-        if statuses and row_status not in statuses:
-            continue
-        if tags and not set(tags) <= set(row.tags or []):
-            continue
-        if where and not _config_matches(row.config or {}, where):
-            continue
-        selected.append((row, row_status))
-    with store.read() as conn:
-        summaries = for_runs(conn, [r.id for r, _ in selected])
-    records = []
-    for row, row_status in selected:
-        record = _record(row, names[row.project_id], summaries[row.id], store)
-        record.status = row_status
-        records.append(record)
-    if sort:
-        records = sort_by_metric(records, sort, descending)
-    return records[:limit] if limit else records
-
-
-SUMMARY_FIELDS = ("last", "min", "max", "count")
-
-
-def split_metric_sort(spec: str) -> tuple[str, str]:
-    """``loss.min`` -> ``("loss", "min")``; ``val.loss`` -> ``("val.loss", "last")``."""
-    key, _, field_name = spec.rpartition(".")
-    if field_name in SUMMARY_FIELDS and key:
-        return key, field_name
-    return spec, "last"
-
-
-def sort_by_metric(records: list[RunRecord], sort: str, descending: bool) -> list[RunRecord]:
-    key, field_name = split_metric_sort(sort)
-
-    def value(record: RunRecord) -> float | None:
-        s = record.summary.get(key)
-        v = None if s is None else getattr(s, field_name)
-        return None if v is None or v != v else float(v)  # NaN sorts with missing
-
-    present = [r for r in records if value(r) is not None]
-    missing = [r for r in records if value(r) is None]
-    present.sort(key=value, reverse=descending)  # type: ignore[arg-type]
-    return present + missing
-
-
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"encoder": "gru"}}`` -> ``{"model.encoder": "gru"}``."""
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{path}."))
-        else:
-            out[path] = value
-    return out
-
-
-def _config_matches(config: Mapping[str, Any], where: Mapping[str, str]) -> bool:
-    return config_matches(flatten(config), where)
-
-
-def config_matches(flat: Mapping[str, Any], where: Mapping[str, str]) -> bool:
-    """Whether a flattened config has every ``KEY=VALUE`` of ``where`` (``find_runs``'s
-    ``where``: compared as text, numbers as numbers)."""
-    for key, wanted in where.items():
-        if key not in flat:
-            return False
-        actual = flat[key]
-        if config_text(actual) != wanted and not _numbers_equal(actual, wanted):
-            return False
-    return True
-
-
-def _numbers_equal(actual: Any, wanted: str) -> bool:
-    if isinstance(actual, bool) or not isinstance(actual, int | float):
-        return False
-    try:
-        return float(wanted) == float(actual)
-    except ValueError:
-        return False

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tympan.errors import InvalidInputError
+from tympan.records.query import RunFilter, split_metric_key
+from tympan.records.table import TableRun, matching_runs, order_key
 from tympan.store import Store, projects
 from tympan.store import run_table as table
-from tympan.track.lookup import split_metric_sort
-from tympan.track.query import RunFilter, TableRun, matching_runs, order_key
 
 __all__ = ["GroupMember", "RunGroup", "RunGroups", "group_runs", "mean_interval"]
 
@@ -86,11 +86,11 @@ def group_runs(
         raise InvalidInputError("group by which config keys? give by=KEY[,KEY...]")
     if not 0.5 <= confidence < 1:
         raise InvalidInputError(f"confidence must be in [0.5, 1), got {confidence}")
-    key, summary = split_metric_sort(metric.removeprefix("metric:")) if metric else (None, None)
+    key, summary = split_metric_key(metric.removeprefix("metric:")) if metric else (None, None)
     if summary is not None and summary not in GROUP_SUMMARIES:
         raise InvalidInputError(f"group on {metric!r}: the summary must be one of "
                                 f"{', '.join(GROUP_SUMMARIES)}")
-    selected, _ = matching_runs(store, filters)
+    selected = matching_runs(store, filters)
     column: dict[str, float | None] = {}
     if key is not None and summary is not None and selected:
         with store.read() as conn:

@@ -4,19 +4,17 @@ probe, study."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
+from tympan.config import flatten
+from tympan.records.compare import environment_facts
+from tympan.records.export import run_fields
+from tympan.records.probe import probe_summary
+from tympan.records.record import RunRecord, child_runs
 from tympan.store import studies
-from tympan.track.compare import environment_facts
-from tympan.track.export import run_fields
-from tympan.track.lookup import RunRecord, child_runs, flatten
-from tympan.track.probe_data import split_probe_key
 
 __all__ = ["artifact_fields", "keys_and_steps", "run_page"]
-
-PROBE_PREFIX = "probe/"
 
 
 def run_page(record: RunRecord) -> dict[str, Any]:
@@ -37,7 +35,7 @@ def run_page(record: RunRecord) -> dict[str, Any]:
         "audio": {"count": len(samples), "keys": keys_and_steps(samples)},
         "images": {"count": len(images), "keys": keys_and_steps(images)},
         "tables": {"count": len(tables), "keys": keys_and_steps(tables)},
-        "probe": probe_presence(record, [a.path for a in artifacts], children),
+        "probe": probe_summary(record),
         "study": study_link(record),
         "children": [{"id": c.id, "name": c.name, "status": c.status, "tags": c.tags or [],
                       "started_at": c.started_at} for c in children],
@@ -56,35 +54,6 @@ def keys_and_steps(items: list[Any]) -> dict[str, list[int]]:
     for s in items:
         keys.setdefault(s.key, set()).add(int(s.step))
     return {k: sorted(v) for k, v in sorted(keys.items())}
-
-
-def probe_presence(record: RunRecord, artifact_paths: list[str],
-                   children: list[RunRecord] = ()) -> dict[str, Any]:
-    layers = Counter(parts[0] for parts in map(split_probe_key, record.summary) if parts)
-    probe_files = [p for p in artifact_paths if p.startswith(PROBE_PREFIX)]
-    events = 0
-    if "probe/events.json" in probe_files:
-        import json
-
-        try:
-            events = len(json.loads(record.read_artifact("probe/events.json")))
-        except (ValueError, TypeError):
-            events = 0
-    probe_runs = [c.id for c in children if "probe" in (c.tags or [])]
-    return {
-        "available": bool(layers or probe_files or probe_runs),
-        "runs": probe_runs,  # its `tympan probe` runs (fit, score, drift)
-        "layers": len(layers),
-        "events": events,
-        "anomaly": _labels(probe_files, "probe/anomaly/"),
-        "drift": _labels(probe_files, "probe/drift/"),
-        "profile": "probe/profile.npz" in probe_files,
-    }
-
-
-def _labels(paths: list[str], prefix: str) -> list[str]:
-    return sorted(p[len(prefix):-len(".json")] for p in paths
-                  if p.startswith(prefix) and p.endswith(".json"))
 
 
 def study_link(record: RunRecord) -> dict[str, Any] | None:

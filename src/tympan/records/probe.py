@@ -1,22 +1,59 @@
-"""What ``tympan.probe`` stored on a run, read back for display: which layers have which
-statistics (metrics ``probe/<layer>/<stat>``), the health events, the anomaly and drift
-reports (artifacts under ``probe/``). Pure reads; see docs/probe.md for how they are made."""
+"""The probe's stored format, and what it stored on a run read back for display.
+
+This module is the one owner of the format: ``tympan.probe`` writes with these names, every
+reader (``tympan show``, the run and probe pages) reads through :func:`probe_data`.
+
+- metrics ``probe/<layer>/<stat>`` (:func:`layer_metric`): a layer's statistics over steps;
+- ``probe/stats.json``: the last snapshot of the streaming statistics;
+- ``probe/events.json``: the training health events;
+- ``probe/profile.npz``: a reference profile (``tympan probe fit``);
+- ``probe/anomaly/<label>.json`` and ``probe/drift/<label>.json``: reports of ``tympan probe
+  score`` and ``drift``, stored on probe runs (children of the model's run tagged ``probe``).
+
+See docs/probe.md for how they are made.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tympan.errors import InvalidInputError
-from tympan.track.lookup import RunRecord, child_runs
 
-__all__ = ["ProbeData", "layer_stat_keys", "probe_data", "split_probe_key"]
+if TYPE_CHECKING:  # the format above is imported by training code: keep it free of the store
+    from tympan.records.record import RunRecord
+
+__all__ = ["ANOMALY", "DRIFT", "EVENTS", "PREFIX", "PROBE_TAG", "PROFILE", "STATS",
+           "ProbeData", "anomaly_path", "drift_path", "layer_metric", "layer_stat_keys",
+           "probe_data", "probe_summary", "split_probe_key"]
 
 PREFIX = "probe/"
+STATS = "probe/stats.json"
 EVENTS = "probe/events.json"
+PROFILE = "probe/profile.npz"
 ANOMALY = "probe/anomaly/"
 DRIFT = "probe/drift/"
+PROBE_TAG = "probe"  # the tag of every `tympan probe` run (with probe-fit, -score, -drift)
+
+
+def layer_metric(layer: str, stat: str) -> str:
+    """The metric key of one statistic of one layer: ``probe/encoder.0/mean``."""
+    return f"{PREFIX}{layer}/{stat}"
+
+
+def anomaly_path(label: str) -> str:
+    return f"{ANOMALY}{_slug(label)}.json"
+
+
+def drift_path(label: str) -> str:
+    return f"{DRIFT}{_slug(label)}.json"
+
+
+def _slug(label: str) -> str:
+    """A label as an artifact file name: letters, digits, '.', '_' and '-'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_")[:80] or "inputs"
 
 
 @dataclass
@@ -48,17 +85,44 @@ def layer_stat_keys(record: RunRecord, stat: str) -> dict[str, str]:
     return out
 
 
+def probe_runs(record: RunRecord) -> list[RunRecord]:
+    """The ``tympan probe`` runs of a model's run: its children tagged ``probe``."""
+    from tympan.records.record import child_runs
+
+    return [c for c in child_runs(record) if PROBE_TAG in (c.tags or [])]
+
+
 def probe_data(record: RunRecord, children: bool = True) -> ProbeData:
     """Everything the probe left on ``record`` and, with ``children``, the anomaly and drift
     reports of its ``tympan probe`` runs (its children tagged ``probe``); empty when it has
     no probe."""
+    return _gather(record, probe_runs(record) if children else [])
+
+
+def probe_summary(record: RunRecord) -> dict[str, Any]:
+    """What the run page says about the probe: counts and report labels, from the same
+    reader as the probe page (so the two never disagree)."""
+    runs = probe_runs(record)
+    data = _gather(record, runs)
+    return {
+        "available": bool(data.layers or data.events or data.anomaly or data.drift
+                          or data.profile or data.snapshot or runs),
+        "runs": [r.id for r in runs],  # its `tympan probe` runs (fit, score, drift)
+        "layers": len(data.layers),
+        "events": len(data.events),
+        "anomaly": [str(r["label"]) for r in data.anomaly],
+        "drift": [str(r["label"]) for r in data.drift],
+        "profile": data.profile,
+    }
+
+
+def _gather(record: RunRecord, children: list[RunRecord]) -> ProbeData:
     data = ProbeData()
-    for child in child_runs(record) if children else []:
-        if "probe" in (child.tags or []):
-            reports = _reports(child)
-            data.anomaly += reports.anomaly
-            data.drift += reports.drift
-            data.profile = data.profile or reports.profile
+    for child in children:
+        reports = _reports(child)
+        data.anomaly += reports.anomaly
+        data.drift += reports.drift
+        data.profile = data.profile or reports.profile
     stats: set[str] = set()
     for key in sorted(record.summary):
         parts = split_probe_key(key)
@@ -67,7 +131,7 @@ def probe_data(record: RunRecord, children: bool = True) -> ProbeData:
             stats.add(parts[1])
     data.stats = sorted(stats)
     paths = sorted(a.path for a in record.artifacts() if a.path.startswith(PREFIX))
-    data.snapshot = "probe/stats.json" in paths
+    data.snapshot = STATS in paths
     if EVENTS in paths:
         events = _json(record, EVENTS)
         if isinstance(events, list):
@@ -84,7 +148,7 @@ def _reports(record: RunRecord, paths: list[str] | None = None) -> ProbeData:
     """The anomaly and drift reports stored on ``record`` (each tagged with its run id)."""
     if paths is None:
         paths = sorted(a.path for a in record.artifacts() if a.path.startswith(PREFIX))
-    data = ProbeData(profile="probe/profile.npz" in paths)
+    data = ProbeData(profile=PROFILE in paths)
     for path in paths:
         if not path.endswith(".json"):
             continue

@@ -1,6 +1,6 @@
 """Comparing two stored runs: config, environment and metric summaries.
 
-Pure functions of what is stored (two :class:`~tympan.track.lookup.RunRecord` and their
+Pure functions of what is stored (two :class:`~tympan.records.record.RunRecord` and their
 environment dicts, as ``capture_environment`` shapes them); ``tympan diff`` only renders the
 :class:`RunDiff` they return. "A" is the first run, "B" the second; deltas are ``B - A``.
 """
@@ -12,8 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tympan.config import flatten
+from tympan.records.record import RunRecord
 from tympan.store.summaries import Summary
-from tympan.track.lookup import RunRecord, flatten
 
 __all__ = [
     "Change",
@@ -278,9 +279,9 @@ def compare_runs(store: Any, run_ids: list[str], project: str | None = None) -> 
     """Compare the runs with these exact ids (``project``: they must all belong to it; a run
     of another project is reported as not found)."""
     from tympan.errors import RunNotFoundError
+    from tympan.records.table import runs_by_id
     from tympan.store import media, run_table
     from tympan.store.summaries import for_runs
-    from tympan.track.query import runs_by_id
 
     found = runs_by_id(store, run_ids)
     for run_id in run_ids:

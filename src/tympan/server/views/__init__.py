@@ -1,0 +1,1 @@
+"""What the web UI's pages show, as plain data built from ``tympan.records``."""
