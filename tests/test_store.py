@@ -108,7 +108,7 @@ def test_newer_and_older_schemas_are_refused(store_url: str, monkeypatch) -> Non
     monkeypatch.setattr(versioning, "HEAD", following)
     monkeypatch.setattr(versioning, "KNOWN", (*versioning.KNOWN, following))
     with pytest.raises(SchemaVersionError, match=f"older than this tympan's {following}: run "
-                                                 "`tympan db upgrade"):
+                                                 "`tympan --store .* db upgrade`"):
         open_store(store_url)
 
 
@@ -175,7 +175,7 @@ def test_a_0001_store_upgrades_to_head_keeping_its_runs(store_url: str) -> None:
         config.attributes["connection"] = conn
         command.downgrade(config, "0001")
     store.close()
-    with pytest.raises(SchemaVersionError, match="tympan db upgrade"):
+    with pytest.raises(SchemaVersionError, match="`tympan --store .* db upgrade`"):
         open_store(store_url)
     assert upgrade_store(store_url)[:2] == ("0001", versioning.HEAD)
     with open_store(store_url) as upgraded, upgraded.read() as conn:

@@ -1,15 +1,18 @@
-"""``tympan db``: the store's schema revision, and migrating (or creating) a store."""
+"""``tympan db``: the store's schema revision, migrating or creating a store, checking a file."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 from tympan.cli.context import options
-from tympan.store import store_revision, upgrade_store, versioning
+from tympan.errors import StoreCorruptError
+from tympan.store import check_store, integrity, store_revision, upgrade_store, versioning
 
 db_app = typer.Typer(
     name="db",
-    help="Inspect and migrate the store's schema.",
+    help="Inspect, check and migrate the store.",
     no_args_is_help=True,
 )
 
@@ -35,3 +38,16 @@ def current_command(ctx: typer.Context) -> None:
     typer.echo(f"store: {where}")
     typer.echo(f"store schema revision: {revision or 'none'}")
     typer.echo(f"this tympan expects: {versioning.HEAD} ({state})")
+
+
+@db_app.command("check")
+def check_command(ctx: typer.Context) -> None:
+    """Check a SQLite store's file with SQLite's integrity_check; list any damage."""
+    where, found = check_store(options(ctx).store)
+    if not found:
+        typer.echo(f"ok: the store at {where} passed SQLite's integrity_check")
+        return
+    typer.echo(f"the store at {where} is damaged; SQLite's integrity_check found:")
+    for problem in found:
+        typer.echo(f"  {problem}")
+    raise StoreCorruptError(integrity.damaged(Path(where), found, "integrity_check"))

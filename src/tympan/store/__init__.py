@@ -12,22 +12,22 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, inspect, select, text
 
 from tympan import settings
-from tympan.errors import StoreCorruptError, StoreNotFoundError
-from tympan.store import versioning
+from tympan.errors import StoreNotFoundError
+from tympan.store import integrity, versioning
 from tympan.store.blobs import BlobStore
 from tympan.store.engine import WRITE, make_engine, prepare_new_sqlite
 from tympan.store.failures import translated
 from tympan.store.location import StoreLocation, parse_location, redact
 from tympan.store.schema import meta
 
-__all__ = ["Store", "StoreLocation", "open_store", "parse_location", "store_revision",
-           "upgrade_store"]
+__all__ = ["Store", "StoreLocation", "check_store", "open_store", "parse_location",
+           "store_revision", "upgrade_store"]
 
 
 @dataclass
@@ -53,6 +53,12 @@ class Store:
             with conn.begin():
                 yield conn
 
+    def verify(self) -> None:
+        """Refuse a damaged SQLite file (quick_check) before anything is written to it."""
+        if self.location.sqlite_path is not None:
+            with translated(self.where):
+                integrity.verify(self.engine, self.location.sqlite_path)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -76,8 +82,8 @@ def open_store(
     revision is refused (``tympan db upgrade`` migrates it).
     """
     location = parse_location(where if where is not None else settings.get("TYMPAN_STORE"))
-    if location.sqlite_path is not None:
-        _check_sqlite_file(location, create)
+    if location.sqlite_path is not None and not _sqlite_file_exists(location, create):
+        _create_sqlite_file(location)
     engine = make_engine(location, settings.get("TYMPAN_BUSY_TIMEOUT"))
     where_text = location.describe()
     try:
@@ -124,38 +130,83 @@ def upgrade_store(where: str | os.PathLike[str] | None = None) -> tuple[str | No
         return before, after, store.where
 
 
-def _check_sqlite_file(location: StoreLocation, create: bool) -> None:
+def check_store(where: str | os.PathLike[str] | None = None) -> tuple[str, list[str]]:
+    """(where the store is, what SQLite's integrity_check finds: [] if sound). Does not read
+    the schema, so a store too damaged or too old to open can still be checked."""
+    location = parse_location(where if where is not None else settings.get("TYMPAN_STORE"))
+    integrity.sqlite_only(location.dialect, "tympan db check")
+    _sqlite_file_exists(location, create=False)
+    engine = make_engine(location, settings.get("TYMPAN_BUSY_TIMEOUT"))
+    try:
+        with translated(location.describe()):
+            return location.describe(), integrity.problems(engine, full=True)
+    finally:
+        engine.dispose()
+
+
+def _sqlite_file_exists(location: StoreLocation, create: bool) -> bool:
+    """Whether the database file is there (refusing one that cannot be a store); a missing
+    one is an error unless it is to be created."""
     path = location.sqlite_path
     assert path is not None
     if path.exists():
-        if path.is_dir():
-            raise StoreCorruptError(f"{path} is a directory, not a tympan database file")
-        with open(path, "rb") as f:
-            head = f.read(16)
-        if head and head != b"SQLite format 3\x00":
-            raise StoreCorruptError(f"{path} is not a tympan store (not a SQLite database)")
-        return
+        integrity.check_file(path)
+        return True
     if not create:
         hint = "" if location.text != ".tympan" else " in this directory"
         raise StoreNotFoundError(
             f"no tympan store at {redact(location.text)}{hint}: pass --store or set TYMPAN_STORE"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
+    return False
+
+
+def _create_sqlite_file(location: StoreLocation) -> None:
+    """Build a new SQLite store beside its path and rename it into place, so that a store
+    file is never seen half made, and an empty file can only mean a truncated store."""
+    path = location.sqlite_path
+    assert path is not None
+    with _file_lock(path):
+        if path.exists():
+            return  # another process created it while we waited
+        new = path.with_name(f".{path.name}.new-{os.getpid()}")
+        for leftover in (new, *(Path(f"{new}{s}") for s in _SIDE_FILES)):
+            leftover.unlink(missing_ok=True)  # from a creation that crashed half way
+        engine = make_engine(replace(location, db_url=f"sqlite:///{new}", sqlite_path=new),
+                             settings.get("TYMPAN_BUSY_TIMEOUT"))
+        try:
+            with translated(str(path)):
+                _initialize(engine, location)
+                with engine.connect() as conn:  # everything into the main file
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            engine.dispose()
+        os.replace(new, path)
+        for side in _SIDE_FILES:
+            Path(f"{new}{side}").unlink(missing_ok=True)
+
+
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(path.with_name(path.name + ".create-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @contextmanager
 def _creation_lock(engine: Engine, location: StoreLocation) -> Iterator[None]:
     """Serialise store creation across processes that all find it missing at once."""
     if location.sqlite_path is not None:
-        import fcntl
-
-        lock_path = location.sqlite_path.with_name(location.sqlite_path.name + ".create-lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with _file_lock(location.sqlite_path):
+            yield
         return
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_advisory_lock(7270001)"))
@@ -168,19 +219,24 @@ def _creation_lock(engine: Engine, location: StoreLocation) -> Iterator[None]:
 
 
 def _create(engine: Engine, location: StoreLocation) -> None:
+    """Give an empty database tympan's schema (PostgreSQL, or a schema-less SQLite file)."""
     with _creation_lock(engine, location):
         if versioning.current_revision(engine) is not None:
             return  # another process created it while we waited
-        prepare_new_sqlite(engine)
-        versioning.upgrade(engine)
-        root = settings.get("TYMPAN_ARTIFACTS") or location.default_artifacts
-        if location.sqlite_path is None and "://" not in root:
-            root = str(Path(root).absolute())  # a shared server store needs a root for all
-        with engine.begin() as conn:
-            conn.execute(meta.insert(), [
-                {"key": "artifact_root", "value": root},
-                {"key": "created_at", "value": repr(time.time())},
-            ])
+        _initialize(engine, location)
+
+
+def _initialize(engine: Engine, location: StoreLocation) -> None:
+    prepare_new_sqlite(engine)
+    versioning.upgrade(engine)
+    root = settings.get("TYMPAN_ARTIFACTS") or location.default_artifacts
+    if location.sqlite_path is None and "://" not in root:
+        root = str(Path(root).absolute())  # a shared server store needs a root for all
+    with engine.begin() as conn:
+        conn.execute(meta.insert(), [
+            {"key": "artifact_root", "value": root},
+            {"key": "created_at", "value": repr(time.time())},
+        ])
 
 
 def _artifact_root(engine: Engine, location: StoreLocation) -> str:

@@ -6,11 +6,13 @@ The check reads ``alembic_version`` with plain SQL so opening a store does not i
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from sqlalchemy import Engine, inspect, text
 
 from tympan.errors import SchemaVersionError, StoreCorruptError
+from tympan.store.location import MASK
 
 HEAD = "0005"
 KNOWN = ("0001", "0002", "0003", "0004", "0005")  # every revision ever shipped, oldest first
@@ -39,12 +41,19 @@ def check(engine: Engine, where: str) -> str | None:
     if revision in KNOWN:
         raise SchemaVersionError(
             f"the store at {where} has schema revision {revision}, older than this tympan's "
-            f"{HEAD}: run `tympan db upgrade --store {where}` (back it up first if it matters)"
+            f"{HEAD}: {upgrade_hint(where)} (back it up first if it matters)"
         )
     raise SchemaVersionError(
         f"the store at {where} has schema revision {revision}, which this tympan "
         f"(schema {HEAD}) does not know: it was written by a newer tympan; upgrade tympan"
     )
+
+
+def upgrade_hint(where: str) -> str:
+    """How to upgrade the store at ``where``: ``--store`` is a global option, so it comes
+    before the subcommand; a password hidden in ``where`` must be filled in."""
+    hint = f"run `tympan --store {shlex.quote(where)} db upgrade`"
+    return hint + (f" with the password in place of {MASK}" if MASK in where else "")
 
 
 def upgrade(engine: Engine, target: str = "head") -> tuple[str | None, str]:
