@@ -15,7 +15,7 @@ import tympan
 from tympan.cli.app import main
 from tympan.errors import SchemaVersionError, StoreCorruptError
 from tympan.store import open_store, versioning
-from tympan.track.stores import close_stores
+from tympan.track.stores import close_stores, shared_transport
 
 
 def _store_with_runs(path: Path, runs: int = 1, points: int = 100) -> list[str]:
@@ -46,8 +46,9 @@ def test_a_store_truncated_to_zero_bytes_is_refused_not_recreated(tmp_path, caps
     assert db.stat().st_size == 0  # nothing silently made a new, empty store in its place
 
 
-def test_a_store_with_garbage_mid_file_is_refused_when_opened_for_writing(tmp_path,
-                                                                          capsys) -> None:
+def test_a_store_with_garbage_mid_file_is_refused_when_opened_for_writing(
+    tmp_path, capsys, monkeypatch
+) -> None:
     store = tmp_path / "s"
     _store_with_runs(store, runs=6, points=20_000)
     assert main(["--store", str(store), "db", "check"]) == 0
@@ -60,6 +61,9 @@ def test_a_store_with_garbage_mid_file_is_refused_when_opened_for_writing(tmp_pa
         f.write(os.urandom(page))
     with pytest.raises(StoreCorruptError, match=r"is damaged.*quick_check.*backup"):
         tympan.init(project="p", store=str(store))
+    monkeypatch.setenv("TYMPAN_CHECK_STORE", "0")  # the check is skipped, as documented
+    shared_transport(str(store))
+    close_stores()
     assert main(["--store", str(store), "db", "check"]) == 1
     out = capsys.readouterr()
     assert "integrity_check found:\n  On tree page" in out.out and "is damaged" in out.err

@@ -78,6 +78,9 @@ SETTINGS: dict[str, Setting] = {
                 "Seconds a SQLite write waits for another process's lock before it is retried."),
         Setting("TYMPAN_EXIT_TIMEOUT", 30.0, _positive_float,
                 "Seconds interpreter exit waits for an unwritable store before giving up."),
+        Setting("TYMPAN_CHECK_STORE", True, _flag,
+                "Run SQLite's quick_check on a store before a process first writes to it, "
+                "refusing a damaged file (reads the whole file once)."),
         Setting("TYMPAN_CAPTURE_ENV", True, _flag,
                 "Record git state, packages and hardware with every new run."),
         Setting("TYMPAN_STUDY", None, str,

@@ -47,7 +47,8 @@ def shared_transport(where: str | os.PathLike[str] | None) -> Transport:
         with _lock:
             transport = _transports.get(key)
             if transport is None:
-                store.verify()  # the first write of this process: refuse a damaged file
+                if settings.get("TYMPAN_CHECK_STORE"):
+                    store.verify()  # the first write of this process: refuse a damaged file
                 transport = _transports[key] = LocalTransport(store)
             return transport
     from tympan.track.remote import HttpTransport
