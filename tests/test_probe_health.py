@@ -16,6 +16,7 @@ from tympan.probe.health import (
     LossNotDecreasing,
     NonFinite,
     SaturatedUnits,
+    StepView,
     VanishingGradients,
 )
 
@@ -235,6 +236,15 @@ def test_attention_collapsed_onto_one_frame_fires_and_a_diagonal_one_does_not() 
     (event,) = _alignment_events(collapsed, marked)
     assert (event.rule, event.layer) == ("attention_alignment", "attn")
     assert "collapsed onto one key" in event.message and event.value > 0.9
+
+
+def test_attention_alignment_waits_for_its_warmup() -> None:
+    """An attention that must learn to align is judged only from step ``warmup`` on."""
+    rule = AttentionAlignment(window=2, min_diagonality=0.5, warmup=4)
+    uniform = {"attn": {"entropy": 1.0, "focus": 0.1, "key_share": 0.1, "diagonality": 0.1}}
+    fired = [e.step for step in range(8)
+             for e in rule.check(StepView(step, None, attention=uniform))]
+    assert fired == [5, 7]  # steps 4-5 make the first window judged, 6-7 the next
 
 
 def test_background_statistics_fire_the_same_events_as_synchronous() -> None:

@@ -6,7 +6,9 @@
   (the only submodule that needs torch).
 - ``tympan.audio.vad``: speech segments with silero-vad (its model ships in its wheel) or an
   energy detector; ``trim_silence``.
-- ``tympan.audio.metrics``: WER/CER with bootstrap CIs, EER/minDCF, MCD with DTW, SI-SDR.
+- ``tympan.audio.metrics``: WER/CER with bootstrap CIs, EER/minDCF, MCD and F0 with DTW,
+  SI-SDR.
+- ``tympan.audio.pitch``: F0 tracking (YIN) with a voicing decision.
 - ``tympan.audio.augment``: noise at an exact SNR (white, pink, babble), synthetic-RIR reverb,
   speed perturbation, clipping, band-limiting; deterministic under a seed.
 - ``tympan.audio.synth``, ``tympan.audio.corpus``: offline speech synthesis and corpora.

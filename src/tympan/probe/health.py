@@ -304,19 +304,24 @@ class AttentionAlignment(Rule):
     """Attention maps that lost their alignment: near-uniform (mean normalised entropy
     above ``max_entropy``), collapsed onto one key (a key holding more than
     ``max_key_share`` of the mass), or, when ``min_diagonality`` is set (TTS/ASR
-    cross-attention), too little mass near the diagonal. Averaged over ``window`` steps."""
+    cross-attention), too little mass near the diagonal. Averaged over ``window`` steps,
+    from step ``warmup`` on: an attention that must first learn to align (a TTS decoder's)
+    is judged only once it has had ``warmup`` steps to do so."""
 
     name = "attention_alignment"
 
     def __init__(self, max_entropy: float = 0.95, max_key_share: float = 0.9,
-                 min_diagonality: float | None = None, window: int = 10) -> None:
+                 min_diagonality: float | None = None, window: int = 10,
+                 warmup: int = 0) -> None:
         super().__init__()
         self.max_entropy, self.max_key_share = max_entropy, max_key_share
-        self.min_diagonality, self.window = min_diagonality, window
+        self.min_diagonality, self.window, self.warmup = min_diagonality, window, warmup
         self._acc: dict[str, list[dict[str, float]]] = {}
 
     def check(self, view: StepView) -> list[HealthEvent]:
         events: list[HealthEvent] = []
+        if view.step < self.warmup:
+            return events
         for layer, stats in view.attention.items():
             acc = self._acc.setdefault(layer, [])
             acc.append(stats)
