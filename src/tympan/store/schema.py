@@ -344,3 +344,31 @@ model_reports = Table(
     Column("created_by", String(200), nullable=False),
     UniqueConstraint("version_id", "kind", "name", name="uq_model_reports_name"),
 )
+
+# Blind preference tests (revision 0006). One row per judgement: a listener heard a study
+# arm's clip and the baseline's clip of the same text (same seed, key and step), in the order
+# ``shown_first`` says, and preferred ``choice`` ("arm" or "baseline"). One judgement per
+# listener and pair; judging a pair again replaces it (``created_at`` says when).
+PREFERENCE_SIDES = ("arm", "baseline")
+
+preferences = Table(
+    "preferences",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("study_id", String(32), ForeignKey("studies.id", ondelete="CASCADE"), nullable=False),
+    Column("arm", String(400), nullable=False),
+    Column("seed", Integer, nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("arm_sample", Integer, ForeignKey("audio_samples.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("baseline_sample", Integer, ForeignKey("audio_samples.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("listener", String(200), nullable=False),
+    Column("shown_first", String(8), nullable=False),
+    Column("choice", String(8), nullable=False),
+    Column("token_id", String(32)),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("study_id", "listener", "arm_sample", "baseline_sample",
+                     name="uq_preferences_judgement"),
+    Index("ix_preferences_study_arm", "study_id", "arm"),
+)

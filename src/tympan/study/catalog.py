@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tympan.errors import StudyNotFoundError
-from tympan.store import Store, projects, studies
+from tympan.store import Store, preferences, projects, studies
 from tympan.study.analysis import StudyAnalysis, analyse
 from tympan.study.records import find_study, load_stored_study
 from tympan.study.spec import StudySpec
@@ -86,9 +86,10 @@ def analysed_study(store: Store, text: str, project: str | None = None,
     with store.read() as conn:
         owner = projects.names(conn)[row.project_id]
         trials = studies.trials_of(conn, row.id)
+        heard = preferences.fingerprint(conn, row.id)  # new judgements change a metric
     if visible is not None and owner != visible:
         raise StudyNotFoundError(f"no study {text!r}")
-    fingerprint = (store.where, row.id, row.spec_hash, row.updated_at,
+    fingerprint = (store.where, row.id, row.spec_hash, row.updated_at, heard,
                    tuple((t.key, t.status, t.run_id, t.ended_at, t.attempts) for t in trials))
     with _lock:
         if fingerprint in _cache:

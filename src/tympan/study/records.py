@@ -146,7 +146,14 @@ def load_stored_study(store: Store, text: str, project: str | None = None) -> St
     stored_spec = dict(row.spec)
     spec = StudySpec.model_validate(stored_spec.pop("spec"))
     records = {r.id: r for r in find_runs(store, RunQuery(RunFilter(study=row.id)))}
-    return StoredStudy(id=row.id, name=row.name, project=project_name, spec=spec,
-                       spec_hash=row.spec_hash, source=row.source, created_at=row.created_at,
-                       updated_at=row.updated_at, meta=stored_spec, trials=trial_rows,
-                       runs=records, store=store, runner=holder)
+    stored = StoredStudy(id=row.id, name=row.name, project=project_name, spec=spec,
+                         spec_hash=row.spec_hash, source=row.source, created_at=row.created_at,
+                         updated_at=row.updated_at, meta=stored_spec, trials=trial_rows,
+                         runs=records, store=store, runner=holder)
+    # Listening tests give each judged trial run one more metric (study/listening.py).
+    from tympan.study.listening import METRIC, listening_metrics
+
+    for run_id, summary in listening_metrics(store, stored).items():
+        if run_id in records:
+            records[run_id].summary[METRIC] = summary
+    return stored

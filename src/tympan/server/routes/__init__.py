@@ -15,6 +15,7 @@ ROUTERS: list[str] = [
     "tympan.server.routes.images_tables",
     "tympan.server.routes.studies",
     "tympan.server.routes.probe",
+    "tympan.server.routes.listening",
     "tympan.server.routes.models",
     "tympan.server.routes.pages",
 ]
