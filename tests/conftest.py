@@ -74,6 +74,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path) -> str:
     return request.getfixturevalue("pg_database")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_background_recording() -> Iterator[None]:
+    """Background samples and captured prints would add keys and artifacts to the runs of
+    every test, module fixtures included; the tests of those features turn them on."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TYMPAN_SYSTEM_METRICS", "0")
+        patch.setenv("TYMPAN_CONSOLE", "0")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     """No test reads the developer's TYMPAN_* settings or writes ./.tympan by accident."""
@@ -82,3 +92,5 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("TYMPAN_STORE", str(tmp_path / "default-store"))
     monkeypatch.setenv("TYMPAN_CAPTURE_ENV", "0")
+    monkeypatch.setenv("TYMPAN_SYSTEM_METRICS", "0")  # see _no_background_recording
+    monkeypatch.setenv("TYMPAN_CONSOLE", "0")

@@ -72,6 +72,8 @@ def tympan_settings(**values: str) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         for name in [n for n in os.environ if n.startswith("TYMPAN_")]:
             patch.delenv(name)
+        patch.setenv("TYMPAN_SYSTEM_METRICS", "0")  # no background keys or artifacts
+        patch.setenv("TYMPAN_CONSOLE", "0")
         for name, value in values.items():
             patch.setenv(name, value)
         yield

@@ -25,7 +25,8 @@ FLUSH_INTERVAL = 0.5
 
 def _child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TYMPAN_")}
-    env.update({"TYMPAN_CAPTURE_ENV": "0", "TYMPAN_FLUSH_INTERVAL": str(FLUSH_INTERVAL)}, **extra)
+    env.update({"TYMPAN_CAPTURE_ENV": "0", "TYMPAN_FLUSH_INTERVAL": str(FLUSH_INTERVAL),
+                "TYMPAN_SYSTEM_METRICS": "0", "TYMPAN_CONSOLE": "0"}, **extra)
     return env
 
 

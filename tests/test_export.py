@@ -29,6 +29,8 @@ def record(tmp_path_factory: pytest.TempPathFactory) -> RunRecord:
         for name in [n for n in os.environ if n.startswith("TYMPAN_")]:
             patch.delenv(name)
         patch.setenv("TYMPAN_CAPTURE_ENV", "0")
+        patch.setenv("TYMPAN_SYSTEM_METRICS", "0")
+        patch.setenv("TYMPAN_CONSOLE", "0")
         run = tympan.init(project="asr", name="odd", store=store, tags=["x"],
                           config={"model": {"encoder": "gru"}, "lr": 1e-3})
         for step, value in zip(STEPS, VALUES, strict=True):

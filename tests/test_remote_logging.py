@@ -172,6 +172,7 @@ def test_training_survives_the_server_being_killed_and_restarted(tmp_path: Path)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TYMPAN_")}
         env.update(TYMPAN_STORE=server.url, TYMPAN_TOKEN=make_token(server.store, project="asr"),
                    TYMPAN_CAPTURE_ENV="0", TYMPAN_FLUSH_INTERVAL="0.2",
+                   TYMPAN_SYSTEM_METRICS="0", TYMPAN_CONSOLE="0",
                    TMPDIR=str(tmp_path / "tmp"))
         (tmp_path / "tmp").mkdir()
         child = subprocess.Popen([sys.executable, str(script), "2.0", str(tmp_path)],

@@ -83,6 +83,16 @@ SETTINGS: dict[str, Setting] = {
                 "refusing a damaged file (reads the whole file once)."),
         Setting("TYMPAN_CAPTURE_ENV", True, _flag,
                 "Record git state, packages and hardware with every new run."),
+        Setting("TYMPAN_SYSTEM_METRICS", True, _flag,
+                "Sample CPU, memory, disk and network I/O and GPUs into every run's system/ "
+                "metrics (tympan.init(system_metrics=...) decides per run)."),
+        Setting("TYMPAN_SYSTEM_INTERVAL", 10.0, _positive_float,
+                "Seconds between two samples of system metrics."),
+        Setting("TYMPAN_CONSOLE", True, _flag,
+                "Keep what a run's script prints (stdout, stderr) as its console.log artifact "
+                "(tympan.init(console=...) decides per run)."),
+        Setting("TYMPAN_CONSOLE_LIMIT", 4_000_000, _positive_int,
+                "Characters of console output kept per run: the first and the last half."),
         Setting("TYMPAN_STUDY", None, str,
                 "Study id that new runs are linked to when init() names none "
                 "(set by `tympan ablate` for its trials)."),

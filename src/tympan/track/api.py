@@ -24,19 +24,25 @@ def init(
     resume: str | None = None,
     parent: str | None = None,
     study: str | None = None,
+    system_metrics: bool | None = None,
+    console: bool | None = None,
 ) -> Run:
     """Start recording a run (or, with ``resume=RUN_ID``, continue one) and make it active.
 
     ``config`` may be a dict, a dataclass, an argparse Namespace or a pydantic model.
-    ``store`` defaults to TYMPAN_STORE, else ``./.tympan``.
+    ``store`` defaults to TYMPAN_STORE, else ``./.tympan``. ``system_metrics`` (CPU, memory,
+    I/O, GPUs under ``system/``) and ``console`` (stdout and stderr as ``console.log``)
+    default to TYMPAN_SYSTEM_METRICS and TYMPAN_CONSOLE, both on.
     """
     from tympan.track import start
 
+    background = start.Background(system_metrics, console)
     if resume is not None:
-        return start.resume_run(resume, store=store)
+        return start.resume_run(resume, store=store, background=background)
     seed = _pending_seed.pop() if _pending_seed else None
     return start.start_run(project=project, name=name, config=config, tags=tags, note=note,
-                           store=store, parent=parent, study=study, seed=seed)
+                           store=store, parent=parent, study=study, seed=seed,
+                           background=background)
 
 
 def log(data: dict[str, Any], step: int | None = None) -> None:

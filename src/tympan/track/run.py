@@ -49,6 +49,7 @@ class Run:
         self._next_step = next_step
         self._closed: str | None = None  # why logging is no longer allowed, once it is not
         self._status: str = "running"
+        self._background: list[Any] = []  # system metrics, console capture: stopped at finish
 
     def __repr__(self) -> str:
         return f"<tympan.Run {self.id} {self.name!r} project={self.project!r} {self._status}>"
@@ -94,6 +95,22 @@ class Run:
                 column[1].append(value)
         if row == WAKE_ROWS:  # once per buffer: the event stays set until the writer runs
             self._writer.wake()
+
+    def _record_at_current_step(self, data: dict[str, float]) -> None:
+        """Append points at the last step logged without moving the next step (for samples a
+        background thread takes: system metrics)."""
+        step = max(self._next_step - 1, 0)
+        sink = self._sink
+        with sink.lock:
+            row = len(sink.steps)
+            sink.steps.append(step)
+            sink.times.append(_now())
+            for key, value in data.items():
+                column = sink.columns.get(key)
+                if column is None:
+                    column = sink.columns[key] = ([], [])
+                column[0].append(row)
+                column[1].append(value)
 
     @staticmethod
     def _as_dict(data: Any) -> dict[str, Any]:
@@ -248,6 +265,8 @@ class Run:
         if status not in {"finished", "failed"}:
             raise InvalidInputError(f"finish(status=...) must be 'finished' or 'failed', got "
                                     f"{status!r}")
+        for task in self._background:  # their last samples and output go in before the end
+            task.stop()
         self._closed = f"run {self.id} has finished: start a new run with tympan.init()"
         self._status = status
         ended = _now()

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from tympan import settings
@@ -23,8 +24,41 @@ from tympan.track.writer import Command, get_writer, on_exit
 _hooks_installed = False
 
 
+@dataclass(frozen=True)
+class Background:
+    """What a run records by itself while open (None: as the settings say)."""
+
+    system_metrics: bool | None = None
+    console: bool | None = None
+
+    def __post_init__(self) -> None:
+        settings_of = {"system_metrics": ("TYMPAN_SYSTEM_METRICS", "TYMPAN_SYSTEM_INTERVAL"),
+                       "console": ("TYMPAN_CONSOLE", "TYMPAN_CONSOLE_LIMIT")}
+        for name, names in settings_of.items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, bool):
+                raise InvalidInputError(f"{name}= must be True, False or None, got {value!r}")
+            if value is not False:  # a bad setting fails here, before any run exists
+                for setting in names:
+                    settings.get(setting)
+
+    def start(self, run: Run) -> None:
+        from tympan.track.console import start_capture
+        from tympan.track.system import start_monitor
+
+        try:
+            for task in (start_monitor(run, self.system_metrics),
+                         start_capture(run, self.console)):
+                if task is not None:
+                    run._background.append(task)
+        except BaseException as exc:
+            run.fail(exc)  # a run that could not start what was asked is not left open
+            raise
+
+
 def start_run(*, project: str | None, name: str | None, config: Any, tags: Any, note: str,
-              store: Any, parent: str | None, study: str | None, seed: int | None) -> Run:
+              store: Any, parent: str | None, study: str | None, seed: int | None,
+              background: Background = Background()) -> Run:
     project = check_name(settings.get("TYMPAN_PROJECT") if project is None else project,
                          "project")
     if name is not None:
@@ -54,6 +88,7 @@ def start_run(*, project: str | None, name: str | None, config: Any, tags: Any, 
     run = Run(id=new.id, name=new.name, project=project, config=config_dict, tags=tag_list,
               transport=transport, writer=writer, sink=sink)
     _activate(run)
+    background.start(run)
     return run
 
 
@@ -65,7 +100,7 @@ def _preassigned_run_id() -> str | None:
     return run_id
 
 
-def resume_run(run: str, *, store: Any) -> Run:
+def resume_run(run: str, *, store: Any, background: Background = Background()) -> Run:
     transport = shared_transport(store)
     state = transport.run_state(run)
     run_id = state.id
@@ -92,6 +127,7 @@ def resume_run(run: str, *, store: Any) -> Run:
                   tags=state.tags, transport=transport, writer=writer, sink=sink,
                   next_step=0 if state.last_step is None else state.last_step + 1)
     _activate(resumed)
+    background.start(resumed)
     return resumed
 
 

@@ -144,7 +144,8 @@ export function metricPanel(sources, keys, { title = "Metrics", state = {}, onSt
       grid.append(h("p.empty", keys.length ? "No metric matches the filter." : "No metrics were logged."));
       return;
     }
-    for (const [group, list] of [...groups.entries()].sort()) {
+    const lastly = (g) => (g === "system" ? 1 : 0);  // the machine's metrics after the model's
+    for (const [group, list] of [...groups.entries()].sort(([a], [b]) => lastly(a) - lastly(b) || a.localeCompare(b))) {
       const cards = list.map((key) => {
         const entry = charts.get(key) || makeChart(key);
         if (!entry.loaded) observer.observe(entry.card);

@@ -10,6 +10,7 @@ import { tabs } from "../tabs.js";
 import { defaultMetrics } from "./runs.js";
 import { imagesTab } from "../images.js";
 import { tablesTab } from "../tables.js";
+import { consoleTab } from "../console.js";
 
 const LIVE_SECONDS = 10;
 
@@ -194,6 +195,7 @@ export async function runPage({ params, query }) {
     tablesTab(run),
     { id: "config", label: "Config", count: Object.keys(run.config_flat).length, render: () => configTable(run.config_flat) },
     { id: "environment", label: "Environment", render: () => environmentView(run) },
+    consoleTab(run),
     { id: "artifacts", label: "Artifacts", count: (run.artifacts || []).length, render: () => artifactsView(run) },
     { id: "health", label: "Health", count: (run.probe && run.probe.events) || (run.error ? 1 : null), render: () => healthView(run) },
   ];

@@ -45,15 +45,16 @@ function varyingKeys(runs, keys, n) {
   return scored.slice(0, n).map((s) => s.key);
 }
 
-/** Evaluation metrics first (val/, test/, eval/), then the rest; probe statistics never. */
+/** Evaluation metrics first (val/, test/, eval/), then the rest; probe statistics and system
+ *  metrics never. */
 export function defaultMetrics(keys, n) {
-  const visible = keys.filter((k) => !k.startsWith("probe/"));
+  const visible = keys.filter((k) => !k.startsWith("probe/") && !k.startsWith("system/"));
   const rank = (k) => (/^(test|val|valid|eval)[/_]/.test(k) ? 0 : 1);
   return [...visible].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b)).slice(0, n);
 }
 
 export function preferredMetric(keys) {
-  const visible = keys.filter((k) => !k.startsWith("probe/"));
+  const visible = keys.filter((k) => !k.startsWith("probe/") && !k.startsWith("system/"));
   return visible.find((k) => /^(test|val|valid|eval)[/_]/.test(k)) || visible[0] || keys[0] || "";
 }
 
