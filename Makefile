@@ -23,9 +23,9 @@ $(VENV)/.deps-demo: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e '.[torch,audio,ui]'
 	touch $@
 
-$(VENV)/.deps-test: pyproject.toml | $(PY)
+$(VENV)/.deps-test: pyproject.toml constraints.txt | $(PY)
 	$(MAKE) --no-print-directory torch
-	$(PIP) install --quiet -e '.[dev,torch,audio,postgres,ray,ui,s3]'
+	$(PIP) install --quiet -c constraints.txt -e '.[dev,torch,audio,postgres,ray,ui,s3,lightning,transformers]'
 	touch $@
 
 # Runs the reduced ASR ablation study (encoder x front end x LR schedule, 3 seeds: 15 trials

@@ -367,7 +367,11 @@ def test_images_and_tables_are_logged_over_http_and_checked_by_the_server(
         run.log_image("attention", pixels, step=4, caption="utt 1")
         run.log_image("attention", pixels, step=4, caption="utt 1")  # the same, again
         run.log_table("errors", [["u1", 0.5, float("nan")]], columns=["utt", "wer", "cer"])
+    resumed = tympan.init(resume=run.id)
+    resumed.update_config({"lr": 0.5, "model": {"encoder": "gru"}})  # over HTTP
+    resumed.finish()
     record = tympan.load_run(run.id, store=remote.store)
+    assert record.config == {"lr": 0.5, "model": {"encoder": "gru"}}
     (image,) = record.images()
     assert (image.key, image.step, image.caption, image.info) == (
         "attention", 4, "utt 1", {"width": 8, "height": 6, "mode": "RGB"})

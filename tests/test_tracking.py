@@ -296,3 +296,14 @@ def test_out_of_range_steps_are_refused_at_the_call_and_lose_nothing(tmp_path, s
     series = record.history("loss")
     np.testing.assert_array_equal(series.steps, np.arange(101))
     assert record.summary["loss"].count == 101 and record.summary["loss"].max == 100.0
+
+
+def test_update_config_merges_and_stores(store_url: str) -> None:
+    run = tympan.init(project="p", store=store_url, config={"model": {"layers": 4}, "lr": 0.1})
+    run.update_config({"model": {"heads": 2}, "lr": 0.01, "batch": 16})
+    assert run.config == {"model": {"layers": 4, "heads": 2}, "lr": 0.01, "batch": 16}
+    run.finish()
+    with pytest.raises(tympan.errors.RunStateError):
+        run.update_config({"late": 1})
+    assert tympan.load_run(run.id, store=store_url).config == {
+        "model": {"layers": 4, "heads": 2}, "lr": 0.01, "batch": 16}

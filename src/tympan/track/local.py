@@ -102,6 +102,11 @@ class LocalTransport:
             self._require(conn, run_id)
             runs.set_fields(conn, run_id, seed=seed)
 
+    def set_config(self, run_id: str, config: dict[str, Any]) -> None:
+        with self.store.write() as conn:
+            self._require(conn, run_id)
+            runs.set_fields(conn, run_id, config=config)
+
     def finish_run(self, run_id: str, status: str, ended_at: float, error: str | None) -> None:
         with self.store.write() as conn:
             self._require(conn, run_id)

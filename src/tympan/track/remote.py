@@ -108,6 +108,9 @@ class HttpTransport:
     def set_seed(self, run_id: str, seed: int) -> None:
         self._call("POST", f"{_run(run_id)}/seed", json={"seed": seed})
 
+    def set_config(self, run_id: str, config: dict[str, Any]) -> None:
+        self._call("POST", f"{_run(run_id)}/config", json={"config": config})
+
     def finish_run(self, run_id: str, status: str, ended_at: float, error: str | None) -> None:
         self._call("POST", f"{_run(run_id)}/finish",
                    json={"status": status, "ended_at": ended_at, "error": error})

@@ -20,7 +20,7 @@ from tympan.store.summaries import Summary
 from tympan.track import active, audio_sample
 from tympan.track.sink import Sink
 from tympan.track.transport import AudioClip, Blob, MediaItem, Transport
-from tympan.track.validate import check_key, check_step, check_text, to_number
+from tympan.track.validate import check_key, check_step, check_text, to_config, to_number
 from tympan.track.writer import WAKE_ROWS, Command, Writer
 
 _now = time.time
@@ -119,6 +119,17 @@ class Run:
         raise InvalidInputError(
             f"log() takes a dict of metric name -> number, got {type(data).__name__}"
         )
+
+    def update_config(self, values: Any) -> None:
+        """Merge ``values`` (a dict, dataclass, Namespace or pydantic model) into the run's
+        config and store it: nested dicts merge key by key, anything else replaces."""
+        self._check_open()
+        merged = _merged(self.config, to_config(values))
+        self.config.clear()
+        self.config.update(merged)
+        snapshot = to_config(merged)  # a copy: later changes go in a later write
+        self._writer.submit(Command(self.transport,
+                                    lambda t: t.set_config(self.id, snapshot), "config"))
 
     @property
     def step(self) -> int:
@@ -306,6 +317,16 @@ class Run:
             self.fail(exc)
         else:
             self.finish()
+
+
+def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _check_caption(what: str, key: str, caption: object) -> None:

@@ -165,6 +165,10 @@ class Transport(Protocol):
 
     def set_seed(self, run_id: str, seed: int) -> None: ...
 
+    def set_config(self, run_id: str, config: dict[str, Any]) -> None:
+        """Replace the run's config (the whole of it: sent again, no change)."""
+        ...
+
     def write_metrics(self, batch: MetricBatch) -> None:
         """Chunks, summaries and heartbeats; all of a batch or (locally) none of it."""
         ...

@@ -12,6 +12,7 @@ client that lost a response sends the same request again and nothing is stored t
     POST /api/ingest/runs/{id}/reopen          resume it
     POST /api/ingest/runs/{id}/environment     git, packages, hardware
     POST /api/ingest/runs/{id}/seed
+    POST /api/ingest/runs/{id}/config          the run's whole config, after update_config()
     POST /api/ingest/metrics                   chunks, summaries, heartbeats (one transaction)
     GET  /api/ingest/runs/{id}/summary
     GET  /api/ingest/blobs/{sha256}            is this blob stored already?
@@ -203,6 +204,17 @@ class SeedIn(BaseModel):
 @router.post("/runs/{run_id}/seed")
 def set_seed(run_id: RunPath, body: SeedIn, principal: Writer, store: StoreDep) -> Done:
     _runs(store, principal, [run_id]).set_seed(run_id, body.seed)
+    return Done()
+
+
+class ConfigIn(BaseModel):
+    config: dict[str, Any]
+
+
+@router.post("/runs/{run_id}/config")
+def set_config(run_id: RunPath, body: ConfigIn, principal: Writer, store: StoreDep) -> Done:
+    """Replace the run's config (``run.update_config`` sends the merged whole)."""
+    _runs(store, principal, [run_id]).set_config(run_id, to_config(body.config))
     return Done()
 
 
