@@ -8,7 +8,7 @@ run's current step (the last step logged) and the wall time, so system charts li
 training curves; it is appended to the run's buffers directly, never through ``Run.log``, so
 it cannot move the step a training loop's next ``log()`` takes.
 
-A sample costs well under a millisecond of one core (see docs/benchmarks.md), every 10 s by
+A sample costs about a millisecond of one core or less (docs/benchmarks.md), every 10 s by
 default. ``TYMPAN_SYSTEM_METRICS=0`` or ``tympan.init(system_metrics=False)`` turns it off.
 """
 
