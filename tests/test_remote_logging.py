@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -463,3 +464,21 @@ def test_a_run_the_server_refuses_never_takes_other_runs_points_with_it(
     record = tympan.load_run(kept.id, store=remote.store)
     np.testing.assert_array_equal(record.history("loss").steps, np.arange(300))
     assert len(tympan.load_run(ended.id, store=remote.store).history("loss")) == 100
+
+
+def test_files_logged_over_http_wait_in_memory_when_the_outbox_disk_is_full(
+    remote: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.disk_fixtures import mounted_small_disk
+
+    with mounted_small_disk(tmp_path) as disk:
+        monkeypatch.setattr(tempfile, "tempdir", str(disk.path))  # the outbox goes there
+        run = tympan.init(project="outbox")
+        disk.fill()
+        checkpoint = tmp_path / "last.pt"
+        checkpoint.write_bytes(b"weights" * 50_000)
+        run.log_artifact(checkpoint)  # its staged copy cannot be written: kept in memory
+        checkpoint.write_bytes(b"overwritten")
+        run.finish()
+    record = tympan.load_run(run.id, store=remote.store)
+    assert record.read_artifact("last.pt") == b"weights" * 50_000

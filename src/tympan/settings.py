@@ -74,6 +74,9 @@ SETTINGS: dict[str, Setting] = {
                 "Seconds without a heartbeat after which a running run is shown as crashed."),
         Setting("TYMPAN_SPOOL_POINTS", 5_000_000, _positive_int,
                 "Most metric points kept in memory while the store is unwritable."),
+        Setting("TYMPAN_SPOOL_MB", 1024, _positive_int,
+                "Most MiB of files (artifact copies, audio, images) kept in memory while the "
+                "store cannot take them."),
         Setting("TYMPAN_BUSY_TIMEOUT", 30.0, _positive_float,
                 "Seconds a SQLite write waits for another process's lock before it is retried."),
         Setting("TYMPAN_EXIT_TIMEOUT", 30.0, _positive_float,

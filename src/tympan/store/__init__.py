@@ -21,7 +21,7 @@ from tympan import settings
 from tympan.errors import StoreNotFoundError
 from tympan.store import integrity, versioning
 from tympan.store.blobs import BlobStore
-from tympan.store.engine import WRITE, make_engine, prepare_new_sqlite
+from tympan.store.engine import WRITE, checkpoint, make_engine, prepare_new_sqlite
 from tympan.store.failures import translated
 from tympan.store.location import StoreLocation, parse_location, redact
 from tympan.store.schema import meta
@@ -177,8 +177,7 @@ def _create_sqlite_file(location: StoreLocation) -> None:
         try:
             with translated(str(path)):
                 _initialize(engine, location)
-                with engine.connect() as conn:  # everything into the main file
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                checkpoint(engine)  # everything into the main file
         finally:
             engine.dispose()
         os.replace(new, path)

@@ -95,3 +95,9 @@ def prepare_new_sqlite(engine: Engine) -> None:
         raw = conn.connection.dbapi_connection
         raw.execute("PRAGMA page_size = 65536")  # only takes effect before the first table
         raw.execute("PRAGMA journal_mode = WAL")
+
+
+def checkpoint(engine: Engine) -> None:
+    """Copy a SQLite store's WAL into its database file and truncate the WAL to 0 bytes."""
+    with engine.connect() as conn:
+        conn.connection.dbapi_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -18,8 +18,9 @@ from typing import Any
 from tympan.errors import InvalidInputError, RunStateError, StoreUnavailableError
 from tympan.store.summaries import Summary
 from tympan.track import active, audio_sample
+from tympan.track.keeping import keep_artifact, keep_encoded
 from tympan.track.sink import Sink
-from tympan.track.transport import AudioClip, Blob, MediaItem, Transport
+from tympan.track.transport import AudioClip, MediaItem, Transport
 from tympan.track.validate import check_key, check_step, check_text, to_config, to_number
 from tympan.track.writer import WAKE_ROWS, Command, Writer
 
@@ -148,16 +149,8 @@ class Run:
         clip = AudioClip(key=key, step=step, sample_rate=audio.sample_rate, frames=audio.frames,
                          duration=audio.duration, channels=audio.channels, caption=caption,
                          peak=audio.peak, gain=audio.gain, created_at=_now())
-        transport = self.transport
-        kept: list[Blob] = []
-
-        def encode() -> None:  # writer thread, before the write
-            kept.append(transport.keep_bytes(audio.flac()))
-
-        def record(t: Transport) -> None:
-            t.record_audio(self.id, clip, kept[0])
-
-        self._writer.submit(Command(transport, record, f"audio {key}", prepare=encode))
+        keep_encoded(self._writer, self.transport, self.id, f"audio {key}", audio.data.nbytes,
+                     audio.flac, lambda t, blob: t.record_audio(self.id, clip, blob))
 
     def log_image(self, key: str, image: Any, step: int | None = None,
                   caption: str | None = None) -> None:
@@ -174,8 +167,9 @@ class Run:
         step = self._next_step if step is None else check_step(step)
         _check_caption("image", key, caption)
         prepared = images.prepare(key, image)
+        size = len(prepared.encoded) if prepared.encoded is not None else prepared.pixels.nbytes
         self._log_media(MediaItem("image", key, step, caption, prepared.info(), _now()),
-                        prepared.png)
+                        prepared.png, size)
 
     def log_table(self, key: str, data: Any, columns: list[str] | None = None,
                   step: int | None = None, caption: str | None = None) -> None:
@@ -188,21 +182,13 @@ class Run:
         step = self._next_step if step is None else check_step(step)
         _check_caption("table", key, caption)
         prepared = tables.prepare(key, data, columns)
+        size = 16 * len(prepared.rows) * max(1, len(prepared.columns))  # about, as Python holds it
         self._log_media(MediaItem("table", key, step, caption, tables.info(prepared), _now()),
-                        lambda: tables.encode(prepared))
+                        lambda: tables.encode(prepared), size)
 
-    def _log_media(self, item: MediaItem, encode: Any) -> None:
-        transport = self.transport
-        kept: list[Blob] = []
-
-        def keep() -> None:  # writer thread, before the write
-            kept.append(transport.keep_bytes(encode()))
-
-        def record(t: Transport) -> None:
-            t.record_media(self.id, item, kept[0])
-
-        self._writer.submit(Command(transport, record, f"{item.kind} {item.key}",
-                                    prepare=keep))
+    def _log_media(self, item: MediaItem, encode: Any, size: int) -> None:
+        keep_encoded(self._writer, self.transport, self.id, f"{item.kind} {item.key}", size,
+                     encode, lambda t, blob: t.record_media(self.id, item, blob))
 
     def log_artifact(self, source: str | os.PathLike[str] | bytes, name: str | None = None,
                      media_type: str | None = None) -> None:
@@ -215,9 +201,7 @@ class Run:
         if isinstance(source, bytes | bytearray | memoryview):
             if not name:
                 raise InvalidInputError("log_artifact(bytes) needs name= (its path in the run)")
-            logical = artifact_path(name)
-            blob = self.transport.keep_bytes(bytes(source))
-            self._record_artifact(logical, blob, media_type or _guess(name))
+            self._keep(artifact_path(name), bytes(source), media_type or _guess(name))
             return
         path = Path(source)
         if not path.exists():
@@ -226,21 +210,13 @@ class Run:
             files = sorted(p for p in path.rglob("*") if p.is_file())
             prefix = artifact_path(name or path.name)
             for file in files:
-                blob = self.transport.keep_file(file)
                 rel = file.relative_to(path).as_posix()
-                self._record_artifact(f"{prefix}/{rel}", blob, _guess(file.name))
+                self._keep(f"{prefix}/{rel}", file, _guess(file.name))
             return
-        logical = artifact_path(name or path.name)
-        blob = self.transport.keep_file(path)
-        self._record_artifact(logical, blob, media_type or _guess(path.name))
+        self._keep(artifact_path(name or path.name), path, media_type or _guess(path.name))
 
-    def _record_artifact(self, path: str, blob: Blob, media_type: str) -> None:
-        created = _now()
-        self._writer.submit(Command(
-            self.transport,
-            lambda t: t.record_artifact(self.id, path, blob, media_type, created),
-            f"artifact {path}",
-        ))
+    def _keep(self, path: str, source: Path | bytes, media_type: str) -> None:
+        keep_artifact(self._writer, self.transport, self.id, path, source, media_type)
 
     def register_model(self, name: str, artifact: str = "model.pt", **options: Any) -> Any:
         """Register the checkpoint this run logged as ``artifact`` as the next version of

@@ -12,9 +12,10 @@ its own from then on: its points are dropped, and said so once, never other runs
 
 Other writes (run rows, artifacts, audio, status) are commands, run in order after the
 metrics of the same store are down, so ``finish()`` can never overtake the points logged
-before it. When the store cannot be written, points and commands stay in memory (bounded by
-TYMPAN_SPOOL_POINTS per run), the user is warned once, and everything is retried: on the next
-tick for a local store, after a jittered exponential backoff for a tympan server.
+before it. When the store cannot be written, points and commands stay in memory (points
+bounded by TYMPAN_SPOOL_POINTS per run, files by TYMPAN_SPOOL_MB: see ``keeping.py``), the
+user is warned once, and everything is retried: on the next tick for a local store, after a
+jittered exponential backoff for a tympan server.
 
 The writer talks to a run's store only through its :class:`Transport` (``transport.py``), so
 it does the same for a local SQLite/PostgreSQL store and for a tympan server over HTTP.
@@ -54,8 +55,37 @@ class Command:
     label: str
     prepare: Callable[[], Any] | None = None  # slow work before the write (encode, copy)
     awaited: bool = False  # a caller waits on the future: a final error goes there, not the log
+    held: int = 0  # bytes of memory it holds until it is done (counted in the spool)
+    replaces: tuple[str, str] | None = None  # (run, path): a later command for it makes it moot
     future: Future = field(default_factory=Future)
     prepared: bool = False
+    running: bool = False
+    moot: bool = False
+
+
+class Spool:
+    """Bytes of files (artifact copies, encoded audio) waiting in memory for the store,
+    bounded by TYMPAN_SPOOL_MB; thread-safe, as callers hold and the writer releases."""
+
+    def __init__(self) -> None:
+        self.held = 0
+        self._lock = threading.Lock()
+
+    @property
+    def limit(self) -> int:
+        return settings.get("TYMPAN_SPOOL_MB") << 20
+
+    def hold(self, size: int) -> bool:
+        limit = self.limit
+        with self._lock:
+            if self.held + size > limit:
+                return False
+            self.held += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.held -= size
 
 
 class Writer:
@@ -72,6 +102,9 @@ class Writer:
         self._failing: dict[int, int] = {}  # id(transport) -> failed attempts in a row
         self._retry_at: dict[int, float] = {}  # id(transport) -> no attempt before this time
         self._piece_limit: dict[int, int] = {}  # id(transport) -> points per transaction
+        self._health = threading.Lock()  # guards _failing: callers report failures too
+        self._latest: dict[tuple[str, str], Command] = {}  # what a `replaces` key last named
+        self.spool = Spool()
         self._thread = threading.Thread(target=self._loop, name="tympan-writer", daemon=True)
         self._thread.start()
 
@@ -81,6 +114,13 @@ class Writer:
             self._sinks[sink.run_id] = sink
 
     def submit(self, command: Command) -> Future:
+        if command.replaces is not None:
+            with self._lock:
+                earlier = self._latest.get(command.replaces)
+                if earlier is not None and not earlier.running:
+                    earlier.moot = True  # the same artifact logged again: keep the newest
+                    self._release(earlier)
+                self._latest[command.replaces] = command
         self._commands.append(command)
         self._wake.set()
         return command.future
@@ -210,18 +250,33 @@ class Writer:
             if key in blocked or key in stuck:
                 remaining.append(cmd)  # keep order: nothing overtakes an earlier write
                 continue
+            with self._lock:
+                if cmd.moot:
+                    cmd.future.set_result(None)
+                    continue
+                cmd.running = True
             try:
                 self._run(cmd)
             except (StoreUnavailableError, OSError) as exc:
+                cmd.running = False
                 self._store_failed(cmd.transport, exc)
                 blocked.add(key)
                 remaining.append(cmd)
+                continue
             except BaseException as exc:
                 if not cmd.awaited:  # nobody will look at the future: say it here
                     log.error("tympan: could not record %s in %s: %s", cmd.label,
                               cmd.transport.where, exc)
                 cmd.future.set_exception(exc)
+            with self._lock:
+                self._release(cmd)
+                if cmd.replaces is not None and self._latest.get(cmd.replaces) is cmd:
+                    del self._latest[cmd.replaces]
         self._waiting = remaining
+
+    def _release(self, cmd: Command) -> None:
+        self.spool.release(cmd.held)
+        cmd.held = 0
 
     def _run(self, cmd: Command) -> None:
         if cmd.prepare is not None and not cmd.prepared:
@@ -237,24 +292,38 @@ class Writer:
         with self._lock:
             self._sinks.pop(run_id, None)
 
+    def unwritable(self, transport: Transport, exc: BaseException) -> None:
+        """A caller found the store unwritable (copying a file into it): warn, once."""
+        with self._health:
+            if id(transport) in self._failing:
+                return
+            self._failing[id(transport)] = 0
+        _warn_unwritable(transport, exc)
+
     def _store_failed(self, transport: Transport, exc: BaseException) -> None:
         key = id(transport)
-        failures = self._failing.get(key, 0) + 1
-        self._failing[key] = failures
+        with self._health:
+            first = key not in self._failing
+            failures = self._failing[key] = self._failing.get(key, 0) + 1
         self._retry_at[key] = time.time() + transport.retry_delay(failures)
-        if failures == 1:
-            log.warning(
-                "tympan: cannot write to the store at %s (%s); training goes on, points are "
-                "kept in memory and written when the store is writable again",
-                transport.where, exc,
-            )
+        if first:
+            _warn_unwritable(transport, exc)
 
     def _store_recovered(self, transport: Transport) -> None:
         key = id(transport)
         self._retry_at.pop(key, None)
-        if self._failing.pop(key, None) is not None:
+        with self._health:
+            failed = self._failing.pop(key, None) is not None
+        if failed:
             log.warning("tympan: the store at %s is writable again; spooled data written",
                         transport.where)
+
+
+def _warn_unwritable(transport: Transport, exc: BaseException) -> None:
+    log.warning(
+        "tympan: cannot write to the store at %s (%s); training goes on, points and files are "
+        "kept in memory and written when the store is writable again", transport.where, exc,
+    )
 
 
 @dataclass(frozen=True)
@@ -343,4 +412,4 @@ def _forget_in_child() -> None:
     _writer = None
 
 
-__all__ = ["Command", "StoreError", "Writer", "get_writer", "on_exit"]
+__all__ = ["Command", "Spool", "StoreError", "Writer", "get_writer", "on_exit"]
