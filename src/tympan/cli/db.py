@@ -1,14 +1,16 @@
-"""``tympan db``: the store's schema revision, migrating or creating a store, checking a file."""
+"""``tympan db``: schema revisions and upgrades, checking a store's file, collecting blobs."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from tympan.cli.context import options
-from tympan.errors import StoreCorruptError
+from tympan.cli.context import opened_store, options
+from tympan.errors import InvalidInputError, StoreCorruptError
 from tympan.store import check_store, integrity, store_revision, upgrade_store, versioning
+from tympan.store.garbage import collect
 
 db_app = typer.Typer(
     name="db",
@@ -51,3 +53,44 @@ def check_command(ctx: typer.Context) -> None:
     for problem in found:
         typer.echo(f"  {problem}")
     raise StoreCorruptError(integrity.damaged(Path(where), found, "integrity_check"))
+
+
+@db_app.command("gc")
+def gc_command(
+    ctx: typer.Context,
+    older_than: Annotated[str, typer.Option(
+        "--older-than", metavar="AGE",
+        help="Collect only files older than this (30s, 10m, 24h, 7d), so a running "
+             "process's blob whose record is on its way is never taken.")] = "24h",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Count what would be removed; remove nothing.")] = False,
+) -> None:
+    """Remove blob files no record refers to: orphans of killed writers, replaced artifacts,
+    unfinished copies."""
+    seconds = parse_age(older_than)
+    with opened_store(ctx) as store:
+        found = collect(store, older_than=seconds, dry_run=dry_run)
+        root = store.blobs.root
+    verb = "would remove" if dry_run else "removed"
+    typer.echo(f"{verb} {found.files} files ({found.bytes / 2**20:.1f} MiB) from {root}: "
+               f"{found.orphans} never recorded, {found.unreferenced} no longer referenced, "
+               f"{found.unfinished} unfinished copies")
+    if found.kept_fresh:
+        typer.echo(f"kept {found.kept_fresh} unreferenced files younger than {older_than}")
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_age(text: str) -> float:
+    """'90' or '90s', '10m', '24h', '7d' as seconds."""
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _AGE_UNITS else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise InvalidInputError(
+            f"--older-than {text!r} is not an age: use a number of seconds, or one with s, m, "
+            "h or d (30s, 10m, 24h, 7d)")
+    return value * _AGE_UNITS[unit]

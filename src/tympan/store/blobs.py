@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -37,6 +38,20 @@ def _is_local(root: str) -> bool:
     return "://" not in root or root.startswith("file://")
 
 
+@dataclass(frozen=True)
+class BlobFile:
+    """A file under a local blob root: a blob (``sha256`` set) or an unfinished copy (None)."""
+
+    path: str
+    sha256: str | None
+    size: int
+    mtime: float
+
+
+_TEMPORARY = ".incoming-"
+_HEX = frozenset("0123456789abcdef")
+
+
 class BlobStore:
     """Blobs under one root, laid out as ``ab/cdef...`` by hash."""
 
@@ -58,7 +73,7 @@ class BlobStore:
             data = Path(source).read_bytes()
             return self.put_bytes(data)
         Path(self.root).mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=_TEMPORARY)
         try:
             with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
                 sha, size = copy_hashing(src, out)
@@ -106,6 +121,49 @@ class BlobStore:
         with self.open(sha256) as src, open(dest, "wb") as out:
             shutil.copyfileobj(src, out, _CHUNK)
 
+    def touch(self, sha256: str) -> None:
+        """Mark a blob as in use now, so a collection (``garbage.py``) leaves it alone: its
+        record is about to land. Object stores cannot be touched; their collection goes by
+        the age threshold alone."""
+        if _is_local(self.root):
+            os.utime(self.path(sha256))
+
+    def files(self) -> Iterator[BlobFile]:
+        """Every blob and unfinished copy under a local root; anything else there is not
+        tympan's and is left out."""
+        self._local_only("listing blob files")
+        if not os.path.isdir(self.root):
+            return
+        for entry in os.scandir(self.root):
+            if entry.is_file() and entry.name.startswith(_TEMPORARY):
+                yield _blob_file(entry, None)
+            elif entry.is_dir() and len(entry.name) == 2 and set(entry.name) <= _HEX:
+                for item in os.scandir(entry.path):
+                    if not item.is_file():
+                        continue
+                    if item.name.startswith(_TEMPORARY):
+                        yield _blob_file(item, None)
+                    elif len(item.name) == 62 and set(item.name) <= _HEX:
+                        yield _blob_file(item, entry.name + item.name)
+
+    def remove_if_older(self, file: BlobFile, cutoff: float) -> bool:
+        """Delete ``file`` unless it changed (was touched) after ``cutoff``; True if deleted."""
+        self._local_only("removing blob files")
+        try:
+            if os.stat(file.path).st_mtime > cutoff:
+                return False
+            os.unlink(file.path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _local_only(self, what: str) -> None:
+        if not _is_local(self.root):
+            raise StoreError(
+                f"{what} works on local artifact roots; {self.root} is an object store: let "
+                "its lifecycle rules expire objects no record refers to"
+            )
+
     def _write(self, sha: str, fill) -> None:
         if not _is_local(self.root):
             with object_store_errors(self.root), self._fs().open(self.path(sha), "wb") as out:
@@ -113,7 +171,7 @@ class BlobStore:
             return
         target = Path(self.path(sha))
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".incoming-")
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=_TEMPORARY)
         try:
             with os.fdopen(fd, "wb") as out:
                 fill(out)
@@ -131,6 +189,11 @@ class BlobStore:
         with object_store_errors(self.root):
             fs, _ = fsspec.core.url_to_fs(self.root)
         return fs
+
+
+def _blob_file(entry: os.DirEntry, sha256: str | None) -> BlobFile:
+    stat = entry.stat()
+    return BlobFile(entry.path, sha256, stat.st_size, stat.st_mtime)
 
 
 _NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "NoAuthTokenError")

@@ -86,8 +86,8 @@ def active_run() -> Run | None:
 
 def seed_everything(seed: int) -> int:
     """Seed python, numpy and torch; the seed is recorded with the active (or next) run."""
+    from tympan.track.commands import Command
     from tympan.track.seeding import seed_everything as _seed
-    from tympan.track.writer import Command
 
     seed = _seed(seed)
     run = active.current()

@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from tympan.errors import InvalidInputError
+from tympan.track.commands import Command
 from tympan.track.transport import Blob, Transport
-from tympan.track.writer import Command, Writer
+from tympan.track.writer import Writer
 
 log = logging.getLogger("tympan")
 

@@ -7,9 +7,13 @@ is written by exactly this code.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from tympan.errors import RunNotFoundError, RunStateError
+from sqlalchemy import Connection
+
+from tympan.errors import RunNotFoundError, RunStateError, StoreError
 from tympan.records.record import resolve_run_id
 from tympan.store import (
     Store,
@@ -138,13 +142,13 @@ class LocalTransport:
 
     def record_artifact(self, run_id: str, path: str, blob: Blob, media_type: str,
                         created_at: float) -> None:
-        with self.store.write() as conn:
+        with self._recording(blob) as conn:
             self._require(conn, run_id)
             artifacts.record(conn, run_id, path, blob.sha256, blob.size, media_type, created_at)
 
     def record_audio(self, run_id: str, clip: AudioClip, blob: Blob) -> None:
         path = audio_path(clip.key, clip.step, blob.sha256)
-        with self.store.write() as conn:
+        with self._recording(blob) as conn:
             self._require(conn, run_id)
             artifact_id = artifacts.record(conn, run_id, path, blob.sha256, blob.size,
                                            "audio/flac", clip.created_at)
@@ -158,13 +162,27 @@ class LocalTransport:
 
     def record_media(self, run_id: str, item: MediaItem, blob: Blob) -> None:
         path = media_path(item.kind, item.key, item.step, blob.sha256)
-        with self.store.write() as conn:
+        with self._recording(blob) as conn:
             self._require(conn, run_id)
             artifact_id = artifacts.record(conn, run_id, path, blob.sha256, blob.size,
                                            MEDIA_FILES[item.kind][2], item.created_at)
             media.record(conn, run_id=run_id, kind=item.kind, key=item.key, step=item.step,
                          artifact_id=artifact_id, caption=item.caption, info=item.info,
                          created_at=item.created_at)
+
+    @contextmanager
+    def _recording(self, blob: Blob) -> Iterator[Connection]:
+        """The write transaction of a record pointing at ``blob``, the blob touched first so
+        that `tympan db gc` sees it in use while its record is being (re)tried."""
+        try:
+            self.store.blobs.touch(blob.sha256)
+        except FileNotFoundError:
+            raise StoreError(
+                f"blob {blob.sha256} is no longer in {self.store.blobs.root} (was it collected "
+                "by `tympan db gc` before its record landed?): log the file again"
+            ) from None
+        with self.store.write() as conn:
+            yield conn
 
     # -- for the server ---------------------------------------------------------------------
     def project_of(self, run_ids: list[str]) -> dict[str, str | None]:

@@ -18,11 +18,12 @@ from typing import Any
 from tympan.errors import InvalidInputError, RunStateError, StoreUnavailableError
 from tympan.store.summaries import Summary
 from tympan.track import active, audio_sample
+from tympan.track.commands import Command
 from tympan.track.keeping import keep_artifact, keep_encoded
 from tympan.track.sink import Sink
 from tympan.track.transport import AudioClip, MediaItem, Transport
 from tympan.track.validate import check_key, check_step, check_text, to_config, to_number
-from tympan.track.writer import WAKE_ROWS, Command, Writer
+from tympan.track.writer import WAKE_ROWS, Writer
 
 _now = time.time
 _MEDIA_TYPES = {

@@ -13,13 +13,14 @@ from typing import Any
 from tympan import settings
 from tympan.errors import InvalidInputError, RunStateError
 from tympan.track import active, liveness
+from tympan.track.commands import Command
 from tympan.track.naming import new_run_id, new_run_name
 from tympan.track.run import Run
 from tympan.track.sink import Sink
 from tympan.track.stores import shared_transport
 from tympan.track.transport import NewRun, Transport
 from tympan.track.validate import check_name, check_tags, check_text, to_config
-from tympan.track.writer import Command, get_writer, on_exit
+from tympan.track.writer import get_writer, on_exit
 
 _hooks_installed = False
 

@@ -10,12 +10,14 @@ try, so a disk short of space takes what fits instead of refusing one transactio
 A run whose points the store refuses for good (deleted or ended elsewhere) is written on
 its own from then on: its points are dropped, and said so once, never other runs' points.
 
-Other writes (run rows, artifacts, audio, status) are commands, run in order after the
-metrics of the same store are down, so ``finish()`` can never overtake the points logged
-before it. When the store cannot be written, points and commands stay in memory (points
-bounded by TYMPAN_SPOOL_POINTS per run, files by TYMPAN_SPOOL_MB: see ``keeping.py``), the
-user is warned once, and everything is retried: on the next tick for a local store, after a
-jittered exponential backoff for a tympan server.
+Other writes (run rows, artifacts, audio, status) are commands (``commands.py``), run in
+order after the metrics of the same store are down, so ``finish()`` can never overtake the
+points logged before it; their slow work (encoding, blob copies) runs on a second thread.
+Ticks are due by the clock, one interval after the previous one began. When the store cannot
+be written, points and commands stay in memory (points bounded by TYMPAN_SPOOL_POINTS per run,
+files by TYMPAN_SPOOL_MB: see ``keeping.py``), the user is warned once, and everything is
+retried: on the next tick for a local store, after a jittered exponential backoff for a
+tympan server.
 
 The writer talks to a run's store only through its :class:`Transport` (``transport.py``), so
 it does the same for a local SQLite/PostgreSQL store and for a tympan server over HTTP.
@@ -31,13 +33,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from tympan import settings
 from tympan.errors import StoreError, StoreUnavailableError
 from tympan.store.metrics import Chunk
 from tympan.store.summaries import Summary
+from tympan.track.commands import Command, Preparer, Spool
 from tympan.track.sink import Sink, combine
 from tympan.track.transport import MetricBatch, RunMetrics, Transport
 
@@ -46,46 +48,6 @@ log = logging.getLogger("tympan")
 WAKE_ROWS = 20_000  # a buffer of this many log() calls wakes the writer early
 MAX_PIECE = 1 << 20  # points per transaction: a flush fits in one, a backlog goes in pieces
 MIN_PIECE = 1 << 10  # the smallest piece a disk short of space is tried with
-
-
-@dataclass
-class Command:
-    transport: Transport
-    write: Callable[[Transport], Any] | None  # fn(transport): one write; None: a barrier
-    label: str
-    prepare: Callable[[], Any] | None = None  # slow work before the write (encode, copy)
-    awaited: bool = False  # a caller waits on the future: a final error goes there, not the log
-    held: int = 0  # bytes of memory it holds until it is done (counted in the spool)
-    replaces: tuple[str, str] | None = None  # (run, path): a later command for it makes it moot
-    future: Future = field(default_factory=Future)
-    prepared: bool = False
-    running: bool = False
-    moot: bool = False
-
-
-class Spool:
-    """Bytes of files (artifact copies, encoded audio) waiting in memory for the store,
-    bounded by TYMPAN_SPOOL_MB; thread-safe, as callers hold and the writer releases."""
-
-    def __init__(self) -> None:
-        self.held = 0
-        self._lock = threading.Lock()
-
-    @property
-    def limit(self) -> int:
-        return settings.get("TYMPAN_SPOOL_MB") << 20
-
-    def hold(self, size: int) -> bool:
-        limit = self.limit
-        with self._lock:
-            if self.held + size > limit:
-                return False
-            self.held += size
-            return True
-
-    def release(self, size: int) -> None:
-        with self._lock:
-            self.held -= size
 
 
 class Writer:
@@ -105,6 +67,7 @@ class Writer:
         self._health = threading.Lock()  # guards _failing: callers report failures too
         self._latest: dict[tuple[str, str], Command] = {}  # what a `replaces` key last named
         self.spool = Spool()
+        self._preparer = Preparer(self.wake, self.unwritable, self.flush_interval)
         self._thread = threading.Thread(target=self._loop, name="tympan-writer", daemon=True)
         self._thread.start()
 
@@ -122,6 +85,8 @@ class Writer:
                     self._release(earlier)
                 self._latest[command.replaces] = command
         self._commands.append(command)
+        if not command.prepared:
+            self._preparer.add(command)
         self._wake.set()
         return command.future
 
@@ -143,9 +108,13 @@ class Writer:
 
     # -- the writer thread --------------------------------------------------------------
     def _loop(self) -> None:
+        due = time.monotonic() + self.flush_interval
         while True:
-            self._wake.wait(self.flush_interval)
+            # Flush by the clock: a tick is due one interval after the previous one began,
+            # however long that one took, and sooner when woken (a command, a full buffer).
+            self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
+            due = time.monotonic() + self.flush_interval
             stopping = self._stopping
             try:
                 self._tick()
@@ -254,6 +223,10 @@ class Writer:
                 if cmd.moot:
                     cmd.future.set_result(None)
                     continue
+                if not cmd.prepared:  # its slow work is not done: it and what follows wait
+                    blocked.add(key)
+                    remaining.append(cmd)
+                    continue
                 cmd.running = True
             try:
                 self._run(cmd)
@@ -279,9 +252,8 @@ class Writer:
         cmd.held = 0
 
     def _run(self, cmd: Command) -> None:
-        if cmd.prepare is not None and not cmd.prepared:
-            cmd.prepare()
-            cmd.prepared = True
+        if cmd.failed is not None:
+            raise cmd.failed
         result = None
         if cmd.write is not None:
             result = cmd.write(cmd.transport)
@@ -412,4 +384,4 @@ def _forget_in_child() -> None:
     _writer = None
 
 
-__all__ = ["Command", "Spool", "StoreError", "Writer", "get_writer", "on_exit"]
+__all__ = ["StoreError", "Writer", "get_writer", "on_exit"]
