@@ -99,7 +99,8 @@ def compare_runs(where: str, n: int) -> list[str]:
     return ids
 
 
-def start_server(where: str) -> tuple[subprocess.Popen, str]:
+def start_server(where: str) -> tuple[subprocess.Popen, str, str]:
+    """`tympan ui` over ``where``: the process, its base URL and its launch token."""
     log_path = Path(where).parent / "server.log"
     with open(log_path, "wb") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen([sys.executable, "-m", "tympan.cli.app", "ui", "--store", where,
@@ -107,11 +108,11 @@ def start_server(where: str) -> tuple[subprocess.Popen, str]:
                                 stderr=log, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
-    found = re.search(r" at (http://\S+) ", line)
+    found = re.search(r" at (http://\S+)/\?token=(\S+) ", line)  # `tympan ui`'s sign-in link
     if not found:
         proc.kill()
         raise SystemExit(f"server did not start: {line}{log_path.read_text()}")
-    return proc, found.group(1)
+    return proc, found.group(1), found.group(2)
 
 
 def measure(client: httpx.Client, path: str, params: dict, n: int) -> list[float]:
@@ -159,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         marker.write_text(" ".join([long_id, *compare_ids]))
         out.print(f"store filled in {time.perf_counter() - t0:.1f} s ({args.runs:,} runs in "
                   f"{t1 - t0:.1f} s, {args.points:,} points in {t2 - t1:.1f} s)")
-    proc, url = start_server(where)
+    proc, url, token = start_server(where)
     try:
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
             figures = [
                 ("runs table, first page (50 of all runs)", "/api/runs", {"limit": 50}),
                 ("runs table sorted by valid/wer.min", "/api/runs",

@@ -1,12 +1,13 @@
 """``live_server``: a real tympan server process on a free loopback port, for API tests.
 
-    with live_server(store_url, auth=False) as url:          # `tympan ui` (no auth)
-        httpx.get(f"{url}/api/health")
+    with live_server(store_url, auth=False) as url:          # `tympan ui` (its launch token)
+        httpx.get(f"{url}/api/runs", headers=url.headers)
     with live_server(store_url, extra_args=["--max-body-mb", "1"]) as url:   # `tympan server`
 
 The process is started exactly as a user starts it (``python -m tympan.cli.app ...``) with
-``--port 0``; the URL is read from the line it prints once it answers. On exit it gets
-SIGTERM, then SIGKILL if it has not stopped within 10 s.
+``--port 0``; the URL is read from the line it prints once it answers. It is yielded as a
+``ServerURL``: the base URL (a str), with the launch token `tympan ui` printed in it, the
+process id and its stderr file. On exit it gets SIGTERM, then SIGKILL after 10 s.
 """
 
 from __future__ import annotations
@@ -29,6 +30,23 @@ _URL = re.compile(r" at (http://\S+) ")
 
 class ServerFailed(RuntimeError):
     """The server process did not come up; the message holds what it printed."""
+
+
+class ServerURL(str):
+    """A live server's base URL (``http://127.0.0.1:PORT``), with what tests need besides."""
+
+    token: str | None  # `tympan ui`'s launch token; None for `tympan server`
+    pid: int
+    stderr: Path
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The launch token as an Authorization header ({} for `tympan server`)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @property
+    def sign_in_link(self) -> str:
+        return f"{self}/?token={self.token}"
 
 
 def server_command(store_url: str, *, auth: bool = True, extra_args: Sequence[str] = ()
@@ -61,7 +79,10 @@ def live_server(
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
     try:
-        url = _wait_until_up(proc, out_path, err_path, timeout)
+        printed = _wait_until_up(proc, out_path, err_path, timeout)
+        base, _, token = printed.partition("/?token=")
+        url = ServerURL(base)
+        url.token, url.pid, url.stderr = token or None, proc.pid, err_path
         yield url
     finally:
         stop(proc)
@@ -80,7 +101,8 @@ def _wait_until_up(proc: subprocess.Popen, out_path: Path, err_path: Path,
             url = found.group(1) if found else None
         if url is not None:
             try:
-                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                base = url.partition("/?token=")[0]
+                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
                     return url
             except httpx.HTTPError:
                 pass

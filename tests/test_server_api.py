@@ -113,8 +113,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Lab:
 
 @pytest.fixture(scope="module")
 def api(lab: Lab) -> Iterator[httpx.Client]:
-    with live_server(lab.store, auth=False) as url, httpx.Client(base_url=url,
-                                                                 timeout=30) as client:
+    with live_server(lab.store, auth=False) as url, \
+            httpx.Client(base_url=url, headers=url.headers, timeout=30) as client:
         yield client
 
 

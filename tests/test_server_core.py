@@ -74,8 +74,8 @@ def test_ui_serves_the_store_prints_its_url_and_answers_json_errors(tmp_path: Pa
         assert url.startswith("http://127.0.0.1:")
         health = httpx.get(f"{url}/api/health").json()
         assert health == {"status": "ok", "version": tympan.__version__}
-        who = httpx.get(f"{url}/api/whoami").json()
-        assert who["auth_required"] is False and who["scope"] == "admin"
+        who = httpx.get(f"{url}/api/whoami", headers=url.headers).json()
+        assert who["launch_link"] is True and who["scope"] == "admin"
         spec = httpx.get(f"{url}/openapi.json").json()
         assert "/api/health" in spec["paths"] and "/api/session" in spec["paths"]
 
@@ -153,7 +153,8 @@ def test_an_unexpected_exception_is_a_json_500_without_the_traceback(tmp_path: P
     from tympan.server.app import create_app
     from tympan.server.config import ServerConfig
 
-    app = create_app(ServerConfig(store=store_with_a_run(str(tmp_path / "store")), auth=False))
+    app = create_app(ServerConfig(store=store_with_a_run(str(tmp_path / "store")), auth=False,
+                                  launch_token="launch-token-of-this-test"))
     broken = APIRouter()
 
     @broken.get("/api/broken")
@@ -164,7 +165,7 @@ def test_an_unexpected_exception_is_a_json_500_without_the_traceback(tmp_path: P
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
 
     async def fetch() -> httpx.Response:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             return await client.get("/api/broken")
 
     import asyncio

@@ -36,14 +36,15 @@ def test_the_ingest_route_answers_422_for_nul(store_url: str) -> None:
 
     _init(store_url).finish()
     close_stores()
-    app = create_app(ServerConfig(store=store_url, auth=False))
+    app = create_app(ServerConfig(store=store_url, auth=False, launch_token="nul-test-token"))
     run = {"id": "nulrun", "project": "asr", "name": "fine", "created_at": 1.0}
     bodies = [{**run, "name": "a\x00b"}, {**run, "project": "asr\x00"},
               {**run, "parent": "x\x00"}, {**run, "tags": ["ta\x00g"]}, {**run, "note": "\x00"}]
 
     async def post_all() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1",
+                                     headers={"Authorization": "Bearer nul-test-token"}) as c:
             return [await c.post("/api/ingest/runs", json=b) for b in bodies]
 
     try:

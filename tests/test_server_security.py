@@ -5,7 +5,8 @@
 - artifact, audio and static routes reject path traversal (``..``, ``%2e%2e``, absolute paths);
 - a project-bound token cannot read another project's runs, metrics, artifacts or audio: they
   answer 404 with the same message as something that does not exist;
-- every API route but health/whoami/session needs a token; write routes refuse a read token;
+- every API route but health/whoami/session needs a token (`tympan ui`'s too); write routes
+  refuse a read token;
 - oversized request bodies get a JSON 413.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import numpy as np
 import pytest
-from tests.server_fixtures import live_server
+from tests.server_fixtures import ServerURL, live_server
 
 import tympan
 from tympan.store import media, open_store, tokens
@@ -44,8 +46,8 @@ class World:
     read: str  # a read token for every project
     read_asr: str  # a read token for project asr only
     write_asr: str  # a write token for project asr only
-    auth_url: str  # `tympan server` (auth on, 1 MiB body limit)
-    open_url: str  # `tympan ui` (no auth)
+    auth_url: ServerURL  # `tympan server` (auth on, 1 MiB body limit)
+    open_url: ServerURL  # `tympan ui` (its launch token)
 
 
 def _tone(seconds: float, freq: float, rate: int = 16000) -> np.ndarray:
@@ -136,13 +138,13 @@ def _fill(path: str, world: World, run_id: str, sample_id: int | None = None) ->
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("auth", [True, False], ids=["read-token", "no-auth"])
+@pytest.mark.parametrize("auth", [True, False], ids=["read-token", "launch-token"])
 def test_schemathesis_finds_no_server_errors(world: World, auth: bool) -> None:
     import schemathesis
     from hypothesis.errors import Unsatisfiable
 
     base = world.auth_url if auth else world.open_url
-    headers = _bearer(world.read) if auth else {}
+    headers = _bearer(world.read) if auth else world.open_url.headers
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
     real_ids = {"run_id": [world.asr_run, world.secret_run],
                 "sample_id": [world.asr_sample, world.secret_sample],
@@ -214,7 +216,7 @@ TRAVERSALS = [
 @pytest.mark.parametrize("server", ["auth", "open"])
 def test_artifact_and_audio_routes_reject_path_traversal(world: World, server: str) -> None:
     base = world.auth_url if server == "auth" else world.open_url
-    headers = _bearer(world.read_asr) if server == "auth" else {}
+    headers = _bearer(world.read_asr) if server == "auth" else world.open_url.headers
     prefix = f"/api/runs/{world.asr_run}"
     attempts = [f"{prefix}/artifacts/{t.format(other=world.secret_run)}" for t in TRAVERSALS]
     attempts += [
@@ -380,3 +382,102 @@ def test_ingest_resolves_run_names_only_within_the_tokens_project(world: World) 
     assert child.status_code == 200, child.text
     assert tympan.load_run("ownchild", store=world.store).parent_id == "ownasr"
     close_stores()
+
+
+# ---------------------------------------------------------------------------------------------
+# a stranger cannot make the server hold a large body
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM in /proc/PID/status")
+
+
+def _post_big(url: str, body, headers: dict[str, str]) -> int | None:
+    """POST ``body``; the status, or None when the server answered and closed the connection
+    before the client finished sending (it never reads a refused body)."""
+    try:
+        return httpx.post(url, content=body, timeout=60, headers={
+            "content-type": "application/json", **headers}).status_code
+    except httpx.TransportError:
+        return None
+
+
+def test_unauthenticated_bodies_are_refused_before_they_are_read(world: World) -> None:
+    base = world.open_url  # `tympan ui`: the default 256 MiB limit for requests with a token
+    small = httpx.post(f"{base}/api/session", content=b'{"token": "' + b"x" * 200_000 + b'"}',
+                       headers={"content-type": "application/json"})
+    assert small.status_code == 413, small.text
+    assert "without a valid token" in small.json()["error"]["message"]
+    bad_token = httpx.post(f"{base}/api/ingest/runs", content=b" " * 200_000, headers={
+        "content-type": "application/json", "Authorization": "Bearer not-the-token"})
+    assert bad_token.status_code == 401, bad_token.text
+    before = _peak_rss_mib(base.pid)
+    big = b"{" + b" " * (64 << 20) + b"}"
+
+    def chunks():
+        for _ in range(64):
+            yield b" " * (1 << 20)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    targets = [("/api/session", big, {}), ("/api/ingest/runs", big, {}),
+               ("/api/session", chunks(), {}), ("/api/whoami", big, {}),
+               ("/api/ingest/metrics", big, {"Authorization": "Bearer not-the-token"})]
+    with ThreadPoolExecutor(len(targets)) as pool:
+        statuses = list(pool.map(lambda t: _post_big(base + t[0], t[1], t[2]), targets))
+    assert all(s in (None, 401, 405, 413) for s in statuses), statuses
+    grew = _peak_rss_mib(base.pid) - before
+    assert grew < 16, f"the server's peak memory grew by {grew:.0f} MiB"
+    assert httpx.get(f"{base}/api/health").status_code == 200
+    # With the token, the server's own limit applies (the body reaches the route, 422).
+    ok = httpx.post(f"{base}/api/ingest/runs", headers=base.headers,
+                    content=b'{"id": "x"' + b" " * 200_000 + b"}")
+    assert ok.status_code == 422, ok.text
+
+
+# ---------------------------------------------------------------------------------------------
+# headers and access logs
+
+
+def test_api_answers_are_not_sniffed_or_cached_and_pages_have_a_csp(world: World) -> None:
+    asr = _bearer(world.read_asr)
+    for response in (httpx.get(f"{world.auth_url}/api/runs", headers=asr),
+                     httpx.get(f"{world.auth_url}/api/runs"),  # a 401
+                     httpx.get(f"{world.auth_url}/api/health"),
+                     httpx.get(f"{world.open_url}/api/projects", headers=world.open_url.headers)):
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.headers["x-content-type-options"] == "nosniff", response.url
+        assert response.headers["cache-control"] == "no-store", response.url
+    for path in ("/api/docs", "/api/redoc", "/docs"):  # no Swagger UI from a CDN
+        assert httpx.get(world.auth_url + path).status_code == 404, path
+    page = httpx.get(f"{world.auth_url}/runs")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'self'" in csp and "http" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    static = httpx.get(f"{world.auth_url}/static/js/main.js")
+    assert static.headers["x-content-type-options"] == "nosniff"
+
+
+def test_access_lines_go_to_stderr_without_tokens(world: World) -> None:
+    secret = world.read_asr.split("_", 2)[2]
+    marker = "/api/runs?limit=3&project=asr"
+    httpx.get(world.auth_url + marker, headers=_bearer(world.read_asr))
+    httpx.get(f"{world.auth_url}/runs", params={"token": world.read_asr})  # a sign-in link
+    port = world.auth_url.rsplit(":", 1)[1]
+    httpx.get(f"{world.auth_url}/api/whoami", cookies={f"tympan_token_{port}": world.read_asr})
+    httpx.get(f"{world.open_url}/runs", params={"token": world.open_url.token})
+    deadline = time.monotonic() + 10
+    log = world.auth_url.stderr.read_text()
+    while "GET /api/whoami" not in log and time.monotonic() < deadline:
+        time.sleep(0.05)
+        log = world.auth_url.stderr.read_text()
+    read_asr_id = tokens.split(world.read_asr)[0]
+    assert re.search(rf'"GET {re.escape(marker)}" 200 [\d.]+ ms token {read_asr_id}', log), log
+    assert '"GET /runs?token=***" 303' in log, log
+    assert secret not in log and world.read_asr not in log
+    ui_log = world.open_url.stderr.read_text()  # `tympan ui` logs errors only, never tokens
+    assert str(world.open_url.token) not in ui_log and "GET /runs" not in ui_log

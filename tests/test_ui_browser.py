@@ -254,8 +254,20 @@ def browser() -> Iterator[object]:
         driver.quit()
 
 
+@pytest.fixture(scope="module")
+def signed_in(browser, server, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Sign the browser in as a user does: `tympan ui` opens a private file that sends the
+    browser to its sign-in link, which sets the cookie and drops the token from the URL."""
+    from tympan.cli.serve import _redirect_page
+
+    folder = tmp_path_factory.mktemp("open")
+    browser.get(_redirect_page(folder, server.sign_in_link).as_uri())
+    wait(browser, lambda d: d.find_elements("css selector", "#app[data-page]"))
+    assert browser.current_url == f"{server}/runs" and not css(browser, "#token-prompt")
+
+
 @pytest.fixture
-def page(browser, server: str):
+def page(browser, server: str, signed_in: None):
     """Open a path on the live server and wait until its page rendered."""
     def open_page(path: str, ready: str = "#app[data-page]") -> object:
         browser.get("about:blank")

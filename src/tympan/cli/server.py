@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tympan.cli.context import options
-from tympan.cli.ui import _default_store
+from tympan.cli.ui import AllowHost, _default_store
 from tympan.server.config import DEFAULT_PORT, ServerConfig
 
 
@@ -38,11 +38,13 @@ def server_command(
         typer.Option("--max-body-mb", metavar="MB", min=0.001,
                      help="Largest request body accepted, in MiB (larger ones get 413)."),
     ] = 256.0,
+    allow_host: AllowHost = None,
 ) -> None:
     """Serve the JSON API, remote logging and the web UI with token auth always on."""
     from tympan.cli.serve import serve
 
     where = store or options(ctx).store or _default_store()
     config = ServerConfig(store=where, artifacts=artifacts, auth=True, host=host, port=port,
-                          max_body_bytes=int(max_body_mb * 1024 * 1024), create=True)
+                          max_body_bytes=int(max_body_mb * 1024 * 1024), create=True,
+                          allowed_hosts=tuple(allow_host or ()))
     serve(config, label="server", access_log=True)

@@ -15,6 +15,8 @@ from tympan import __version__
 from tympan.errors import ConfigError
 from tympan.server import errors
 from tympan.server.config import ServerConfig
+from tympan.server.guard import Guard
+from tympan.server.hosts import HostNames
 from tympan.server.routes import ROUTERS
 from tympan.store import Store, open_store
 from tympan.store.location import redact
@@ -39,13 +41,15 @@ def create_app(config: ServerConfig) -> FastAPI:
         description="The JSON API of a tympan store: runs, metrics, artifacts, audio, "
                     "studies and probes (the web UI is built on it).",
         lifespan=lifespan,
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI would load third-party scripts into this origin
         redoc_url=None,
         openapi_url="/openapi.json",
     )
     app.state.config = config
     app.state.store = store
-    errors.install(app, config.max_body_bytes)
+    errors.install(app)
+    app.add_middleware(Guard, hosts=HostNames(config.host, config.allowed_hosts),
+                       max_body_bytes=config.max_body_bytes)
     for module_path in ROUTERS:
         module = importlib.import_module(module_path)  # a broken route module stops startup
         app.include_router(module.router)

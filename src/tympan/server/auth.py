@@ -1,14 +1,20 @@
 """Who is asking: the ``require(scope)`` dependency turns a token into a Principal.
 
-The token comes as ``Authorization: Bearer <token>`` or as the ``tympan_token`` cookie that
-``POST /api/session`` sets (an ``<audio src>`` cannot send headers). Scopes nest:
-admin ⊃ write ⊃ read. A token bound to a project sees only that project; anything of another
-project answers 404, exactly like something that does not exist, so names do not leak.
-With auth off (``tympan ui`` on loopback) every request is an admin of every project.
+The token comes as ``Authorization: Bearer <token>`` or as the session cookie that
+``POST /api/session`` (or a ``?token=`` sign-in link) sets: an ``<audio src>`` cannot send
+headers. A token is either one of the store's (``tympan token create``; scopes nest
+admin ⊃ write ⊃ read, and a token bound to a project sees only that project: anything of
+another project answers 404, exactly like something that does not exist) or ``tympan ui``'s
+per-launch secret, an admin of every project. No request is anonymous, even on loopback:
+other users of the machine can reach 127.0.0.1 too.
+
+A request's principal is worked out once: the body guard may do it before the body is read
+(see ``guard.py``) and leaves it in the request's state for the route's dependency.
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,13 +26,16 @@ from tympan.errors import NotFoundError
 from tympan.server.errors import HTTPError
 from tympan.store import tokens
 
-COOKIE = "tympan_token"
+COOKIE = "tympan_token"  # + "_PORT": two servers on one host keep their own cookies
+LAUNCH_NAME = "tympan ui"
+_RESULT = "tympan_principal"  # the request state's key for the worked-out principal
 Scope = Literal["read", "write", "admin"]
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The holder of a request's token: its id (None with auth off), scope and project."""
+    """The holder of a request's token: its id (None for `tympan ui`'s launch token), scope
+    and project."""
 
     token_id: str | None
     scope: str
@@ -53,7 +62,13 @@ class Principal:
         return self.project
 
 
-ANONYMOUS_ADMIN = Principal(token_id=None, scope="admin", project=None)
+LAUNCH_ADMIN = Principal(token_id=None, scope="admin", project=None, name=LAUNCH_NAME)
+
+
+def cookie_name(request: Request) -> str:
+    """The session cookie's name: per port, as cookies are shared by every port of a host."""
+    server = request.scope.get("server") or (None, None)
+    return f"{COOKIE}_{server[1]}" if server[1] else COOKIE
 
 
 def token_from(request: Request) -> str | None:
@@ -64,16 +79,19 @@ def token_from(request: Request) -> str | None:
             raise HTTPError(401, "the Authorization header must be 'Bearer <token>'",
                             headers={"WWW-Authenticate": "Bearer"})
         return value.strip()
-    return request.cookies.get(COOKIE) or None
+    return request.cookies.get(cookie_name(request)) or None
 
 
-def authenticate(request: Request) -> Principal | None:
-    """The request's principal; None when auth is on and no token came with it."""
-    if not request.app.state.config.auth:
-        return ANONYMOUS_ADMIN
-    text = token_from(request)
-    if text is None:
-        return None
+def identify(request: Request, text: str) -> Principal:
+    """The principal ``text`` (a token) stands for; 401 if it stands for none."""
+    config = request.app.state.config
+    launch = config.launch_token
+    if launch and hmac.compare_digest(text.encode(), launch.encode()):
+        return LAUNCH_ADMIN
+    if not config.auth:
+        raise HTTPError(401, "invalid token: open the URL `tympan ui` printed when it "
+                             "started (it carries this launch's token)",
+                        headers={"WWW-Authenticate": "Bearer"})
     store = request.app.state.store
     with store.read() as conn:
         token = tokens.verify(conn, text)
@@ -88,6 +106,30 @@ def authenticate(request: Request) -> Principal | None:
         with store.write() as conn:
             tokens.touch(conn, token, now)
     return Principal(token.id, token.scope, token.project, token.name)
+
+
+def authenticate(request: Request) -> Principal | None:
+    """The request's principal; None when no token came with it; 401 for a bad token.
+
+    Worked out once per request (blocking: it may read the store) and kept in its state.
+    """
+    state = request.scope.setdefault("state", {})
+    if _RESULT not in state:
+        try:
+            text = token_from(request)
+            state[_RESULT] = None if text is None else identify(request, text)
+        except HTTPError as exc:
+            state[_RESULT] = exc
+    result = state[_RESULT]
+    if isinstance(result, HTTPError):
+        raise result
+    return result
+
+
+def known_principal(request: Request) -> Principal | None:
+    """The principal if it was already worked out for this request (for the access log)."""
+    result = request.scope.get("state", {}).get(_RESULT)
+    return result if isinstance(result, Principal) else None
 
 
 def require(scope: Scope) -> Callable[[Request], Principal]:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
 DEFAULT_PORT = 8787
 DEFAULT_MAX_BODY_BYTES = 256 * 1024 * 1024  # artifacts arrive in request bodies
+# A request without a valid token may send no more than this: enough for POST /api/session,
+# small enough that a stranger cannot make the server hold (or parse) a large body.
+UNAUTHENTICATED_BODY_BYTES = 64 * 1024
+
+
+def new_launch_token() -> str:
+    """A per-launch secret for ``tympan ui`` (256 random bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
 
 
 @dataclass(frozen=True)
@@ -14,9 +23,12 @@ class ServerConfig:
     """One server process's settings.
 
     ``store`` is a store location as ``--store`` takes it; ``artifacts`` the artifact root
-    (fsspec URL or path) recorded when the server creates a new store; ``auth`` False serves
-    every request as an admin (only allowed on a loopback address, see ``check_exposure``);
-    ``create`` makes a missing store instead of refusing to start.
+    (fsspec URL or path) recorded when the server creates a new store; ``auth`` accepts the
+    store's tokens (``tympan token create``); ``launch_token`` is ``tympan ui``'s per-launch
+    secret, an admin of every project for as long as this process runs (None: not accepted).
+    Every request needs one or the other. ``allowed_hosts`` are the names, besides this
+    machine's own, that the ``Host`` header may carry (a reverse proxy's; ``*.lab.example``
+    matches any subdomain); ``create`` makes a missing store instead of refusing to start.
     """
 
     store: str
@@ -26,6 +38,13 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     create: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    launch_token: str | None = field(default=None, repr=False)  # never in a repr or a log
+
+    def __post_init__(self) -> None:
+        if not self.auth and not self.launch_token:
+            raise ValueError("a server needs token auth or a launch token: nothing is "
+                             "served to anonymous clients")
 
     @property
     def url(self) -> str:
@@ -35,6 +54,11 @@ class ServerConfig:
         elif ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def sign_in_url(self) -> str:
+        """The URL to open in a browser: with the launch token, when there is one."""
+        return f"{self.url}/?token={self.launch_token}" if self.launch_token else self.url
 
 
 def is_loopback(host: str) -> bool:

@@ -3,16 +3,15 @@
     {"error": {"type": "NotFoundError", "message": "no run with id 1a2b3c..."}}
 
 TympanError subclasses map to status codes (``STATUS``); FastAPI's validation errors are 422
-in the same shape; unknown routes 404, wrong methods 405; request bodies over the limit 413
-(checked on Content-Length and again on the bytes actually received); anything unexpected is
-500 with a generic message, its traceback logged on the server and never sent to the client.
+in the same shape; unknown routes 404, wrong methods 405. Bodies over the limit (413) and
+anything unexpected (500, its traceback logged on the server and never sent) are answered by
+``guard.Guard`` in the same shape.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,12 +23,6 @@ from tympan import errors as tympan_errors
 from tympan.errors import TympanError
 
 log = logging.getLogger("tympan.server")
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Most specific first: the first class an error is an instance of decides its status.
 STATUS: list[tuple[type[TympanError], int]] = [
@@ -66,12 +59,6 @@ class HTTPError(HTTPException):
                  headers: dict[str, str] | None = None) -> None:
         super().__init__(status, detail=message, headers=headers)
         self.type = type or _HTTP_TYPES.get(status, "HTTPError")
-
-
-class BodyTooLargeError(HTTPError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body is larger than the server's limit of {limit} "
-                              "bytes (tympan server --max-body-mb)")
 
 
 def status_of(exc: TympanError) -> int:
@@ -125,72 +112,8 @@ async def _on_validation_error(_request: Request, exc: Exception) -> JSONRespons
     return error_response(422, "ValidationError", _validation_message(exc))
 
 
-def install(app: FastAPI, max_body_bytes: int) -> None:
-    """Register the error handlers and the body-limit / last-resort middleware on ``app``."""
+def install(app: FastAPI) -> None:
+    """Register the error handlers on ``app`` (the body limit is ``guard.Guard``'s)."""
     app.add_exception_handler(TympanError, _on_tympan_error)
     app.add_exception_handler(HTTPException, _on_http_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
-    app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
-
-
-class GuardMiddleware:
-    """Refuse oversized bodies with 413 and turn unexpected exceptions into a JSON 500.
-
-    Pure ASGI (no BaseHTTPMiddleware), so streamed request and response bodies pass through
-    untouched. Bytes are counted as they arrive: a chunked body without Content-Length, or one
-    that lies about its length, is cut off at the limit too.
-    """
-
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
-        self.app = app
-        self.limit = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = _content_length(scope)
-        if declared is not None and declared > self.limit:
-            exc = BodyTooLargeError(self.limit)
-            await error_response(413, exc.type, exc.detail)(scope, receive, send)
-            return
-        started = False
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise BodyTooLargeError(self.limit)
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLargeError as exc:
-            if not started:
-                await error_response(413, exc.type, exc.detail)(scope, receive, send)
-        except Exception:
-            log.exception("unexpected error serving %s %s", scope.get("method"),
-                          scope.get("path"))
-            if not started:
-                response = error_response(500, "InternalError",
-                                          "internal server error; the server logged the details")
-                await response(scope, receive, send)
-
-
-def _content_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None

@@ -69,13 +69,18 @@ def _redact_url(url: str) -> str:
     if not question:
         return f"{scheme}://{rest}"
     query, hash_, fragment = query.partition("#")
+    return f"{scheme}://{head}?{redact_query(query)}{hash_}{fragment}"
+
+
+def redact_query(query: str) -> str:
+    """A query string with the values of secret-named parameters masked (``token=***``)."""
     params = []
     for param in re.split(r"([&;])", query):
         name, equals, _ = param.partition("=")
         if equals and _SECRET_PARAM.search(unquote(name)):
             param = f"{name}={MASK}"
         params.append(param)
-    return f"{scheme}://{head}?{''.join(params)}{hash_}{fragment}"
+    return "".join(params)
 
 
 def parse_location(text: str | os.PathLike[str]) -> StoreLocation:

@@ -29,7 +29,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from tympan import errors
 from tympan.errors import StoreError, StoreUnavailableError, TympanError
@@ -58,7 +58,9 @@ class HttpTransport:
 
         from tympan import __version__
 
-        self.url = url.strip().rstrip("/")
+        url, token_in_url = _split_token(url.strip())
+        token = token or token_in_url  # the sign-in link `tympan ui` prints works as is
+        self.url = url.rstrip("/")
         self.where = redact(self.url)  # for messages
         self._token = token
         headers = {"User-Agent": f"tympan/{__version__}"}
@@ -292,3 +294,12 @@ def _discard(blob: Blob) -> None:
     if blob.staged is not None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(blob.staged)
+
+
+def _split_token(url: str) -> tuple[str, str | None]:
+    """``url`` without a ``token`` query parameter, and that parameter's value."""
+    parts = urlsplit(url)
+    params = parse_qsl(parts.query, keep_blank_values=True)
+    token = next((value for name, value in params if name == "token"), None)
+    kept = urlencode([(name, value) for name, value in params if name != "token"])
+    return urlunsplit(parts._replace(query=kept)), token or None

@@ -4,16 +4,19 @@
     /findings  /models  /models/{name}  /models/{name}/versions/{version}
 
 The page's own script (``/static/js/main.js``) routes on the URL and reads everything from the
-JSON API, so a page link can be shared and reloaded. These routes need no token: the page
-asks for one when ``/api/whoami`` says the server wants it.
+JSON API, so a page link can be shared and reloaded. These routes need no token (the page
+holds no data; it asks for a token when ``/api/whoami`` says it has none), and any of them
+takes a ``?token=`` sign-in link (see ``session.link_sign_in``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from tympan.server.routes.session import link_sign_in
 
 INDEX = Path(__file__).resolve().parent.parent / "static" / "index.html"
 PAGE_PATHS = ["/runs", "/runs/{run_id}", "/runs/{run_id}/probe", "/compare", "/studies",
@@ -33,13 +36,14 @@ HEADERS = {
 router = APIRouter(include_in_schema=False)
 
 
-def _index() -> HTMLResponse:
-    return HTMLResponse(INDEX.read_text(encoding="utf-8"), headers=HEADERS)
+def _index(request: Request) -> Response:
+    return link_sign_in(request) or HTMLResponse(INDEX.read_text(encoding="utf-8"),
+                                                 headers=HEADERS)
 
 
 @router.get("/")
-def home() -> RedirectResponse:
-    return RedirectResponse("/runs", status_code=302)
+def home(request: Request) -> Response:
+    return link_sign_in(request) or RedirectResponse("/runs", status_code=302)
 
 
 for _path in PAGE_PATHS:

@@ -1,22 +1,25 @@
 """Signing in and out of the web UI, who the caller is, and the health check.
 
     GET    /api/health   {"status": "ok", "version": ...}; no token needed
-    GET    /api/whoami   whether the server wants a token, and what the caller's token grants
+    GET    /api/whoami   what the caller's token grants (never 401)
     POST   /api/session  {"token": "..."}: checks the token and keeps it in an HttpOnly cookie
     DELETE /api/session  forgets the cookie
+    GET    /PAGE?token=  a sign-in link (what `tympan ui` prints and opens): the same cookie,
+                         then a redirect to the same page without the token (``link_sign_in``)
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, Field
 
 from tympan import __version__
-from tympan.server.auth import COOKIE, Principal, authenticate
+from tympan.server.auth import Principal, authenticate, cookie_name, identify
 from tympan.server.errors import HTTPError
-from tympan.store import tokens
 
 router = APIRouter(prefix="/api", tags=["session"])
 
@@ -32,7 +35,9 @@ class Health(BaseModel):
 
 
 class WhoAmI(BaseModel):
-    auth_required: bool
+    auth_required: bool = Field(description="always true: no request is anonymous")
+    launch_link: bool = Field(description="whether the server printed a sign-in link with "
+                                          "its per-launch token (`tympan ui`)")
     authenticated: bool
     token_id: str | None = None
     name: str | None = None
@@ -41,12 +46,15 @@ class WhoAmI(BaseModel):
     reason: str | None = None
 
 
-def _who(principal: Principal | None, auth_required: bool) -> dict[str, Any]:
+def _who(request: Request, principal: Principal | None, reason: str | None = None
+         ) -> dict[str, Any]:
+    base = {"auth_required": True,
+            "launch_link": request.app.state.config.launch_token is not None}
     if principal is None:
-        return {"auth_required": auth_required, "authenticated": False}
-    return {"auth_required": auth_required, "authenticated": True,
-            "token_id": principal.token_id, "name": principal.name or None,
-            "scope": principal.scope, "project": principal.project}
+        return {**base, "authenticated": False, "reason": reason}
+    return {**base, "authenticated": True, "token_id": principal.token_id,
+            "name": principal.name or None, "scope": principal.scope,
+            "project": principal.project}
 
 
 @router.get("/health", response_model=Health)
@@ -57,40 +65,53 @@ def health() -> dict[str, str]:
 
 @router.get("/whoami", response_model=WhoAmI)
 def whoami(request: Request) -> dict[str, Any]:
-    """Whether this server requires a token, and the scope and project of the caller's.
+    """What the caller's token grants.
 
     Never 401: without a usable token it answers ``authenticated: false`` (with the
     ``reason`` when a token came but was invalid or revoked), so the UI knows to ask for one.
     """
-    auth_required = request.app.state.config.auth
     try:
-        return _who(authenticate(request), auth_required)
+        return _who(request, authenticate(request))
     except HTTPError as exc:
         if exc.status_code != 401:
             raise
-        return {"auth_required": auth_required, "authenticated": False, "reason": exc.detail}
+        return _who(request, None, exc.detail)
 
 
 @router.post("/session", response_model=WhoAmI)
 def sign_in(body: SessionRequest, request: Request, response: Response) -> dict[str, Any]:
-    """Check a token and keep it in the ``tympan_token`` cookie (HttpOnly, SameSite=Strict)."""
-    config = request.app.state.config
-    if not config.auth:
-        return _who(authenticate(request), False)
-    with request.app.state.store.read() as conn:
-        token = tokens.verify(conn, body.token.strip())
-    if token is None:
-        raise HTTPError(401, "invalid token: create one with `tympan token create`")
-    if token.revoked:
-        raise HTTPError(401, f"token {token.id} was revoked")
-    response.set_cookie(COOKIE, body.token.strip(), httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/")
-    principal = Principal(token.id, token.scope, token.project, token.name)
-    return _who(principal, True)
+    """Check a token and keep it in the session cookie (HttpOnly, SameSite=Strict)."""
+    text = body.token.strip()
+    principal = identify(request, text)
+    keep_in_cookie(request, response, text)
+    return _who(request, principal)
 
 
 @router.delete("/session", response_model=WhoAmI)
 def sign_out(request: Request, response: Response) -> dict[str, Any]:
     """Forget the session cookie."""
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
-    return {"auth_required": request.app.state.config.auth, "authenticated": False}
+    response.delete_cookie(cookie_name(request), path="/", httponly=True, samesite="strict")
+    return _who(request, None)
+
+
+def keep_in_cookie(request: Request, response: Response, token: str) -> None:
+    response.set_cookie(cookie_name(request), token, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/")
+
+
+def link_sign_in(request: Request) -> Response | None:
+    """For a page opened with ``?token=``: the redirect to the same page without it, setting
+    the session cookie when the token is good (else the page asks for one). None when the
+    URL carries no token. The token leaves the address bar, history and Referer at once."""
+    if "token" not in request.query_params:
+        return None
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    target = request.url.path + (f"?{urlencode(params)}" if params else "")
+    response = RedirectResponse(target, status_code=303, headers={
+        "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    try:
+        identify(request, request.query_params["token"].strip())
+    except HTTPError:
+        return response
+    keep_in_cookie(request, response, request.query_params["token"].strip())
+    return response

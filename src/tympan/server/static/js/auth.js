@@ -3,6 +3,19 @@ import { api } from "./api.js";
 import { h } from "./dom.js";
 
 let pending = null;
+let launchLink = false;
+
+/** Whether the server is a `tympan ui` whose printed link carries the token (whoami says). */
+export function setLaunchLink(value) { launchLink = Boolean(value); }
+
+function hint() {
+  if (launchLink) {
+    return h("p.hint", h("code", "tympan ui"), " printed a link with this launch's token (",
+      h("code", "…/?token=…"), "): open it again, or paste the token from it here.");
+  }
+  return h("p.hint", "Create one on the server with ", h("code", "tympan token create --scope read"),
+    ". It is kept in a cookie for this browser.");
+}
 
 /** Resolves once a token was accepted by POST /api/session (the cookie is then set). */
 export function askForToken(reason) {
@@ -19,8 +32,7 @@ export function askForToken(reason) {
       h("label.field", h("span", "Token"), input),
       error,
       submit,
-      h("p.hint", "Create one on the server with ", h("code", "tympan token create --scope read"),
-        ". It is kept in a cookie for this browser."));
+      hint());
     const overlay = h("div.token-overlay#token-prompt", h("div.token-dialog", { role: "dialog",
       "aria-modal": "true", "aria-label": "Sign in" }, form));
     form.addEventListener("submit", async (event) => {

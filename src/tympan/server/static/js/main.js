@@ -1,6 +1,6 @@
 // Boot: theme, sign-in if the server wants a token, projects, then route to the page.
 import { api, setUnauthorizedHandler } from "./api.js";
-import { askForToken, signOut } from "./auth.js";
+import { askForToken, setLaunchLink, signOut } from "./auth.js";
 import { showError } from "./banner.js";
 import { h, clear } from "./dom.js";
 import { route, start, navigate } from "./router.js";
@@ -113,6 +113,7 @@ async function boot() {
   let who;
   try {
     who = await api.get("whoami", {}, { quiet: true });
+    setLaunchLink(who.launch_link);
   } catch (error) {
     clear(app).append(h("div.page-error", h("h1", "The server did not answer"), h("p", error.message)));
     return;
