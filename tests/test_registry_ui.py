@@ -44,6 +44,7 @@ def registry_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
 
 def test_models_list_model_page_and_version_card(browser, registry_server) -> None:
     url, runs = registry_server
+    browser.get(url.sign_in_link)  # what `tympan ui` opens: the cookie, then the page
 
     def open_page(path: str, ready: str) -> None:
         browser.get("about:blank")

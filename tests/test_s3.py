@@ -71,9 +71,10 @@ def check_served_range(store: str, run_id: str, clip_id: int) -> None:
     """The server streams the clip from S3 and answers a player's range request."""
     close_stores()
     with live_server(store, auth=False) as url:
-        full = httpx.get(f"{url}/api/runs/{run_id}/audio/{clip_id}.wav", timeout=30)
+        full = httpx.get(f"{url}/api/runs/{run_id}/audio/{clip_id}.wav", timeout=30,
+                         headers=url.headers)
         part = httpx.get(f"{url}/api/runs/{run_id}/audio/{clip_id}.wav", timeout=30,
-                         headers={"Range": "bytes=1000-1999"})
+                         headers={"Range": "bytes=1000-1999", **url.headers})
     assert full.status_code == 200 and part.status_code == 206
     assert part.content == full.content[1000:2000]
     assert part.headers["content-range"] == f"bytes 1000-1999/{len(full.content)}"

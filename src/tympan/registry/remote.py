@@ -18,6 +18,7 @@ from tympan import errors
 from tympan.errors import StoreError, StoreUnavailableError, TympanError
 from tympan.registry.backend import AliasChange, NewVersion
 from tympan.registry.records import AliasEvent, Model, ModelVersion
+from tympan.store.location import redact
 from tympan.store.models import ModelRef
 
 
@@ -52,17 +53,9 @@ class RemoteRun:
 
 class HttpRegistry:
     def __init__(self, url: str, token: str | None) -> None:
-        import httpx
+        from tympan.track.remote import server_client
 
-        from tympan import __version__
-
-        self.where = url.strip().rstrip("/")
-        headers = {"User-Agent": f"tympan/{__version__}"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._token = token
-        self._client = httpx.Client(base_url=self.where, headers=headers,
-                                    timeout=httpx.Timeout(60.0, connect=5.0))
+        self._client, self.where, self._token = server_client(url, token, timeout=60.0)
 
     # -- reads ------------------------------------------------------------------------------
     def models(self, project: str | None = None) -> list[Model]:
@@ -154,8 +147,9 @@ class HttpRegistry:
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
+            reason = redact(str(exc) or type(exc).__name__)
             raise StoreUnavailableError(f"cannot reach the tympan server at {self.where} "
-                                        f"({exc or type(exc).__name__}); is it running?") from None
+                                        f"({reason}); is it running?") from None
         if response.status_code >= 400:
             raise self._error(response)
         if "/versions/" in path or "/aliases/" in path:

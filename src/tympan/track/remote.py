@@ -54,20 +54,7 @@ class HttpTransport:
     """Writes a run's data to a tympan server's ingest API (``/api/ingest/...``)."""
 
     def __init__(self, url: str, token: str | None) -> None:
-        import httpx
-
-        from tympan import __version__
-
-        url, token_in_url = _split_token(url.strip())
-        token = token or token_in_url  # the sign-in link `tympan ui` prints works as is
-        self.url = url.rstrip("/")
-        self.where = redact(self.url)  # for messages
-        self._token = token
-        headers = {"User-Agent": f"tympan/{__version__}"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(base_url=self.url, headers=headers,
-                                    timeout=httpx.Timeout(30.0, connect=5.0))
+        self._client, self.where, self._token = server_client(url, token, timeout=30.0)
         self._outbox: str | None = None
         self._outbox_lock = threading.Lock()
 
@@ -217,7 +204,7 @@ class HttpTransport:
         try:
             response = self._client.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            reason = redact(str(exc) or type(exc).__name__)
+            reason = redact(str(exc) or type(exc).__name__)  # httpx may quote the URL
             raise StoreUnavailableError(
                 f"cannot reach the tympan server at {self.where} ({reason}); is it running?"
             ) from None
@@ -294,6 +281,25 @@ def _discard(blob: Blob) -> None:
     if blob.staged is not None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(blob.staged)
+
+
+def server_client(url: str, token: str | None, timeout: float
+                  ) -> tuple[httpx.Client, str, str | None]:
+    """An HTTP client for the tympan server at ``url``, the URL as messages name it (its
+    credentials masked) and the token it sends: ``token``, else a ``?token=`` in the URL (the
+    sign-in link `tympan ui` prints works as is)."""
+    import httpx
+
+    from tympan import __version__
+
+    url, token_in_url = _split_token(url.strip())
+    token = token or token_in_url
+    headers = {"User-Agent": f"tympan/{__version__}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    client = httpx.Client(base_url=url.rstrip("/"), headers=headers,
+                          timeout=httpx.Timeout(timeout, connect=5.0))
+    return client, redact(url.rstrip("/")), token
 
 
 def _split_token(url: str) -> tuple[str, str | None]:
