@@ -206,25 +206,30 @@ def server(study_store: str) -> Iterator[str]:
 
 def test_routes_serve_clips_blind_and_record_judgements(server: str) -> None:
     base = f"{server}/api/studies/listen/listening"
-    tests = httpx.get(base).json()
+    with httpx.Client(headers=server.headers) as client:  # `tympan ui`'s launch token
+        check_routes(client, base)
+
+
+def check_routes(client: httpx.Client, base: str) -> None:
+    tests = client.get(base).json()
     assert [(t["arm"], t["pairs"]) for t in tests["tests"]] == [("enc=b", 4)]
-    view = httpx.get(f"{base}/enc=b", params={"listener": "eve"}).json()
+    view = client.get(f"{base}/enc=b", params={"listener": "eve"}).json()
     first = view["pairs"][0]
     assert set(first) == {"id", "text", "choice"}  # no run, sample or arm
-    clips = [httpx.get(f"{base}/enc=b/clip.wav",
-                       params={"listener": "eve", "pair": first["id"], "position": n})
+    clips = [client.get(f"{base}/enc=b/clip.wav",
+                        params={"listener": "eve", "pair": first["id"], "position": n})
              for n in (1, 2)]
     assert [c.headers["content-type"] for c in clips] == ["audio/wav", "audio/wav"]
     assert clips[0].content != clips[1].content  # the two arms' clips
-    done = httpx.post(f"{base}/enc=b", json={"listener": "eve", "pair": first["id"],
-                                              "choice": 2})
+    done = client.post(f"{base}/enc=b", json={"listener": "eve", "pair": first["id"],
+                                               "choice": 2})
     assert done.status_code == 200 and done.json()["result"]["judgements"] >= 1
-    again = httpx.get(f"{base}/enc=b", params={"listener": "eve"}).json()
+    again = client.get(f"{base}/enc=b", params={"listener": "eve"}).json()
     assert again["pairs"][0]["choice"] == 2
-    bad = httpx.post(f"{base}/enc=b", json={"listener": "eve", "pair": first["id"],
-                                             "choice": 3})
+    bad = client.post(f"{base}/enc=b", json={"listener": "eve", "pair": first["id"],
+                                              "choice": 3})
     assert bad.status_code == 422
-    missing = httpx.get(f"{base}/enc=z", params={"listener": "eve"})
+    missing = client.get(f"{base}/enc=z", params={"listener": "eve"})
     assert missing.status_code == 404 and "no arm 'enc=z'" in missing.json()["error"]["message"]
 
 
@@ -260,7 +265,7 @@ def disabled(driver) -> list[bool]:
 def test_listening_page_plays_both_clips_then_records_each_choice(browser, server: str,
                                                                   study_store: str) -> None:
     _require_browser()
-    browser.get("about:blank")
+    browser.get(server.sign_in_link)  # what `tympan ui` opens: the cookie, then the page
     browser.get(f"{server}/studies/listen")
     wait(browser, lambda d: css(d, "#listen-link"))
     click(browser, "#listen-link")

@@ -141,7 +141,8 @@ def test_a_server_on_an_old_schema_says_how_to_upgrade(tmp_path: Path) -> None:
     with open_store(where) as store, store.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
     proc = subprocess.run(server_command(where), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 1 and "tympan db upgrade" in proc.stderr
+    assert proc.returncode == 1 and f"tympan --store {where}" in proc.stderr
+    assert "db upgrade" in proc.stderr
     assert proc.stderr.count("\n") == 1
 
 
