@@ -32,7 +32,8 @@ $(VENV)/.deps-test: pyproject.toml constraints.txt | $(PY)
 # of the CTC recipe on a synthesized corpus, about 5 minutes on 2 cores), writes its report,
 # lists the runs, then probes the best baseline model: a reference profile of its layers on
 # clean speech, and an anomaly report for a few noisy, clipped and sped-up inputs (and, for
-# contrast, for clean speech of other speakers).
+# contrast, for clean speech of other speakers). Last it registers that model as asr-digits
+# version 1, makes it @champion with the study as evidence, and writes its model card.
 demo: $(VENV)/.deps-demo
 	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) ablate studies/asr_components_quick.yaml --workers 2
 	TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) report asr_components_quick --out reports/asr_components_quick
@@ -49,6 +50,16 @@ demo: $(VENV)/.deps-demo
 	    --alpha 0.05 --show 3 && \
 	  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) probe score $$RUN --data split:train --limit 40 \
 	    --alpha 0.05 --show 0
+	@RUN=$$(TYMPAN_STORE=$(DEMO_STORE) $(PY) -c "$$BEST_BASELINE") && set -x && \
+	  { TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) model show asr-digits/1 >/dev/null 2>&1 || \
+	    TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) model register $$RUN --name asr-digits \
+	      --description "best conv/log-mel/cosine baseline of asr_components_quick"; } && \
+	  { TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) model show asr-digits@champion >/dev/null 2>&1 || \
+	    TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) model alias asr-digits@champion 1 --admin \
+	      --reason "lowest test WER of the study's baseline arm" \
+	      --evidence study:asr_components_quick; } && \
+	  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) model card models:/asr-digits@champion \
+	    --out reports/model-cards/asr-digits-v1.md
 	@echo "inspect: $(TYMPAN) study asr_components_quick; $(TYMPAN) show RUN_ID"
 	@echo "browse:  TYMPAN_STORE=$(DEMO_STORE) $(TYMPAN) ui   (the web UI, on http://127.0.0.1:8787)"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create or update the benchmark virtualenv .venv-bench: tympan (editable, with the
-# PostgreSQL driver) plus the peers MLflow, W&B and Aim. Never installs torch.
+# PostgreSQL driver) plus the peers MLflow, W&B and Aim, and torch==2.13.0 (CPU) for
+# mlflow.pytorch in benchmarks/registry.py; never any other torch.
 #
 #   bash benchmarks/setup-bench.sh            # from the repository root (or anywhere)
 #   .venv-bench/bin/python benchmarks/logging.py
@@ -81,11 +82,22 @@ if ((${#want[@]})); then
   fi
 fi
 
-# Belt and braces: the benchmark environment must never contain torch.
-for py in "$PY" "$AIM_VENV/bin/python"; do
-  if [[ -x "$py" ]] && "$py" -m pip show torch >/dev/null 2>&1; then
-    echo "error: torch is installed in $(dirname "$(dirname "$py")"); remove that venv" >&2
-    exit 1
-  fi
-done
+# benchmarks/registry.py compares with mlflow.pytorch, which needs torch: the CPU wheel the
+# Makefile pins (torch==2.13.0), asked for by exact version so no resolver picks a CUDA build.
+if has "$PY" torch; then
+  echo "torch: already installed ($("$PY" -c 'import torch; print(torch.__version__)'))"
+else
+  echo "installing: torch==2.13.0 (CPU) for mlflow.pytorch"
+  "$PY" -m pip install --quiet torch==2.13.0
+fi
+
+# Belt and braces: nothing but that pinned CPU build of torch, and none in Aim's venv.
+if [[ "$("$PY" -c 'import torch; print(torch.__version__)')" != 2.13.0* ]]; then
+  echo "error: $VENV holds a torch other than 2.13.0; remove that venv" >&2
+  exit 1
+fi
+if [[ -x "$AIM_VENV/bin/python" ]] && "$AIM_VENV/bin/python" -m pip show torch >/dev/null 2>&1; then
+  echo "error: torch is installed in $AIM_VENV; remove that venv" >&2
+  exit 1
+fi
 echo "ready: $PY benchmarks/logging.py"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -49,11 +50,10 @@ def require_postgres() -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database (dropped afterwards); yields its URL."""
-    require_postgres()
-    name = f"tympan_test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def fresh_pg_database(prefix: str = "tympan_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database's URL, dropped afterwards (also for benchmarks)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with _pg_admin() as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -64,6 +64,14 @@ def pg_database() -> Iterator[str]:
         close_stores()
         with _pg_admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (dropped afterwards); yields its URL."""
+    require_postgres()
+    with fresh_pg_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from tympan.cli import render
 from tympan.cli.context import options
+from tympan.registry.records import evidence_label
 
 model_app = typer.Typer(no_args_is_help=True, add_completion=False,
                         help="The model registry: versions, aliases and their history, cards.")
@@ -218,7 +219,7 @@ def history_command(
     for e in events:
         table.add_row(render.local_time(e.at, seconds=True), render.text(e.alias),
                       render.text(_change(e)), render.text(e.actor), render.text(e.authority),
-                      render.text(e.reason or "-"), render.text(_evidence(e.evidence)))
+                      render.text(e.reason or "-"), render.text(evidence_label(e.evidence)))
     out.print(table)
 
 
@@ -241,7 +242,7 @@ def _event_line(event: Any) -> Text:
     line = Text(f"{event.model}@{event.alias}: {_change(event)}", style="bold")
     line.append(f" by {event.actor} ({event.authority})", style="")
     if event.evidence:
-        line.append(f"; evidence {_evidence(event.evidence)}", style="")
+        line.append(f"; evidence {evidence_label(event.evidence)}", style="")
     return line
 
 
@@ -253,15 +254,6 @@ def _change(event: Any) -> str:
     if event.action == "set":
         return f"set to version {event.to_version}"
     return f"moved from version {event.from_version} to {event.to_version}"
-
-
-def _evidence(evidence: dict[str, Any] | None) -> str:
-    if not evidence:
-        return "-"
-    if evidence.get("kind") == "url":
-        return str(evidence.get("url"))
-    label = evidence.get("name") or evidence.get("id")
-    return f"{evidence.get('kind')}:{label}"
 
 
 def _aliases(aliases: dict[str, int]) -> str:

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tympan.registry.records import ModelVersion
+from tympan.registry.records import ModelVersion, evidence_label
 from tympan.store import Store
 
 SKIPPED_SPLITS = ("train", "probe")  # metric prefixes that are not evaluations
@@ -234,11 +234,13 @@ def card_markdown(card: dict[str, Any]) -> str:
               f"- registered by {card['created_by']}"]
     if card["alias_history"]:
         lines += ["", "## Alias history of this version", "",
-                  "| when (UTC) | alias | change | by | reason |", "|---|---|---|---|---|"]
+                  "| when (UTC) | alias | change | by | reason | evidence |",
+                  "|---|---|---|---|---|---|"]
         for e in card["alias_history"]:
             lines.append(f"| {_utc(e['at'])} | {e['alias']} | {e['action']} "
                          f"{e['from_version'] or '—'} → {e['to_version'] or '—'} | "
-                         f"{e['actor']} ({e['authority']}) | {e['reason'] or '—'} |")
+                         f"{e['actor']} ({e['authority']}) | {e['reason'] or '—'} | "
+                         f"{evidence_label(e['evidence'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -96,6 +96,15 @@ class AliasEvent:
         return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
 
 
+def evidence_label(evidence: dict[str, Any] | None) -> str:
+    """Evidence as the user would type it: ``study:NAME``, ``gate:RUN``, a URL; "-" for none."""
+    if not evidence:
+        return "-"
+    if evidence.get("kind") == "url":
+        return str(evidence.get("url"))
+    return f"{evidence.get('kind')}:{evidence.get('name') or evidence.get('id')}"
+
+
 def holder_at(events: list[AliasEvent], at: float) -> tuple[int | None, AliasEvent | None]:
     """Which version the alias named at time ``at`` (None: unset), and the event that made it
     so, replaying ``events`` (one alias's, oldest first)."""

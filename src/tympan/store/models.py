@@ -164,30 +164,32 @@ def versions_of_run(conn: Connection, run_id: str) -> list[Row]:
 
 
 def resolve(conn: Connection, ref: ModelRef) -> Row:
-    """The version row ``ref`` names, or ModelNotFoundError saying what exists instead."""
+    """The version row ``ref`` names (one query when it exists), or ModelNotFoundError
+    saying what exists instead."""
+    stmt = _versions().where(models.c.name == ref.name)
+    if ref.alias is not None:
+        stmt = stmt.join(model_aliases, (model_aliases.c.version_id == model_versions.c.id)
+                         & (model_aliases.c.alias == ref.alias))
+    elif ref.version is not None:
+        stmt = stmt.where(model_versions.c.version == ref.version)
+    else:
+        stmt = stmt.order_by(model_versions.c.version.desc()).limit(1)
+    row = conn.execute(stmt).first()
+    if row is not None:
+        return row
     model = get(conn, ref.name)
     if model is None:
         raise ModelNotFoundError(f"no model {ref.name!r} in the registry: `tympan model list` "
                                  "shows the registered models")
     if ref.alias is not None:
-        version_id = conn.execute(select(model_aliases.c.version_id).where(
-            model_aliases.c.model_id == model.id, model_aliases.c.alias == ref.alias)).scalar()
-        if version_id is None:
-            known = ", ".join(sorted(conn.execute(select(model_aliases.c.alias).where(
-                model_aliases.c.model_id == model.id)).scalars())) or "none"
-            raise ModelNotFoundError(f"model {ref.name!r} has no alias {ref.alias!r} (its "
-                                     f"aliases: {known})")
-        row = version_by_id(conn, version_id)
-    else:
-        latest = next_number(conn, model.id) - 1
-        number = ref.version if ref.version is not None else latest
-        row = version(conn, model.id, number) if number else None
-        if row is None:
-            have = f"it has versions 1 to {latest}" if latest else "it has no versions yet"
-            asked = f"no version {number}" if ref.version is not None else "no versions"
-            raise ModelNotFoundError(f"model {ref.name!r} has {asked} ({have})")
-    assert row is not None
-    return row
+        known = ", ".join(sorted(conn.execute(select(model_aliases.c.alias).where(
+            model_aliases.c.model_id == model.id)).scalars())) or "none"
+        raise ModelNotFoundError(f"model {ref.name!r} has no alias {ref.alias!r} (its "
+                                 f"aliases: {known})")
+    latest = next_number(conn, model.id) - 1
+    have = f"it has versions 1 to {latest}" if latest else "it has no versions yet"
+    asked = f"no version {ref.version}" if ref.version is not None else "no versions"
+    raise ModelNotFoundError(f"model {ref.name!r} has {asked} ({have})")
 
 
 def run_of(conn: Connection, text: str) -> str:
