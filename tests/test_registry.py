@@ -328,3 +328,30 @@ def test_the_card_is_generated_from_the_store(tmp_path, corpus) -> None:
     written = tympan_cli("--store", store, "model", "card", "asr@champion", "--out",
                          str(tmp_path / "card.md"))
     assert written.code == 0 and (tmp_path / "card.md").read_text() == markdown
+
+
+def test_the_speaker_recipe_registers_and_answers_speakers(tmp_path, corpus) -> None:
+    """The speaker recipe's inference() hook: an embedding and the closest training speaker."""
+    import io
+    from dataclasses import asdict
+
+    import torch
+    from recipes.speaker_id.train import Config, XVector
+
+    store = str(tmp_path / "store")
+    cfg = Config(channels=16, embedding=8, corpus_dir=str(corpus), voices=3, per_speaker=3)
+    speakers = ["spk000", "spk001"]
+    model = XVector(cfg, dims=cfg.n_mels, n_speakers=len(speakers))
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "config": asdict(cfg), "speakers": speakers},
+               buffer)
+    with tympan.init(project="speaker-id", config=asdict(cfg), store=store) as run:
+        run.log_artifact(buffer.getvalue(), name="model.pt")
+    version = tympan.models.register(run.id, "speakers", recipe="recipes/speaker_id",
+                                     store=store)
+    assert version.signature["outputs"] == [{"dtype": "float32", "shape": ["batch", 8]},
+                                            {"dtype": "float32", "shape": ["batch", 2]}]
+    answers = tympan.models.load("speakers/1", store=store).predict(
+        [0.1 * np.ones(8000, np.float32), np.zeros(12000, np.float32)])
+    assert [len(a["embedding"]) for a in answers] == [8, 8]
+    assert all(a["speaker"] in speakers and 0 < a["probability"] <= 1 for a in answers)
