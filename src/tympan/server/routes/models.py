@@ -44,7 +44,7 @@ def _model_name(name: str) -> str:
 
 
 def _version_number(version: int) -> int:
-    if version < 1:
+    if not 1 <= version < 2**31:  # the column's range on both backends
         raise NotFoundError(f"no version {version}")
     return version
 
