@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import subprocess
@@ -13,7 +15,13 @@ from pathlib import Path
 import pytest
 
 import tympan
-from tympan.errors import StudyBusyError, StudyChangedError, StudyError, StudyFileError
+from tympan.errors import (
+    StoreNotFoundError,
+    StudyBusyError,
+    StudyChangedError,
+    StudyError,
+    StudyFileError,
+)
 from tympan.store import open_store, studies
 from tympan.study.plan import plan
 from tympan.study.records import load_stored_study
@@ -24,6 +32,7 @@ TOY = """\
 import os, random, sys, time
 import tympan
 
+START = time.time()
 args = dict(a.split("=", 1) for a in sys.argv[1:])
 seed = int(args["seed"])
 if args.get("sleep"):
@@ -38,6 +47,10 @@ effect = {"a": 0.0, "b": -0.2, "c": 0.0, "broken": 0.1, "silent": 0.0}[args["enc
 noise = random.Random(seed * 7 + len(args["enc"])).gauss(0, 0.01)
 with tympan.init(project="toy", config=args) as run:
     run.log({"test/wer": 0.5 + effect + noise + 0.05 * (seed % 2)})
+    while args.get("hold") and os.path.exists(args["hold"]) and time.time() - START < 60:
+        time.sleep(0.05)  # inside the run: it stays running
+while args.get("linger") and os.path.exists(args["linger"]) and time.time() - START < 60:
+    time.sleep(0.05)  # the run finished, the process has not exited yet
 print("threads", os.environ.get("OMP_NUM_THREADS"), "gpus", os.environ.get("CUDA_VISIBLE_DEVICES"))
 """
 
@@ -288,3 +301,108 @@ def test_ablate_stops_when_every_first_trial_fails_the_same_way(tmp_path: Path) 
     with open_store(store) as handle:
         states = [t.status for t in load_stored_study(handle, "toy").current_trials()]
     assert sorted(states) == ["failed"] * 3 + ["pending"] * 6
+
+
+def test_a_dead_runner_is_seen_and_a_finished_run_is_never_run_again(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.touch()
+    path = write_study(tmp_path, f"""\
+        name: toy
+        command: python train.py
+        factors:
+          enc:
+            levels: {{a: {{enc: a, linger: "{gate}"}}, b: {{enc: b, hold: "{gate}"}}}}
+            baseline: a
+        seeds: 2
+        metrics:
+          - {{name: wer, split: test, direction: lower}}
+    """)
+    store = str(tmp_path / "store")
+    tympan_cli = str(Path(sys.executable).parent / "tympan")
+    runner = subprocess.Popen([tympan_cli, "--store", store, "ablate", str(path), "--quiet",
+                               "--workers", "2"], stdout=subprocess.DEVNULL)
+    try:
+        # Seed 0 of arm a has finished its run but its process lingers; arm b's run is open.
+        deadline = time.monotonic() + 60
+        finished = []
+        while not finished and time.monotonic() < deadline:
+            time.sleep(0.1)
+            with contextlib.suppress(StoreNotFoundError):  # until the runner made the store
+                finished = tympan.find_runs(store=store, status="finished")
+        assert finished, "the first trial's run never finished"
+        time.sleep(0.3)  # arm b's trial is inside its run by now
+    finally:
+        runner.send_signal(9)  # SIGKILL: no clean-up of any kind
+        runner.wait(10)
+    [run_a] = finished
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the trials die with their runner
+        open_runs = tympan.find_runs(store=store, status="running")
+        if not open_runs:
+            break
+        time.sleep(0.1)
+
+    shown = subprocess.run([tympan_cli, "--store", store, "study", "toy", "--json"],
+                           capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    seen = {(t["arm"], t["seed"]): t for t in json.loads(shown.stdout)["trials"]}
+    assert seen[("baseline", 0)]["status"] == "finished"  # its run finished: taken
+    assert seen[("baseline", 0)]["run_id"] == run_a.id
+    crashed = seen[("enc=b", 0)]
+    assert crashed["status"] == "crashed" and crashed["run_id"] is not None
+    assert f"the runner (pid {runner.pid} on " in crashed["error"]
+    assert {t["status"] for t in seen.values()} <= {"finished", "crashed", "pending"}
+    with open_store(store) as handle:
+        assert load_stored_study(handle, "toy").runner is None  # the slot is free again
+
+    gate.unlink()
+    done = run_study(load_study(path), store=store, workers=2)
+    final = {(t.arm, t.seed): t for t in done.current_trials()}
+    assert all(t.status == "finished" for t in final.values())
+    assert final[("baseline", 0)].attempts == 1 and final[("baseline", 0)].run_id == run_a.id
+    assert final[("enc=b", 0)].attempts == 2
+    runs = tympan.find_runs(store=store, status="finished")
+    per_trial = sorted((r.config["enc"], r.config["seed"]) for r in runs)
+    assert per_trial == [("a", "0"), ("a", "1"), ("b", "0"), ("b", "1")]  # no duplicates
+
+
+def test_a_0006_store_upgrades_so_a_trial_names_its_run_before_it_exists(
+        tmp_path: Path, store_url: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from tympan.store import upgrade_store, versioning
+    from tympan.study.runner import register
+    from tympan.track.stores import close_stores
+
+    run = tympan.init(project="toy", store=store_url)
+    run.finish()
+    close_stores()
+    path = write_study(tmp_path, BASIC)
+
+    def downgrade() -> None:
+        with open_store(store_url) as handle, handle.engine.begin() as conn:
+            config = Config()
+            config.set_main_option("script_location", str(versioning.MIGRATIONS))
+            config.attributes["connection"] = conn
+            command.downgrade(config, "0006")
+
+    with open_store(store_url) as handle:
+        study_id = register(handle, load_study(path))
+        with handle.write() as conn:
+            first, second = studies.trials_of(conn, study_id)[:2]
+            studies.change_trial(conn, first.id, run_id=run.id, status="finished")
+    downgrade()
+    assert upgrade_store(store_url)[:2] == ("0006", versioning.HEAD)
+    with open_store(store_url) as handle:
+        with handle.write() as conn:  # refused by the foreign key before 0007
+            studies.change_trial(conn, second.id, run_id="r-to-come", status="running")
+        with handle.read() as conn:
+            kept = {t.id: t for t in studies.trials_of(conn, study_id)}
+    assert len(kept) == 9 and kept[first.id].run_id == run.id
+    assert kept[first.id].status == "finished" and kept[second.id].run_id == "r-to-come"
+    downgrade()  # and back: an id naming no run cannot stay under the key
+    upgrade_store(store_url)
+    with open_store(store_url) as handle, handle.read() as conn:
+        back = {t.id: t.run_id for t in studies.trials_of(conn, study_id)}
+    assert back[first.id] == run.id and back[second.id] is None

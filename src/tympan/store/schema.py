@@ -207,7 +207,8 @@ trials = Table(
     Column("seed", Integer, nullable=False),
     Column("overrides", JSON, nullable=False),
     Column("status", String(16), nullable=False),
-    Column("run_id", String(32), ForeignKey("runs.id", ondelete="SET NULL")),
+    # The run the trial makes: recorded when the trial starts, before that run exists (0007).
+    Column("run_id", String(32)),
     Column("attempts", Integer, nullable=False),
     Column("error", Text),
     Column("log_sha256", String(64)),

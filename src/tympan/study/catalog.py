@@ -16,7 +16,7 @@ from typing import Any
 from tympan.errors import StudyNotFoundError
 from tympan.store import Store, preferences, projects, studies
 from tympan.study.analysis import StudyAnalysis, analyse
-from tympan.study.records import find_study, load_stored_study
+from tympan.study.records import find_study, load_stored_study, settle
 from tympan.study.spec import StudySpec
 
 __all__ = ["StudyOverview", "analysed_study", "list_studies"]
@@ -48,6 +48,12 @@ def list_studies(store: Store, project: str | None = None) -> list[StudyOverview
         rows = [r for r in studies.all_studies(conn)
                 if project is None or names[r.project_id] == project]
         trial_rows = {r.id: studies.trials_of(conn, r.id) for r in rows}
+    for i, row in enumerate(rows):  # a runner that is gone shows as gone, its trials settled
+        if row.runner_pid is not None or any(t.status == "running" for t in trial_rows[row.id]):
+            rows[i] = settle(store, row)
+            if rows[i] is not row:
+                with store.read() as conn:
+                    trial_rows[row.id] = studies.trials_of(conn, row.id)
     for row in reversed(rows):
         stored = dict(row.spec)
         spec = StudySpec.model_validate(stored["spec"])
@@ -78,7 +84,7 @@ def analysed_study(store: Store, text: str, project: str | None = None,
     picks among same-named ones). ``visible``: the study must belong to that project, else
     it is not found."""
     try:
-        row = find_study(store, text, project if project is not None else visible)
+        row = settle(store, find_study(store, text, project if project is not None else visible))
     except StudyNotFoundError:
         if visible is None:
             raise

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tympan import settings
 from tympan.errors import StudyNotFoundError
 from tympan.records.query import RunFilter, RunQuery
 from tympan.records.record import RunRecord
 from tympan.records.table import find_runs
-from tympan.store import Store, projects, studies
+from tympan.store import Store, projects, runs, studies
 from tympan.study.spec import Metric, StudySpec
+from tympan.track import liveness
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,46 @@ def first_line(text: str | None) -> str:
     return lines[0]
 
 
+def runner_gone(row: Any) -> bool:
+    """Whether the runner holding a study (its ``studies`` row) has stopped: on this host its
+    process is gone; anywhere, it sent no heartbeat for TYMPAN_CRASH_AFTER seconds."""
+    if row.runner_pid is None:
+        return False
+    if time.time() - (row.runner_beat or 0.0) > settings.get("TYMPAN_CRASH_AFTER"):
+        return True
+    return row.runner_host == socket.gethostname() and not liveness.pid_alive(row.runner_pid)
+
+
+def settle_trial(conn: Any, trial: Any, why: str) -> str:
+    """A trial whose runner is gone: finished if its run finished (it is taken, never run
+    again), else crashed (run again by the next ``tympan ablate``). Returns the status."""
+    run = runs.get(conn, trial.run_id) if trial.run_id else None
+    status = "finished" if run is not None and run.status == "finished" else "crashed"
+    studies.change_trial(conn, trial.id, status=status,
+                         error=None if status == "finished" else trial.error or why)
+    return status
+
+
+def settle(store: Store, row: Any) -> Any:
+    """The study's row, after freeing it from a runner that is gone and settling the trials
+    that runner left running (see :func:`settle_trial`); the row itself when all is well."""
+    holder = (row.runner_host, row.runner_pid) if row.runner_pid is not None else None
+    if holder is not None and not runner_gone(row):
+        return row
+    with store.read() as conn:
+        orphans = [t for t in studies.trials_of(conn, row.id) if t.status == "running"]
+    if holder is None and not orphans:
+        return row
+    why = (f"the runner (pid {holder[1]} on {holder[0]}) stopped while this trial was running"
+           if holder else "its runner stopped while this trial was running")
+    with store.write() as conn:
+        if holder is not None:
+            studies.release(conn, row.id, *holder)
+        for trial in orphans:
+            settle_trial(conn, trial, why)
+        return studies.get(conn, row.id)
+
+
 def find_study(store: Store, text: str, project: str | None = None) -> Any:
     """The studies row named by an id, a unique id prefix, or a name (within ``project``)."""
     with store.read() as conn:
@@ -138,7 +182,8 @@ def find_study(store: Store, text: str, project: str | None = None) -> Any:
 
 
 def load_stored_study(store: Store, text: str, project: str | None = None) -> StoredStudy:
-    row = find_study(store, text, project)
+    """The study with its trials and runs; a runner that is gone is seen (see :func:`settle`)."""
+    row = settle(store, find_study(store, text, project))
     with store.read() as conn:
         trial_rows = [TrialRow.from_row(r) for r in studies.trials_of(conn, row.id)]
         project_name = projects.names(conn)[row.project_id]

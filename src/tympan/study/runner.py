@@ -3,8 +3,9 @@
 Each trial runs the study's command as a child process with ``TYMPAN_STUDY`` (links its run
 to the study) and ``TYMPAN_RUN_ID`` (names the run it will make), so any training script
 that calls ``tympan.init()`` becomes a trial without code changes. Re-running the same study
-resumes it: finished trials are kept; trials that were running when a runner died are run
-again; failed ones only with ``retry_failed``. A study file that changed since its trials
+resumes it: finished trials are kept; a trial that was running when a runner died is kept
+if its run finished (the run id is recorded when the trial starts) and run again otherwise;
+failed ones only with ``retry_failed``. A study file that changed since its trials
 ran is refused unless ``force``.
 """
 
@@ -24,9 +25,15 @@ from tympan.errors import StudyBusyError, StudyChangedError, StudyError
 from tympan.store import Store, projects, runs, studies
 from tympan.study.executors import Executor, TrialJob, TrialResult, make_executor
 from tympan.study.plan import arms, config_digest, entry_command, plan
-from tympan.study.records import StoredStudy, TrialRow, first_line, load_stored_study
+from tympan.study.records import (
+    StoredStudy,
+    TrialRow,
+    first_line,
+    load_stored_study,
+    runner_gone,
+    settle_trial,
+)
 from tympan.study.spec import StudyFile
-from tympan.track import liveness
 from tympan.track.naming import new_run_id
 from tympan.track.stores import shared_store
 
@@ -110,7 +117,7 @@ def register(store: Store, study: StudyFile, *, force: bool = False) -> str:
 def _run(store: Store, study: StudyFile, study_id: str, where: str, pool: Executor,
          retry_failed: bool, on_progress: Callable[[Progress], None] | None) -> None:
     stored = load_stored_study(store, study_id)
-    trials = {t.id: _reconciled(store, stored, t) for t in stored.current_trials()}
+    trials = {t.id: _reconciled(store, t) for t in stored.current_trials()}
     todo = [t for t in trials.values() if t.status in ("pending", "crashed")
             or (retry_failed and t.status == "failed")]
     skipped = sum(t.status == "finished" for t in trials.values())
@@ -180,8 +187,8 @@ def _start(store: Store, trial: TrialRow, argv: list[str], cwd: str, study: Stud
            "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
            "PYTHONUNBUFFERED": "1"}
     now = time.time()
-    with store.write() as conn:
-        studies.change_trial(conn, trial.id, status="running", run_id=None,
+    with store.write() as conn:  # the run id first: a runner killed from here on is resumable
+        studies.change_trial(conn, trial.id, status="running", run_id=run_id,
                              attempts=trial.attempts + 1, error=None, started_at=now,
                              ended_at=None)
     pool.start(TrialJob(trial.id, argv, cwd, env, resources.timeout, resources.cpus,
@@ -217,17 +224,14 @@ def _finish(store: Store, trial: TrialRow, result: TrialResult) -> TrialRow:
                     run_id=trial.run_id if run else None)
 
 
-def _reconciled(store: Store, stored: StoredStudy, trial: TrialRow) -> TrialRow:
-    """A trial left 'running' by a runner that died is crashed, unless its run finished."""
-    if trial.status != "running":
+def _reconciled(store: Store, trial: TrialRow) -> TrialRow:
+    """A trial an earlier runner left running or crashed is finished if its run finished
+    (taken, never run again), else crashed (run again)."""
+    if trial.status not in ("running", "crashed") or trial.run_id is None:
         return trial
-    run = stored.runs.get(trial.run_id or "")
-    status = "finished" if run is not None and run.status == "finished" else "crashed"
     with store.write() as conn:
-        studies.change_trial(conn, trial.id, status=status,
-                             error=None if status == "finished" else
-                             "the runner stopped while this trial was running")
-    return _replace(trial, status=status)
+        status = settle_trial(conn, trial, "the runner stopped while this trial was running")
+    return _replace(trial, status=status, error=None if status == "finished" else trial.error)
 
 
 def _claim(store: Store, study_id: str) -> None:
@@ -235,11 +239,9 @@ def _claim(store: Store, study_id: str) -> None:
     with store.write() as conn:
         row = studies.get(conn, study_id)
         free = None
-        if row.runner_pid is not None:
-            stale = now - (row.runner_beat or 0) > settings.get("TYMPAN_CRASH_AFTER")
-            dead = row.runner_host == host and not liveness.pid_alive(row.runner_pid)
-            if stale or dead or (row.runner_host, row.runner_pid) == (host, pid):
-                free = (row.runner_host, row.runner_pid)
+        if row.runner_pid is not None and (
+                runner_gone(row) or (row.runner_host, row.runner_pid) == (host, pid)):
+            free = (row.runner_host, row.runner_pid)
         if studies.claim(conn, study_id, host, pid, now, free):
             return
     raise StudyBusyError(f"study {row.name} is being run by pid {row.runner_pid} on "
