@@ -86,13 +86,20 @@ def test_random_effects_matches_the_textbook() -> None:
 
 def test_the_wiki_has_a_page_per_component_and_an_index(store: Store, tmp_path: Path) -> None:
     paths = export_wiki(store, tmp_path / "wiki")
-    assert [p.name for p in paths] == ["enc.md", "index.md"]
+    assert [p.name for p in paths] == ["enc.md", "project-first.md", "project-flipped.md",
+                                       "project-swapped.md", "index.md"]
     page = (tmp_path / "wiki" / "enc.md").read_text()
     assert "## b vs a on test/wer" in page and "Contradiction" in page
     assert "better test/wer in 2 of 3 studies" in page
     assert page.count("(#study-") == 3 and "sign flipped" in page
     index = (tmp_path / "wiki" / "index.md").read_text()
     assert "[enc](enc.md)" in index and "1 contradicted" in index
+    # A page per project: its own studies' findings only, linking to the component pages.
+    assert "## By project" in index and "[flipped](project-flipped.md)" in index
+    flipped = (tmp_path / "wiki" / "project-flipped.md").read_text()
+    row = next(line for line in flipped.splitlines() if line.startswith("| [enc](enc.md)"))
+    assert "| b vs a | test/wer (lower is better) | 1 | 0 | 1 | 0 |" in row
+    assert row.rstrip(" |").endswith("hurts")
 
 
 def test_the_findings_commands(lab: Path, tmp_path: Path,
@@ -110,5 +117,6 @@ def test_the_findings_commands(lab: Path, tmp_path: Path,
     assert main(["--store", where, "findings", "export", "--wiki", str(tmp_path / "w"),
                  "--link-base", "http://lab/studies/"]) == 0
     printed = capsys.readouterr().out.split()
-    assert printed == [str(tmp_path / "w" / "enc.md"), str(tmp_path / "w" / "index.md")]
+    assert printed == [str(tmp_path / "w" / name) for name in (
+        "enc.md", "project-first.md", "project-flipped.md", "project-swapped.md", "index.md")]
     assert "(http://lab/studies/" in (tmp_path / "w" / "enc.md").read_text()

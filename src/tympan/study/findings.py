@@ -236,9 +236,9 @@ def _evidence(row: Any, flipped: bool) -> Evidence:
 
 def export_wiki(store: Store, out_dir: str | Path,
                 link_base: str | None = None) -> list[Path]:
-    """One Markdown page per component (``<component>.md``) and ``index.md``; returns the
-    paths, index last. Study ids link to ``link_base + id`` if given, else to the study's
-    context at the foot of the page."""
+    """One Markdown page per component (``<component>.md``), one per project
+    (``project-<name>.md``) and ``index.md``; returns the paths, index last. Study ids link
+    to ``link_base + id`` if given, else to the study's context at the foot of the page."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     by_component: dict[str, list[PooledFinding]] = {}
@@ -247,8 +247,9 @@ def export_wiki(store: Store, out_dir: str | Path,
     paths, index = [], ["# Findings", "", "What tympan studies found, by component. Each "
                         "page pools every study's evidence (see `tympan findings`).", ""]
     used: set[str] = set()
+    pages: dict[str, str] = {}
     for component, found in sorted(by_component.items()):
-        name = _page_name(component, used)
+        name = pages[component] = _page_name(component, used)
         path = out / name
         path.write_text(_component_page(component, found, link_base), encoding="utf-8")
         paths.append(path)
@@ -259,9 +260,43 @@ def export_wiki(store: Store, out_dir: str | Path,
                      + (f", ⚠ {clash} contradicted" if clash else ""))
     if not by_component:
         index.append("No findings yet: run `tympan report STUDY` after a study.")
+    projects = sorted({e.project for found in by_component.values() for f in found
+                       for e in f.evidence})
+    if projects:
+        index += ["", "## By project", "", "What each project's own studies found (pooled "
+                  "over that project's studies only).", ""]
+    for project in projects:
+        name = _page_name(f"project-{project}", used)
+        path = out / name
+        found = pooled_findings(store, project=project)
+        path.write_text(_project_page(project, found, pages), encoding="utf-8")
+        paths.append(path)
+        index.append(f"- [{_md(project)}]({name}): {len(found)} comparison"
+                     f"{'s' if len(found) != 1 else ''} in "
+                     f"{len({f.component for f in found})} components")
     index_path = out / "index.md"
     index_path.write_text("\n".join(index) + "\n", encoding="utf-8")
     return [*paths, index_path]
+
+
+def _project_page(project: str, found: list[PooledFinding], pages: dict[str, str]) -> str:
+    """One project's findings at a glance: a row per comparison, pooled over the project's
+    own studies, each component linking to its page (which pools every project's)."""
+    lines = [f"# {_md(project)}", "", f"What the studies of project {_md(project)} found, "
+             "pooled over those studies only. A component's own page pools every project's "
+             "studies and shows each one's context.", "",
+             "| component | comparison | metric | studies | improves | hurts | no detectable "
+             "effect | pooled effect [95% CI] | verdict |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for f in sorted(found, key=lambda f: (f.component, f.level, f.metric)):
+        page = pages.get(f.component)
+        component = f"[{_md(f.component)}]({page})" if page else _md(f.component)
+        lines.append(f"| {component} | {_md(f.level)} vs {_md(f.baseline)} | {_md(f.metric)} "
+                     f"({f.direction} is better) | {f.studies} | {f.improves} | {f.hurts} | "
+                     f"{f.undecided} | {f.estimate:+.3g} [{f.low:.3g}, {f.high:.3g}] | "
+                     f"{_md(f.pooled_verdict)}"
+                     + (" ⚠ contradicted" if f.contradiction else "") + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _page_name(component: str, used: set[str]) -> str:
