@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/kill_window.py               # 20 kills, about 2 minutes
     .venv/bin/python benchmarks/kill_window.py --kills 5     # a quick look
+    .venv/bin/python benchmarks/kill_window.py --src OLD/src # the killed process on another
+                                                             # tympan (e.g. an older commit)
 
 Each kill starts a training-like process on a fresh SQLite store that logs as fast as it
 can: 10 metrics per call (one of them the wall-clock time of the call), a 1 s clip of
@@ -82,8 +84,10 @@ def worker(store: str) -> None:
             return
 
 
-def one_kill(store: Path, rng: random.Random) -> dict:
+def one_kill(store: Path, rng: random.Random, src: str | None) -> dict:
     env = {**os.environ, "TYMPAN_CAPTURE_ENV": "0"}
+    if src:
+        env["PYTHONPATH"] = src
     child = subprocess.Popen([sys.executable, __file__, "--worker", str(store)],
                              stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -129,9 +133,10 @@ def read_back(db: Path, run_id: str, killed_at: float) -> dict:
 def garbage(store: Path) -> tuple[int, int]:
     """(orphaned blob files, unfinished temporary files) as `tympan db gc --dry-run` sees
     them, then collected for real."""
-    from tympan.store import open_store
+    from tympan.store import open_store, upgrade_store
     from tympan.store.garbage import collect
 
+    upgrade_store(store)  # written by --src, an older tympan: nothing to do otherwise
     with open_store(store) as opened:
         found = collect(opened, older_than=0.0, dry_run=True)
         collect(opened, older_than=0.0, dry_run=False)
@@ -154,6 +159,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--src", help="tympan source folder for the killed process "
+                                      "(default: the installed tympan)")
     parser.add_argument("--worker", metavar="STORE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -170,12 +177,13 @@ def main() -> None:
         task = bar.add_task("SIGKILL under load", total=args.kills)
         for i in range(args.kills):
             store = Path(tmp) / f"s{i}"
-            row = one_kill(store, rng)
+            row = one_kill(store, rng, args.src)
             row["orphans"], row["unfinished"] = garbage(store)
             rows.append(row)
             bar.advance(task)
     print(machine_info())
-    print(f"{args.kills} SIGKILLs under load; TYMPAN_FLUSH_INTERVAL={interval:g} s")
+    print(f"{args.kills} SIGKILLs under load; TYMPAN_FLUSH_INTERVAL={interval:g} s; "
+          f"killed process on {args.src or 'the installed tympan'}")
     rate = statistics.median(r["points"] / r["ran"] for r in rows)
     print(f"logging rate: median {rate:,.0f} points/s ({KEYS} per call), plus a 1 s clip "
           f"every {CLIP_EVERY:g} s and a {CHECKPOINT_BYTES >> 20} MB checkpoint every "

@@ -67,7 +67,8 @@ SETTINGS: dict[str, Setting] = {
                 "defaults to blobs/ inside a directory store."),
         Setting("TYMPAN_PROJECT", "default", str, "Project used when init() names none."),
         Setting("TYMPAN_FLUSH_INTERVAL", 0.5, _positive_float,
-                "Seconds between background flushes; a SIGKILL loses at most this much."),
+                "Seconds between background flushes; a SIGKILL loses about this much plus "
+                "the time a flush takes."),
         Setting("TYMPAN_HEARTBEAT_INTERVAL", 5.0, _positive_float,
                 "Seconds between heartbeats of a running run."),
         Setting("TYMPAN_CRASH_AFTER", 60.0, _positive_float,
