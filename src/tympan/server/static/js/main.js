@@ -102,7 +102,6 @@ async function loadProjects() {
 
 function showWho(who) {
   const el = document.getElementById("who");
-  if (!who.auth_required) { el.replaceChildren(h("span.badge.muted", { title: "this server needs no token" }, "local")); return; }
   el.replaceChildren(
     h("span.badge", { title: who.project ? `limited to project ${who.project}` : "all projects" },
       `${who.name || "token"} · ${who.scope}${who.project ? ` · ${who.project}` : ""}`),
