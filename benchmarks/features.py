@@ -19,18 +19,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-# benchmarks/logging.py would shadow the stdlib `logging` that librosa's dependencies import.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import librosa
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
 
-import librosa  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from tympan.audio import features  # noqa: E402
+from tympan.audio import features
 
 SR = 16000
 PARAMS = {"n_fft": 512, "hop_length": 160, "n_mels": 80}

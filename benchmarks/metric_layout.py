@@ -11,18 +11,14 @@ reachable, PostgreSQL. Prints points/s, read time and the ratio between the layo
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-# benchmarks/logging.py would shadow the stdlib `logging` that SQLAlchemy imports.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import numpy as np  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import numpy as np
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
 
 ROWS = sa.MetaData()
 points = sa.Table(

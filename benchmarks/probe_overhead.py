@@ -8,11 +8,17 @@ its own copy of the same model and batch:
 
 - ``none``: no probe;
 - ``probe``: ``attach(model)`` with its defaults (``layers="auto"``, moments every step,
-  histograms every 50 steps, every health rule on), inside ``probe.batch(lengths=...)``;
+  histograms every 50 steps, every health rule on, ``background="auto"``: the worker thread
+  only when torch's threads leave a core free), inside ``probe.batch(lengths=...)``;
+- ``probe worker``: the same with ``background=True`` (the worker thread whatever the
+  thread count: the default before issue 12);
 - ``probe+grads``: the same with ``gradients=True`` (statistics of each block's output
   gradient too);
 - ``probe sync`` / ``probe+grads sync``: the same with ``background=False`` (every
   statistic computed on the training thread, inside the hooks);
+- ``probe every step``: the defaults but ``stats_every=1`` (statistics from every step's
+  batches, as before issue 12's second pass; the default takes them every 10th step and
+  only checks the other steps for NaN/Inf);
 - ``wandb.watch``: ``wandb.watch(model, log="all", log_freq=50)`` in offline mode, only when
   ``wandb`` imports in this interpreter (the test venv has none; the row then says so).
 
@@ -25,7 +31,12 @@ for: the target is checked on it, mean step), on the CPU time of the training th
 (``time.thread_time``) and on the CPU time of the whole process (``time.process_time``:
 includes the probe's worker thread, so the CPU the background work takes shows).
 
-    .venv/bin/python benchmarks/probe_overhead.py [--rounds 24] [--block 10] [--threads 1]
+Run it with torch's default thread count (``--threads 0``, the default: what most users get)
+and with ``--threads 1``, on the conv recipe model and on ``--encoder gru`` (conv subsampler
++ GRU).
+
+    .venv/bin/python benchmarks/probe_overhead.py [--rounds 24] [--block 10] [--threads 0]
+        [--encoder conv|gru|transformer]
 """
 
 from __future__ import annotations
@@ -186,7 +197,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=24, help="blocks per configuration")
     parser.add_argument("--block", type=int, default=10, help="timed steps per block")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per config")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch.set_num_threads; 0: torch's default")
     parser.add_argument("--batch", type=int, default=16, help="utterances per batch")
     parser.add_argument("--seconds", type=float, default=3.0, help="longest utterance, s")
     parser.add_argument("--encoder", default="conv", choices=["conv", "gru", "transformer"],
@@ -194,7 +206,9 @@ def main() -> None:
     parser.add_argument("--no-grads", action="store_true", help="skip probe+grads")
     parser.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    args.threads = torch.get_num_threads()
     out = Console(width=140)
     cfg = replace(asr.Config(), n_mels=80, encoder=args.encoder)
     torch.manual_seed(0)
@@ -206,7 +220,9 @@ def main() -> None:
 
     configs: list[tuple[str, Callable[[nn.Module], object] | None]] = [
         ("none", None), ("probe", lambda m: tympan.probe.attach(m)),
-        ("probe sync", lambda m: tympan.probe.attach(m, background=False))]
+        ("probe worker", lambda m: tympan.probe.attach(m, background=True)),
+        ("probe sync", lambda m: tympan.probe.attach(m, background=False)),
+        ("probe every step", lambda m: tympan.probe.attach(m, stats_every=1))]
     if not args.no_grads:
         configs.append(("probe+grads", lambda m: tympan.probe.attach(m, gradients=True)))
         configs.append(("probe+grads sync",
@@ -248,6 +264,10 @@ def main() -> None:
               "steps")
     if wandb_note:
         out.print(wandb_note)
+    from tympan.probe.hooks import free_cores
+
+    out.print(f"torch threads {torch.get_num_threads()}, free cores {free_cores()}: the "
+              f"default probe {'uses' if free_cores() >= 1 else 'does not use'} the worker")
     for t in trainers:
         if isinstance(t.probe, Probe) and t.probe._worker is not None:
             out.print(f"{t.name}: the background worker computed {t.probe.background_steps} "

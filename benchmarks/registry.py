@@ -47,8 +47,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "benchmarks"
-# benchmarks/logging.py would shadow the stdlib `logging`; the recipes import from the root.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(ROOT))
 
 MODELS = {  # name -> (recipe, config overrides)

@@ -4,11 +4,11 @@
 # mlflow.pytorch in benchmarks/registry.py; never any other torch.
 #
 #   bash benchmarks/setup-bench.sh            # from the repository root (or anywhere)
-#   .venv-bench/bin/python benchmarks/logging.py
+#   .venv-bench/bin/python benchmarks/log_throughput.py
 #
 # Idempotent: a package that already imports is not reinstalled. If Aim ever stops
 # co-installing with tympan's dependencies, it goes into a third venv .venv-aim, which
-# benchmarks/logging.py uses for Aim's worker when it exists.
+# benchmarks/log_throughput.py uses for Aim's worker when it exists.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -100,4 +100,4 @@ if [[ -x "$AIM_VENV/bin/python" ]] && "$AIM_VENV/bin/python" -m pip show torch >
   echo "error: torch is installed in $AIM_VENV; remove that venv" >&2
   exit 1
 fi
-echo "ready: $PY benchmarks/logging.py"
+echo "ready: $PY benchmarks/log_throughput.py"

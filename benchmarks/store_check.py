@@ -23,16 +23,11 @@ import argparse
 import os
 import sqlite3
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# benchmarks/logging.py shares its name with the stdlib `logging`: keep this folder off the
-# front of sys.path, where running a script from it puts it.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.append(str(HERE))
 
 from _common import machine_info  # noqa: E402
 

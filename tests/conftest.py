@@ -99,6 +99,10 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         if name.startswith("TYMPAN_") and name not in {"TYMPAN_REQUIRE_POSTGRES", "TYMPAN_TEST_PG"}:
             monkeypatch.delenv(name)
     monkeypatch.setenv("TYMPAN_STORE", str(tmp_path / "default-store"))
+    monkeypatch.setenv("TYMPAN_SPOOL_DIR", str(tmp_path / "spool"))  # never ~/.cache
     monkeypatch.setenv("TYMPAN_CAPTURE_ENV", "0")
     monkeypatch.setenv("TYMPAN_SYSTEM_METRICS", "0")  # see _no_background_recording
     monkeypatch.setenv("TYMPAN_CONSOLE", "0")
+    # A terminal's width (pytest-xdist's workers set COLUMNS=80) would fold the CLI's tables;
+    # the tests read them as they reach a pipe.
+    monkeypatch.delenv("COLUMNS", raising=False)

@@ -3,6 +3,7 @@
     with live_server(store_url, auth=False) as url:          # `tympan ui` (its launch token)
         httpx.get(f"{url}/api/runs", headers=url.headers)
     with live_server(store_url, extra_args=["--max-body-mb", "1"]) as url:   # `tympan server`
+    with served(tmp_path) as server:     # on a fixed port: server.kill(), then server.start()
 
 The process is started exactly as a user starts it (``python -m tympan.cli.app ...``) with
 ``--port 0``; the URL is read from the line it prints once it answers. It is yielded as a
@@ -15,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tympan.store import open_store, tokens
 
 _URL = re.compile(r" at (http://\S+) ")
 
@@ -122,3 +126,73 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class Server:
+    """A `tympan server` process on a fixed port, so it can be killed and started again."""
+
+    def __init__(self, store: str, log_dir: Path) -> None:
+        self.store = store
+        self.log_dir = log_dir
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.start_with([])
+
+    def start_with(self, extra_args: list[str]) -> None:
+        command = server_command(self.store, auth=True, extra_args=extra_args)
+        command[command.index("--port") + 1] = str(self.port)
+        self.starts += 1
+        log = open(self.log_dir / f"server-{self.starts}.txt", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.output()
+            try:
+                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise AssertionError(f"server did not come up:\n{self.output()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return "\n".join(p.read_text() for p in sorted(self.log_dir.glob("server-*.txt")))
+
+
+def make_token(store: str, scope: str = "write", project: str | None = None) -> str:
+    with open_store(store, create=True) as opened, opened.write() as conn:
+        text, _ = tokens.create(conn, scope, project=project)
+    return text
+
+
+@contextmanager
+def served(tmp: Path) -> Iterator[Server]:
+    store = str(tmp / "store")
+    open_store(store, create=True).close()
+    server = Server(store, tmp)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

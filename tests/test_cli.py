@@ -147,9 +147,9 @@ def test_runs_where_matches_nested_keys_and_numbers(lab: Lab) -> None:
     assert listed_ids(lab, "-w", "model.encoder=gru", "-w", "model.layers=2") == [lab.gru]
 
 
-def test_runs_where_without_equals_is_a_one_line_error(lab: Lab) -> None:
-    assert_one_line_error(tympan_cli("--store", lab.store, "runs", "--where", "encoder"),
-                          "--where 'encoder'", "KEY=VALUE")
+def test_runs_where_that_does_not_read_is_a_one_line_error(lab: Lab) -> None:
+    assert_one_line_error(tympan_cli("--store", lab.store, "runs", "--where", "encoder gru"),
+                          "where 'encoder gru'", "expected an operator")
 
 
 def test_runs_unknown_status_or_project_is_a_one_line_error(lab: Lab) -> None:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from test_study_report import make_study
 from tympan.cli.app import main
+from tympan.errors import InvalidInputError
 from tympan.store import Store, open_store
 from tympan.study.findings import (
     export_wiki,
+    interval_standard_error,
     pooled_findings,
+    pooled_standard_errors,
     random_effects,
     record_findings,
 )
@@ -55,6 +60,11 @@ def test_pooling_counts_flips_swapped_baselines_and_flags_contradictions(store: 
     assert by_study["swapped"].low < by_study["swapped"].effect < by_study["swapped"].high
     assert finding.i_squared is not None and finding.i_squared > 0.9
     assert finding.low < finding.estimate < finding.high
+    # The pooled interval is HKSJ on the per-seed variance pooled over the three studies.
+    errors = pooled_standard_errors([e.standard_error for e in finding.evidence],
+                                    [e.n for e in finding.evidence])
+    assert (finding.estimate, finding.low, finding.high) == \
+        random_effects([e.effect for e in finding.evidence], errors)[:3]
     assert "better test/wer in 2 of 3 studies, worse in 1" in finding.summary
     assert finding.contexts["studies"] == ["first", "swapped", "flipped"]
     assert finding.contexts["recipes"] == ["python train.py"]
@@ -74,14 +84,80 @@ def test_recording_again_replaces_the_study_rows(lab: Path, store: Store) -> Non
 
 
 def test_random_effects_matches_the_textbook() -> None:
-    # Equal standard errors and no spread: the pooled estimate is the common one, I² = 0.
+    # Equal standard errors and no spread: tau² = 0, I² = 0 and q = 0: the HKSJ interval has
+    # zero width; the modified rule floors q at 1: t(1) * sqrt(1 / (4 + 4)).
     estimate, low, high, tau2, i2 = random_effects([1.0, 1.0], [0.5, 0.5])
-    assert estimate == 1.0 and tau2 == 0.0 and i2 == 0.0
-    assert high - low == pytest.approx(2 * 1.959964 * 0.5 / 2 ** 0.5, rel=1e-5)
-    # DerSimonian-Laird by hand: y = (0, 2), v = (1, 1): Q = 2, tau² = 1, I² = 0.5.
+    assert (estimate, low, high, tau2, i2) == (1.0, 1.0, 1.0, 0.0, 0.0)
+    low, high = random_effects([1.0, 1.0], [0.5, 0.5], modified=True)[1:3]
+    assert high - low == pytest.approx(2 * 12.706205 * 0.5 / 2 ** 0.5, rel=1e-6)
+    # DerSimonian-Laird by hand: y = (0, 2), v = (1, 1): Q = 2, tau² = 1, I² = 0.5; the
+    # weights are 1 / (1 + 1), q = (0.5 + 0.5) / 1 = 1, so the half-width is t(1) * 1.
     estimate, low, high, tau2, i2 = random_effects([0.0, 2.0], [1.0, 1.0])
     assert (estimate, tau2, i2) == (1.0, 1.0, 0.5)
-    assert high - estimate == pytest.approx(1.959964, rel=1e-5)
+    assert high - estimate == pytest.approx(12.706205, rel=1e-6)
+
+
+def test_standard_errors_are_pooled_over_studies() -> None:
+    # Per-seed variances n se²: 3 * 0.1² = 0.03 (2 df) and 5 * 0.2² = 0.2 (4 df): pooled
+    # (2 * 0.03 + 4 * 0.2) / 6; a one-seed study keeps its own.
+    pooled = (2 * 0.03 + 4 * 0.2) / 6
+    assert pooled_standard_errors([0.1, 0.2, 0.7], [3, 5, 1]) == pytest.approx(
+        [(pooled / 3) ** 0.5, (pooled / 5) ** 0.5, 0.7])
+    assert pooled_standard_errors([0.3], [1]) == [0.3]
+    with pytest.raises(InvalidInputError, match="as many seed counts"):
+        pooled_standard_errors([0.1, 0.2], [3])
+
+
+# statsmodels 0.15 combine_effects(y, se², method_re="chi2", use_t=True): "random effect wls"
+# is DerSimonian-Laird with the (unmodified) Hartung-Knapp-Sidik-Jonkman interval.
+HKSJ_Y, HKSJ_SE = [0.1, 0.4, -0.2, 0.3], [0.2, 0.3, 0.05 ** 0.5, 0.02 ** 0.5]
+HKSJ_REFERENCE = (0.153735, -0.234505, 0.541975)
+
+
+def test_hksj_matches_statsmodels() -> None:
+    estimate, low, high, _, _ = random_effects(HKSJ_Y, HKSJ_SE)
+    assert (estimate, low, high) == pytest.approx(HKSJ_REFERENCE, abs=1e-6)
+    # Here q = 1.004 > 1, so the modified rule changes nothing.
+    assert random_effects(HKSJ_Y, HKSJ_SE, modified=True)[:3] == pytest.approx(
+        HKSJ_REFERENCE, abs=1e-6)
+    meta = pytest.importorskip("statsmodels.stats.meta_analysis")
+    # (statsmodels leaves a negative tau² untruncated: compare where it is positive.)
+    for y, se in ((HKSJ_Y, HKSJ_SE), ([0.3, -0.4], [0.1, 0.2]),
+                  ([-1.0, 0.5, 2.0, 0.1, 0.3], [0.4, 0.2, 0.9, 0.3, 0.5])):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # its own warnings about per-study intervals
+            res = meta.combine_effects(np.array(y), np.array(se) ** 2, method_re="chi2",
+                                       use_t=True)
+            ref_low, ref_high = res.conf_int(use_t=True)[3]
+        ours = random_effects(y, se)
+        assert ours[:3] == pytest.approx((res.mean_effect_re, ref_low, ref_high), rel=1e-9)
+        assert ours[3] == pytest.approx(res.tau2, rel=1e-9, abs=1e-15)
+
+
+def test_modified_hksj_floors_q_at_one() -> None:
+    # Three studies that agree far better than their standard errors say: q < 1.
+    y, se = [0.1, 0.15, 0.12], [0.2, 0.3, 0.22]
+    estimate, _, high, tau2, _ = random_effects(y, se, modified=True)
+    w = [1 / s ** 2 for s in se]
+    assert tau2 == 0.0
+    assert estimate == pytest.approx(sum(wi * yi for wi, yi in zip(w, y, strict=True)) / sum(w))
+    assert high - estimate == pytest.approx(4.302653 * (1 / sum(w)) ** 0.5, rel=1e-6)
+    plain = random_effects(y, se)
+    assert plain[2] - plain[0] < 0.3 * (high - estimate)
+
+
+def test_random_effects_rejects_mismatched_input() -> None:
+    with pytest.raises(InvalidInputError, match="as many standard errors"):
+        random_effects([0.1, 0.2], [0.1])
+    with pytest.raises(InvalidInputError, match="at least one"):
+        random_effects([], [])
+
+
+def test_a_study_standard_error_is_read_back_with_student_t() -> None:
+    # A 3-seed Student t interval mean ± t(2) se gives back se, not se * t(2) / z.
+    assert interval_standard_error(1.0 - 4.302653 * 0.1, 1.0 + 4.302653 * 0.1, 3, 0.95) == \
+        pytest.approx(0.1, rel=1e-6)
+    assert interval_standard_error(-1.959964, 1.959964, 1, 0.95) == pytest.approx(1.0)
 
 
 def test_the_wiki_has_a_page_per_component_and_an_index(store: Store, tmp_path: Path) -> None:
@@ -92,8 +168,11 @@ def test_the_wiki_has_a_page_per_component_and_an_index(store: Store, tmp_path: 
     assert "## b vs a on test/wer" in page and "Contradiction" in page
     assert "better test/wer in 2 of 3 studies" in page
     assert page.count("(#study-") == 3 and "sign flipped" in page
+    [finding] = pooled_findings(store)
+    assert f"{finding.estimate:+.3g} [{finding.low:.3g}, {finding.high:.3g}]" in page
     index = (tmp_path / "wiki" / "index.md").read_text()
     assert "[enc](enc.md)" in index and "1 contradicted" in index
+    assert "Hartung-Knapp-Sidik-Jonkman" in index
     # A page per project: its own studies' findings only, linking to the component pages.
     assert "## By project" in index and "[flipped](project-flipped.md)" in index
     flipped = (tmp_path / "wiki" / "project-flipped.md").read_text()

@@ -93,6 +93,9 @@ def test_a_backlog_bigger_than_the_free_space_lands_in_pieces(small_disk: SmallD
     run = tympan.init(project="p", store=str(store))
     run.log({"a": 0.0, "b": 0.0}, step=0)
     run.flush()
+    # A reader keeps the store open throughout (as `tympan ui` would), so only SQLite's own
+    # checkpoints keep the WAL small: with a 64 MiB WAL this test hung in CI.
+    reader = sqlite3.connect(store / "tympan.db")
     small_disk.fill()
     steps = 250_000  # 500,000 points, 12 MB of arrays: more than the room made below
     for step in range(1, steps):
@@ -101,9 +104,8 @@ def test_a_backlog_bigger_than_the_free_space_lands_in_pieces(small_disk: SmallD
     small_disk.leave_free(6 << 20)
 
     def stored() -> int:
-        with sqlite3.connect(store / "tympan.db") as conn:
-            return conn.execute("SELECT coalesce(sum(n), 0) FROM metric_chunks WHERE key = 'a'"
-                                ).fetchone()[0]
+        return reader.execute("SELECT coalesce(sum(n), 0) FROM metric_chunks WHERE key = 'a'"
+                              ).fetchone()[0]
 
     deadline = time.monotonic() + 20
     while stored() <= 1 and time.monotonic() < deadline:
@@ -111,8 +113,66 @@ def test_a_backlog_bigger_than_the_free_space_lands_in_pieces(small_disk: SmallD
     landed = stored()
     assert 1 < landed < steps  # what fits has landed; one transaction of it all never would
     small_disk.free()
-    run.finish()
+    run.finish(timeout=120)
+    reader.close()
     record = tympan.load_run(run.id, store=str(store))
     np.testing.assert_array_equal(record.history("a").steps, np.arange(steps))
     np.testing.assert_array_equal(record.history("b").values, -np.arange(steps))
     assert record.summary["a"].count == steps and record.summary["b"].min == -(steps - 1)
+
+
+def test_a_run_finishes_when_merging_its_chunks_does_not_fit(
+    small_disk: SmallDisk, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # finish() merges a series' many small chunks into few; on a nearly full disk that
+    # rewrite cannot fit, and it must not keep the run from finishing (it hung CI forever).
+    store = str(small_disk.path / "store")
+    run = tympan.init(project="p", store=store)
+    steps = 0
+    for _ in range(40):  # 40 flushes: 40 chunks of 10,000 points, 9.6 MB in all
+        for _ in range(10_000):
+            run.log({"a": float(steps)}, step=steps)
+            steps += 1
+        run.flush()
+    small_disk.leave_free(1 << 20)  # room for the status, not for a second copy of the series
+    with caplog.at_level(logging.WARNING, logger="tympan"):
+        run.finish(timeout=60)
+    merged = [r.getMessage() for r in caplog.records if "merge" in r.getMessage()]
+    assert len(merged) == 1 and "run " + run.id in merged[0], merged
+    small_disk.free()
+    record = tympan.load_run(run.id, store=store)
+    assert record.status == "finished"
+    np.testing.assert_array_equal(record.history("a").steps, np.arange(steps))
+    with sqlite3.connect(small_disk.path / "store" / "tympan.db") as conn:
+        chunks = conn.execute("SELECT count(*) FROM metric_chunks WHERE key = 'a'").fetchone()[0]
+    assert chunks == 40  # left as they were: every point is there, only not merged
+
+
+def test_the_wal_stays_small_while_another_process_has_the_store_open(tmp_path: Path) -> None:
+    # A reader (`tympan ui`, a notebook) keeps the file open, so closing the writer's
+    # connections never checkpoints the WAL. SQLite's own checkpoint comes at 1000 pages, 64 MiB
+    # with our page size: a WAL that large, not yet in the database file, needs as much again
+    # free to be checkpointed, and a nearly full disk then refused every write for good (it hung
+    # the backlog test above in CI).
+    from tympan.store.engine import WAL_BYTES
+
+    store = tmp_path / "store"
+    run = tympan.init(project="p", store=str(store))
+    run.flush()
+    reader = sqlite3.connect(store / "tympan.db")
+    try:
+        reader.execute("SELECT count(*) FROM runs").fetchone()  # no transaction stays open
+        wal = store / "tympan.db-wal"
+        largest, step = 0, 0
+        for _ in range(4):  # 4 x 100,000 points, ~10 MB in all
+            for _ in range(100_000):
+                run.log({"a": float(step)}, step=step)
+                step += 1
+            run.flush()
+            largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+        assert largest <= 2 * WAL_BYTES, f"the WAL grew to {largest / 2**20:.1f} MiB"
+        run.finish()
+        rows = reader.execute("SELECT coalesce(sum(n), 0) FROM metric_chunks").fetchone()[0]
+        assert rows == step  # every point is there, through the reader's connection too
+    finally:
+        reader.close()

@@ -1,10 +1,10 @@
 """The layer order of shared/DESIGN.md, checked on every module's imports (read with ast).
 
-    faces     cli, server, serve
+    faces     cli, server, serve, __main__ (python -m tympan)
     features  study, probe, registry (with its facade tympan.models), loop, integrations
     core      track, records, audio, config, schedules, entry
     storage   store
-    base      errors, settings, ids (imported by every layer)
+    base      errors, settings, ids, extras (imported by every layer)
 
 A module may import its own layer and the layers below it, never one above. Imports inside
 functions count too: a lazy import is still an arrow in the picture.
@@ -23,13 +23,13 @@ LAYERS = {
     "faces": 4, "features": 3, "core": 2, "storage": 1, "base": 0,
 }
 PLACE = {
-    "cli": "faces", "server": "faces", "serve": "faces",
+    "cli": "faces", "server": "faces", "serve": "faces", "__main__": "faces",
     "study": "features", "probe": "features", "registry": "features", "loop": "features",
     "integrations": "features", "models": "features",
     "track": "core", "records": "core", "audio": "core", "config": "core",
     "schedules": "core", "entry": "core",
     "store": "storage",
-    "errors": "base", "settings": "base", "ids": "base",
+    "errors": "base", "settings": "base", "ids": "base", "extras": "base",
 }
 
 

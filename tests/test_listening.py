@@ -297,3 +297,19 @@ def test_listening_page_plays_both_clips_then_records_each_choice(browser, serve
                                             stored_study(study_store).id)
             if r.listener == "page-listener"]
     assert len(mine) == 4
+
+
+def test_the_pair_on_the_listening_page_comes_back_on_reload(browser, server: str,
+                                                             study_store: str) -> None:
+    _require_browser()
+    browser.get(server.sign_in_link)
+    study = f"{server}/studies/listen/listen"
+    browser.get(f"{study}?pair=3&listener=pair-linker")  # a shared link to the third pair
+    wait(browser, lambda d: css(d, ".listen-pair"))
+    assert texts(browser, ".listen-pair h2")[0] == "Pair 3 of 4"
+    click(browser, '.listen-progress .dot[title="pair 2"]')
+    wait(browser, lambda d: texts(d, ".listen-pair h2")[0] == "Pair 2 of 4")
+    assert "pair=2" in browser.current_url
+    browser.refresh()
+    wait(browser, lambda d: css(d, ".listen-pair"))
+    assert texts(browser, ".listen-pair h2")[0] == "Pair 2 of 4"

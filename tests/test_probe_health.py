@@ -139,6 +139,25 @@ def test_attention_forced_uniform_fires_alignment() -> None:
     assert ("attention_alignment", "0.self_attn") in _rules(probe)
 
 
+def test_passes_inside_paused_are_not_seen() -> None:
+    """An evaluation between training steps (a TTS model's free-running synthesis) adds
+    nothing to the statistics, nor to the next step's attention maps."""
+    torch.manual_seed(0)
+    attn = nn.MultiheadAttention(8, 2, batch_first=True)
+    with torch.no_grad():
+        attn.in_proj_weight[:16].zero_()  # uniform weights: the rule fires on any step it sees
+        attn.in_proj_bias.zero_()
+    model = nn.Sequential(nn.TransformerEncoderLayer(8, 2, 16, batch_first=True))
+    model[0].self_attn = attn
+    probe = tympan.probe.attach(model, rules=[AttentionAlignment(window=1)])
+    with probe.paused():
+        model(torch.randn(2, 12, 8))
+    assert probe.step(0) == [] and probe.snapshot()["forward"] == {}
+    model(torch.randn(2, 12, 8))
+    assert [e.rule for e in probe.step(1)] == ["attention_alignment"]
+    assert set(probe.snapshot()["forward"]["0"]["count"]) == {2 * 12}  # per channel
+
+
 def test_rules_from_a_dict_override_defaults() -> None:
     model = _mlp()
     probe = tympan.probe.attach(model, rules={"exploding_gradients": {"threshold": 5.0},

@@ -14,6 +14,7 @@ from torch import nn
 import tympan
 import tympan.probe
 from tympan.errors import InvalidInputError
+from tympan.probe.health import NonFinite
 from tympan.probe.stats import Histogram, LayerStats
 
 
@@ -37,7 +38,7 @@ def _batches(n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def test_statistics_equal_direct_computation_with_padding_excluded() -> None:
     torch.manual_seed(0)
     model = Tagger()
-    probe = tympan.probe.attach(model, rules=None)
+    probe = tympan.probe.attach(model, rules=None, stats_every=1)
     outs: list[torch.Tensor] = []
     model.out.register_forward_hook(lambda m, i, o: outs.append(o.detach()))
     for step, (x, lengths) in enumerate(_batches(2)):
@@ -78,7 +79,7 @@ def test_statistics_of_strided_outputs_are_exact_and_padding_never_counts() -> N
     model = nn.Sequential(Encoder())
     outs: list[torch.Tensor] = []
     model[0].register_forward_hook(lambda m, i, o: outs.append(o.detach()))
-    probe = tympan.probe.attach(model, layers=["0"], rules=None, every=2)
+    probe = tympan.probe.attach(model, layers=["0"], rules=None, every=2, stats_every=1)
 
     lengths_seen = []
     for step, (x, lengths) in enumerate(_batches(5, seed=4)):
@@ -98,6 +99,43 @@ def test_statistics_of_strided_outputs_are_exact_and_padding_never_counts() -> N
     assert s["min"] == pytest.approx(valid.amin(0).tolist())
     assert s["max"] == pytest.approx(valid.amax(0).tolist())
     assert s["positive"] == (valid > 0).sum(0).double().tolist()
+
+
+def test_statistics_come_from_every_kth_step_and_non_finite_values_from_every_step() -> None:
+    """stats_every=3: the statistics are exactly those of steps 0, 3, 6 (and the logging
+    steps); a NaN in a real frame of step 4 is still counted, and named at step 4, while a
+    NaN in the padding is not."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    g = torch.Generator().manual_seed(2)
+    lengths = torch.tensor([10, 7, 4])
+    data = [torch.randn(3, 10, 4, generator=g) for _ in range(8)]
+    data[4][1, 2, 0] = float("nan")  # a real frame of input 1
+    data[4][2, 8, :] = float("nan")  # padding of input 2 (length 4)
+    data[5][2, 8, :] = float("nan")  # padding only: nothing to count
+    sampled = tympan.probe.attach(model, rules=[NonFinite()], every=50, stats_every=3,
+                                  histogram_range=(-3.0, 3.0))
+    fired = []
+    for step, x in enumerate(data):
+        with sampled.batch(lengths=lengths):
+            model(x)
+        fired += sampled.step(step)
+    reference = tympan.probe.attach(model, rules=None, every=50, stats_every=1,
+                                    histogram_range=(-3.0, 3.0))
+    for step in (0, 3, 6):
+        with reference.batch(lengths=lengths):
+            model(data[step])
+        reference.step(step)
+    got, want = sampled.snapshot()["forward"]["0"], reference.snapshot()["forward"]["0"]
+    sampled.detach()
+    reference.detach()
+    assert got["nan"] == 3 and want["nan"] == 0  # one real frame, 3 channels; not the padding
+    assert got["count"] == [3 * 21.0] * 3
+    assert {k: v for k, v in got.items() if k != "nan"} == {
+        k: v for k, v in want.items() if k != "nan"}
+    assert [(e.rule, e.layer, e.step) for e in fired] == [("non_finite", "0", 4)]
+    with pytest.raises(InvalidInputError, match="stats_every must be an integer >= 1"):
+        tympan.probe.attach(model, stats_every=0)
 
 
 def test_zero_fraction_nan_counts_and_saturation() -> None:
@@ -181,7 +219,8 @@ def test_logging_cadence_writes_metrics_and_snapshot_to_a_real_run(tmp_path) -> 
     run = tympan.init(project="p", store=store)
     model = Tagger()
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    probe = tympan.probe.attach(model, run=run, every=3, gradients=True, rules=None)
+    probe = tympan.probe.attach(model, run=run, every=3, gradients=True, rules=None,
+                                stats_every=1)
     for step, (x, lengths) in enumerate(_batches(7)):
         opt.zero_grad()
         with probe.batch(lengths=lengths):
@@ -214,7 +253,8 @@ def test_background_statistics_equal_synchronous_with_padding() -> None:
     data = _batches(6, seed=5)
     snaps, logged = [], []
     for background in (True, False):
-        probe = tympan.probe.attach(model, every=2, gradients=True, background=background)
+        probe = tympan.probe.attach(model, every=2, gradients=True, background=background,
+                                    stats_every=1)
         _run(probe, model, data)
         snaps.append(probe.snapshot())
         logged.append({n: s.summary() for n, s in probe.stats.items()})
@@ -232,7 +272,7 @@ def test_an_output_modified_in_place_is_detected_and_its_layer_goes_synchronous(
     model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(inplace=True), nn.Linear(6, 3))
     g = torch.Generator().manual_seed(1)
     data = [(torch.randn(3, 5, 4, generator=g), torch.tensor([5, 3, 2])) for _ in range(4)]
-    probe = tympan.probe.attach(model, rules=None, every=1)
+    probe = tympan.probe.attach(model, rules=None, every=1, background=True)
     with caplog.at_level(logging.WARNING, logger="tympan"):
         _run(probe, model, data)
     warned = [r.getMessage() for r in caplog.records]
@@ -261,7 +301,7 @@ class _Scale(nn.Module):
 
 def test_a_worker_error_surfaces_at_step_and_detach_stops_the_thread() -> None:
     model = nn.Sequential(_Scale())
-    probe = tympan.probe.attach(model, rules=None)
+    probe = tympan.probe.attach(model, rules=None, background=True, stats_every=1)
     model(torch.randn(2, 4))
     probe.step(0)
     thread = probe._worker._thread
@@ -305,10 +345,37 @@ def test_the_worker_pauses_when_step_waits_for_it_and_results_stay_the_same(
     data = _batches(6, seed=2)
     snaps = []
     for background in (True, False):
-        probe = tympan.probe.attach(model, every=2, gradients=True, background=background)
+        probe = tympan.probe.attach(model, every=2, gradients=True, background=background,
+                                    stats_every=1)
         _run(probe, model, data)
         snaps.append(probe.snapshot())
         if background:
             assert probe.background_steps == 2  # judged after 2 steps, then paused
         probe.detach()
     assert snaps[0] == snaps[1]
+
+
+def test_the_background_worker_is_used_only_when_torch_leaves_a_core_free() -> None:
+    """background="auto" (the default): a worker thread beside torch's intra-op threads on
+    every core slows training down instead of hiding the statistics' cost (issue 12)."""
+    from tympan.probe.hooks import free_cores, resolve_background
+
+    model = nn.Sequential(nn.Linear(4, 4))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(max(1, free_cores() + threads))  # every core busy with torch
+        assert resolve_background("auto") is False
+        probe = tympan.probe.attach(model, rules=None)
+        assert probe._worker is None
+        probe.detach()
+        if free_cores() + torch.get_num_threads() > 1:
+            torch.set_num_threads(1)  # a core left free
+            assert resolve_background("auto") is True
+            probe = tympan.probe.attach(model, rules=None)
+            assert probe._worker is not None
+            probe.detach()
+        assert resolve_background(True) is True and resolve_background(False) is False
+        with pytest.raises(InvalidInputError, match="background must be"):
+            tympan.probe.attach(model, background="sometimes")
+    finally:
+        torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ def test_exported_names() -> None:
     assert sorted(tympan.__all__) == sorted([
         "Run", "RunRecord", "TympanError", "__version__", "active_run", "find_runs", "finish",
         "init", "load_run", "log", "log_artifact", "log_audio", "log_image", "log_table",
-        "models", "seed_everything",
+        "models", "probe", "seed_everything",
     ])
     for name in tympan.__all__:
         assert getattr(tympan, name) is not None

@@ -59,6 +59,26 @@ def test_a_read_token_loads_a_model_through_the_api(team, monkeypatch) -> None:
         tympan.models.get("asr/1", store=url)
 
 
+def test_models_uris_load_through_the_server_named_by_tympan_store(team, monkeypatch) -> None:
+    """With the server as the only store setting (no ``store=``), ``models:/`` URIs load the
+    model, name its run for ``load_run`` and ``tympan show``, as from the store."""
+    from tests.test_cli import tympan_cli
+
+    url, made, store, run_id = team
+    monkeypatch.setenv("TYMPAN_STORE", url)
+    monkeypatch.setenv("TYMPAN_TOKEN", made["read"])
+    loaded = tympan.models.load("models:/asr/1")
+    assert loaded.version.run_id == run_id
+    assert tympan.load_run("models:/asr/1").id == run_id
+    remote = tympan_cli("show", "models:/asr/1", "--json",
+                        env={"TYMPAN_STORE": url, "TYMPAN_TOKEN": made["read"]})
+    local = tympan_cli("--store", store, "show", "models:/asr/1", "--json")
+    assert remote.code == 0 and remote == local, remote
+    hidden = tympan_cli("show", "models:/asr/1",
+                        env={"TYMPAN_STORE": url, "TYMPAN_TOKEN": made["tts"]})
+    assert hidden.code == 1 and "answered 404" in hidden.stderr, hidden
+
+
 def test_a_project_bound_token_sees_only_its_projects_models(team) -> None:
     url, made, _, _ = team
     listed = api(url, made["tts"], "GET", "/api/models").json()["models"]

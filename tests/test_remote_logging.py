@@ -9,7 +9,6 @@ import json
 import logging
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,86 +16,15 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from tests.server_fixtures import server_command
+from tests.server_fixtures import Server, make_token, served
 
 import tympan
-from tympan.store import open_store, runs, summaries, tokens
-
-
-class Server:
-    """A `tympan server` process on a fixed port, so it can be killed and started again."""
-
-    def __init__(self, store: str, log_dir: Path) -> None:
-        self.store = store
-        self.log_dir = log_dir
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.start_with([])
-
-    def start_with(self, extra_args: list[str]) -> None:
-        command = server_command(self.store, auth=True, extra_args=extra_args)
-        command[command.index("--port") + 1] = str(self.port)
-        self.starts += 1
-        log = open(self.log_dir / f"server-{self.starts}.txt", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise AssertionError(f"server did not come up:\n{self.output()}")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self) -> str:
-        return "\n".join(p.read_text() for p in sorted(self.log_dir.glob("server-*.txt")))
-
-
-def make_token(store: str, scope: str = "write", project: str | None = None) -> str:
-    with open_store(store, create=True) as opened, opened.write() as conn:
-        text, _ = tokens.create(conn, scope, project=project)
-    return text
-
-
-@contextmanager
-def served(tmp: Path) -> Iterator[Server]:
-    store = str(tmp / "store")
-    open_store(store, create=True).close()
-    server = Server(store, tmp)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tympan.store import open_store, runs, summaries
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +102,7 @@ def test_training_survives_the_server_being_killed_and_restarted(tmp_path: Path)
         env.update(TYMPAN_STORE=server.url, TYMPAN_TOKEN=make_token(server.store, project="asr"),
                    TYMPAN_CAPTURE_ENV="0", TYMPAN_FLUSH_INTERVAL="0.2",
                    TYMPAN_SYSTEM_METRICS="0", TYMPAN_CONSOLE="0",
-                   TMPDIR=str(tmp_path / "tmp"))
+                   TMPDIR=str(tmp_path / "tmp"), TYMPAN_SPOOL_DIR=str(tmp_path / "spool"))
         (tmp_path / "tmp").mkdir()
         child = subprocess.Popen([sys.executable, str(script), "2.0", str(tmp_path)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -198,8 +126,9 @@ def test_training_survives_the_server_being_killed_and_restarted(tmp_path: Path)
         assert during["down_steps"] > first["acked"] + 100  # it really logged during the outage
         # log() stayed cheap while the server was down: it never waited for the network.
         assert last["mean_cost"] < 0.002 and last["max_cost"] < 0.5, last
-        assert err.count("cannot write to the store") == 1, err  # warned once
-        assert "writable again" in err
+        assert err.count("training goes on: what it logs is journaled on disk") == 1, err
+        assert "is back; sent what was journaled on disk" in err
+        assert not list((tmp_path / "spool").rglob("journal"))  # sent by the process itself
 
         record = tympan.load_run(run_id, store=server.store)
         assert record.status == "finished"
@@ -353,8 +282,20 @@ def test_the_client_api_works_the_same_over_http(remote: Server, tmp_path: Path)
     assert record.summary["loss"].count == 3001 and record.summary["loss"].last_step == 3000
     assert record.read_artifact("model/weights.bin") == (
         tmp_path / "model" / "weights.bin").read_bytes()
-    with pytest.raises(tympan.errors.StoreURLError, match="is a tympan server"):
-        tympan.load_run(run.id)  # reading back goes through the store or the web API
+    over_http = tympan.load_run(run.id)  # TYMPAN_STORE, the server: read through its API
+    assert repr(over_http) == repr(record) and over_http.store is None
+    assert over_http.read_artifact("model/weights.bin") == record.read_artifact(
+        "model/weights.bin")
+
+
+def test_init_prints_where_to_watch_the_run_and_config_changes_go_over_http(
+    remote: Server, capsys: pytest.CaptureFixture[str],
+) -> None:
+    with tympan.init(project="asr", config={"lr": 1e-3}) as run:
+        run.config["lr"] = 3e-4
+        run.config.update(batch=16)
+    assert f"{remote.url}/runs/{run.id}" in capsys.readouterr().err
+    assert tympan.load_run(run.id, store=remote.store).config == {"lr": 3e-4, "batch": 16}
 
 
 def test_images_and_tables_are_logged_over_http_and_checked_by_the_server(

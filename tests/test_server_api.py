@@ -146,8 +146,10 @@ def test_runs_filters(api: httpx.Client, lab: Lab) -> None:
     assert get(api, "/api/runs", q="LON")["runs"][0]["id"] == lab.long
     assert get(api, "/api/runs", q=lab.secret[:6])["runs"][0]["name"] == "hidden"
     assert get(api, "/api/runs", project="nope")["total"] == 0
-    bad = api.get("/api/runs", params={"where": "no-equals-sign"})
+    bad = api.get("/api/runs", params={"where": "model.encoder ="})  # no value
     assert bad.status_code == 400 and bad.json()["error"]["type"] == "InvalidInputError"
+    typo = api.get("/api/runs", params={"project": "asr", "where": "model.encodr = gru"})
+    assert typo.status_code == 400 and "model.encoder" in typo.json()["error"]["message"]
     assert api.get("/api/runs", params={"status": "sleeping"}).status_code == 400
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -59,8 +61,30 @@ def cluster() -> Iterator[str]:
         _ray_start([f"--address={address}", "--num-cpus=1", *common], env)
         yield address
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env, timeout=120)
+        _stop_cluster(temp, port)
         patch.undo()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _stop_cluster(temp: str, port: int) -> None:
+    """Stop this test's two nodes only: `ray stop` would kill every Ray of this user, such as
+    the serving tests' cluster running beside this module under pytest-xdist."""
+    import psutil
+
+    def ours(proc: psutil.Process) -> bool:
+        try:
+            return any(temp in arg or arg.endswith(f":{port}") for arg in proc.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return False
+
+    procs = [p for p in psutil.process_iter() if ours(p)]
+    for proc in list(procs):  # their agents and workers carry no path in their titles
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs += proc.children(recursive=True)
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=30)
 
 
 def _ray_start(args: list[str], env: dict[str, str]) -> None:
@@ -113,3 +137,30 @@ def test_an_unreachable_cluster_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StudyError, match="cannot connect to Ray at 127.0.0.1:1"):
         run_study(load_study(path), store=str(tmp_path / "store"), executor="ray",
                   address="127.0.0.1:1")
+
+
+def test_ray_trials_need_only_the_team_servers_address_and_a_token(
+    cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The nodes were started without TYMPAN_STORE or TYMPAN_TOKEN: each trial gets the
+    server's address and the runner's token, logs its run there, and the runner keeps the
+    study's records there."""
+    from tests.server_fixtures import live_server
+
+    from tympan.store import open_store, tokens
+    from tympan.study.records import load_stored_study
+
+    where = str(tmp_path / "store")
+    with open_store(where, create=True) as store, store.write() as conn:
+        token = tokens.create(conn, "write", name="ray runner")[0]
+    with live_server(where) as url:
+        monkeypatch.setenv("TYMPAN_TOKEN", token)
+        stored = run_study(load_study(_study(tmp_path / "served", "{cpus: 1}")), store=url,
+                           executor="ray", address=cluster)
+        trials = stored.current_trials()
+        assert [t.status for t in trials] == ["finished"] * 4, [t.error for t in trials]
+        assert all("threads 1" in log for log in _logs(stored))  # read through the server
+    with open_store(where) as store:
+        kept = load_stored_study(store, "served")
+    assert kept.trials == stored.trials
+    assert all(kept.runs[t.run_id].study_id == kept.id for t in trials)

@@ -36,8 +36,12 @@ with tympan.init(project="toy", config=args) as run:
 
 
 def make_study(where: Path, name: str, levels: str, *, baseline: str = "a", seeds: int = 3,
-               overrides: str = "{}", description: str = "A toy study.") -> StudyAnalysis:
-    """Run a toy study into ``where/store`` and analyse it (used by test_findings.py too)."""
+               overrides: str = "{}", description: str = "A toy study.",
+               test: str = "t-test") -> StudyAnalysis:
+    """Run a toy study into ``where/store`` and analyse it (used by test_findings.py too).
+
+    With 2-3 seeds only the t-test (``analysis.test: t-test``) can decide a comparison: the
+    default sign-flip test's smallest p is 0.25 with 3 seeds (see the tests below)."""
     where.mkdir(parents=True, exist_ok=True)
     (where / "train.py").write_text(TRAIN)
     (where / f"{name}.yaml").write_text(textwrap.dedent(f"""\
@@ -50,7 +54,7 @@ def make_study(where: Path, name: str, levels: str, *, baseline: str = "a", seed
         seeds: {seeds}
         metrics:
           - {{name: wer, split: test, direction: lower}}
-        analysis: {{n_boot: 1000}}
+        analysis: {{n_boot: 1000, test: {test}}}
         """))
     run_study(load_study(where / f"{name}.yaml"), store=str(where / "store"), workers=2)
     with open_store(str(where / "store")) as store:
@@ -73,6 +77,35 @@ def test_the_analysis_has_what_the_report_shows(toy: StudyAnalysis) -> None:
     assert verdicts == {"b": "improves", "<script>alert(1)</script>": "hurts",
                         "c": "no detectable effect"}
     assert [t.trial.status for t in toy.trials].count("failed") == 1
+
+
+def test_three_seeds_cannot_be_decided_by_the_default_sign_flip_test(toy_dir: Path) -> None:
+    """The toy study re-analysed with the default test: no verdict is possible, and the
+    report says why and how many seeds would do."""
+    with open_store(str(toy_dir / "store")) as store:
+        stored = load_stored_study(store, "toy")
+        analysis_spec = stored.spec.analysis.model_copy(update={"test": "sign-flip"})
+        stored = replace(stored, spec=stored.spec.model_copy(update={"analysis": analysis_spec}))
+        analysis = analyse(stored)
+    assert {c.verdict for c in analysis.comparisons} == {"no detectable effect"}
+    b = next(c for c in analysis.comparisons if c.level == "b")
+    assert (b.effect.p_value, b.effect.test, b.effect.n) == (0.25, "sign-flip", 3)
+    assert b.seeds_needed is not None and b.seeds_needed >= 7
+    assert ("2 comparisons with 3 seeds cannot be decided: the smallest p-value the sign-flip "
+            "test can give with 3 seeds is 2/2^3 = 0.25 × 3 comparisons (Holm) = 0.75, not "
+            "below α = 0.05. 7 seeds can decide; or set analysis.test: t-test") in \
+        " ".join(analysis.notes)
+    assert any(n.startswith("1 comparison with 2 seeds cannot be decided") for n in
+               analysis.notes)
+    md = render_markdown(analysis)
+    assert "exact sign-flip randomisation tests" in md and "## Notes" in md
+
+
+def test_six_seeds_decide_with_the_default_test(toy_dir: Path) -> None:
+    six = make_study(toy_dir / "six", "six", "[a, b]", seeds=6, test="sign-flip")
+    [b] = six.comparisons
+    assert (b.effect.p_value, b.effect.interval) == (2 / 64, "sign-flip+bootstrap-t")
+    assert b.verdict == "improves" and not six.notes
 
 
 def test_the_html_is_standalone_and_escaped(toy: StudyAnalysis, tmp_path: Path) -> None:
@@ -126,7 +159,11 @@ def test_the_markdown_has_the_tables(toy: StudyAnalysis) -> None:
     failed = [r for r in trial_rows if "| failed |" in r]
     assert len(failed) == 1 and "ValueError: the &lt;b&gt; encoder is not built" in failed[0]
     assert "<script>" not in md and "enc=&lt;script&gt;alert(1)&lt;/script&gt;" in md
-    assert "## How to read this" in md and "## Notes" not in md
+    assert "## How to read this" in md
+    # enc=c lost seed 2 (its trial failed): the table says 2 of 3 seeds, the notes why.
+    assert "| test/wer | 2 of 3 |" in undecided
+    assert ("- test/wer: 1 trial gave no usable value (enc=c seed 2 (trial failed)); their "
+            "seeds are left out") in md
 
 
 def test_factorial_comparisons_get_their_own_tables(toy: StudyAnalysis) -> None:

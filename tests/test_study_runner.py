@@ -182,6 +182,20 @@ def test_a_changed_study_file_is_refused_unless_forced(tmp_path: Path) -> None:
     assert kept <= {t.key for t in current}
 
 
+def test_a_renamed_factor_relabels_the_trials_it_keeps(tmp_path: Path) -> None:
+    """Renaming a factor (with ``key:`` keeping its config key) changes no command line: the
+    trials are kept, under the new name, and the analysis compares them."""
+    path = write_study(tmp_path, BASIC.replace("seeds: 3", "seeds: 2"))
+    store = str(tmp_path / "store")
+    run_study(load_study(path), store=store, workers=2)
+    path.write_text(path.read_text().replace("enc: {levels", "encoder: {key: enc, levels"))
+    forced = run_study(load_study(path), store=store, force=True, workers=2)
+    current = forced.current_trials()
+    assert len(current) == 6 and all(t.attempts == 1 for t in current)  # none ran again
+    assert {t.arm for t in current} == {"baseline", "encoder=b", "encoder=c"}
+    assert all(set(t.levels) == {"encoder"} for t in current)
+
+
 def test_a_killed_runner_resumes_where_it_stopped(tmp_path: Path) -> None:
     path = write_study(tmp_path, BASIC.replace("command: python train.py",
                                                "command: python train.py\n"
@@ -251,8 +265,28 @@ def test_a_trial_past_its_timeout_is_stopped(tmp_path: Path) -> None:
     pending = sum(t.status == "pending" for t in trials)  # a 4th may have started meanwhile
     assert pending >= 1 and f"{pending} trial{' was' if pending == 1 else 's were'} not run" in \
         str(info.value)
-    assert sum(t.status == "failed" for t in trials) == 6 - pending
-    assert all(t.error.startswith("timed out after") for t in trials if t.status == "failed")
+    assert sum(t.status == "timed_out" for t in trials) == 6 - pending
+    # The first line names the limit, so trials stopped at 1.4 s and 2.1 s read alike.
+    assert all(t.error.startswith("timed out after 1 s (resources.timeout)")
+               for t in trials if t.status == "timed_out")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("", 10800.0), ("timeout: 90", 90.0),
+                                               ("timeout: none", None),
+                                               ("timeout: None", None)])
+def test_a_trial_timeout_defaults_to_3_hours_and_none_disables_it(
+        tmp_path: Path, text: str, seconds: float | None) -> None:
+    path = write_study(tmp_path, BASIC + (f"    resources: {{{text}}}\n" if text else ""))
+    assert load_study(path).spec.resources.timeout_seconds == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "forever", "true"])
+def test_a_timeout_that_is_not_positive_is_refused(tmp_path: Path, value: str) -> None:
+    path = write_study(tmp_path, BASIC + f"    resources: {{timeout: {value}}}\n")
+    with pytest.raises(StudyFileError, match=r":8: resources.timeout: .* is not a timeout: give "
+                       r"a positive number of seconds per trial \(e.g. 10800 for 3 hours\), or "
+                       r"none for no limit"):
+        load_study(path)
 
 
 def _alive(pid: int | None) -> bool:
@@ -406,3 +440,18 @@ def test_a_0006_store_upgrades_so_a_trial_names_its_run_before_it_exists(
     with open_store(store_url) as handle, handle.read() as conn:
         back = {t.id: t.run_id for t in studies.trials_of(conn, study_id)}
     assert back[first.id] == run.id and back[second.id] is None
+
+
+def test_a_study_stored_before_analysis_test_existed_keeps_its_digest(tmp_path: Path) -> None:
+    """The digest of an unchanged file is what it was before ``analysis.test``, ``data_size``
+    and ``steps`` existed (the same dump without those keys), so such studies resume without
+    --force; setting one changes the digest."""
+    import hashlib
+
+    spec = load_study(write_study(tmp_path, BASIC)).spec
+    dump = spec.model_dump(mode="json")
+    del dump["analysis"]["test"], dump["data_size"], dump["steps"]
+    before = hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
+    assert spec.digest() == before
+    chosen = load_study(write_study(tmp_path, BASIC + "    analysis: {test: t-test}\n")).spec
+    assert chosen.digest() != before

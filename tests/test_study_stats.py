@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ from scipy import stats as sps
 
 from tympan.errors import InvalidInputError
 from tympan.study.factorial import factorial_effects
+from tympan.study.signflip import seeds_to_decide, sign_flip, smallest_sign_flip_p
 from tympan.study.stats import (
     Effect,
     effect_from_differences,
@@ -26,8 +28,11 @@ def test_effect_of_known_differences():
     e = effect_from_differences(diffs, lower_is_better=True)
     assert e.estimate == 3.0
     assert e.n == 5 and e.n_boot == 10_000 and e.method == "seeds"
-    assert e.interval == "bootstrap-t"
-    assert e.p_value == pytest.approx(sps.ttest_1samp(diffs, 0.0).pvalue, rel=1e-12)
+    assert e.interval == "bootstrap-t"  # 5 seeds: the sign-flip interval is unbounded
+    assert e.test == "sign-flip" and e.p_value == 2 / 32  # all positive: the smallest p
+    t = effect_from_differences(diffs, lower_is_better=True, test="t-test")
+    assert t.p_value == pytest.approx(sps.ttest_1samp(diffs, 0.0).pvalue, rel=1e-12)
+    assert (t.low, t.high, t.interval) == (e.low, e.high, e.interval)
     assert e.low < 3.0 < e.high and e.low > 0  # clearly worse for lower-is-better
     assert e.prob_improvement == 0.0
     assert effect_from_differences(diffs, lower_is_better=False).prob_improvement == 1.0
@@ -54,10 +59,14 @@ def test_identical_differences_are_answered_exactly():
     zero = effect_from_differences([0.0, 0.0, 0.0], lower_is_better=True)
     assert (zero.estimate, zero.low, zero.high, zero.p_value) == (0.0, 0.0, 0.0, 1.0)
     assert zero.prob_improvement == 0.5 and zero.interval == "degenerate"
-    same = effect_from_differences([-0.5] * 4, lower_is_better=True)
+    same = effect_from_differences([-0.5] * 4, lower_is_better=True, test="t-test")
     assert (same.estimate, same.low, same.high, same.p_value) == (-0.5, -0.5, -0.5, 0.0)
     assert same.prob_improvement == 1.0
     assert verdict(same, 0.0, lower_is_better=True) == "improves"
+    # The sign-flip test gives 4 identical differences what 4 seeds can give: 2/16.
+    flips = effect_from_differences([-0.5] * 4, lower_is_better=True)
+    assert (flips.low, flips.high, flips.p_value) == (-0.5, -0.5, 0.125)
+    assert effect_from_differences([0.0] * 7, lower_is_better=True).p_value == 1.0
 
 
 def test_paired_effect_drops_pairs_with_nan():
@@ -89,6 +98,8 @@ def test_effect_rejects_too_few_differences_and_bad_options():
         effect_from_differences([1.0, 2.0], lower_is_better=True, n_boot=10)
     with pytest.raises(InvalidInputError, match="confidence"):
         effect_from_differences([1.0, 2.0], lower_is_better=True, confidence=95)
+    with pytest.raises(InvalidInputError, match="unknown test 'wilcoxon': use sign-flip or t-test"):
+        effect_from_differences([1.0, 2.0], lower_is_better=True, test="wilcoxon")
 
 
 def test_holm_worked_example():
@@ -261,6 +272,10 @@ def test_seeds_needed():
     assert seeds_needed([0.1, -0.1, 0.05, -0.05], lower_is_better=True) is None
     assert seeds_needed([0.0, 0.0, 0.0], lower_is_better=True) is None
     assert seeds_needed([0.2, 0.2, 0.2], lower_is_better=True) == 4
+    # The sign-flip test cannot reach 0.05 below 6 seeds, 0.01 below 8.
+    assert seeds_needed([0.2, 0.2, 0.2], lower_is_better=True, test="sign-flip") == 6
+    assert seeds_needed(clear, lower_is_better=True, test="sign-flip") == 6
+    assert seeds_needed(clear, lower_is_better=True, alpha=0.01, test="sign-flip") == 8
     moderate = [-0.3, 0.1, -0.5, -0.1, 0.05]
     n80 = seeds_needed(moderate, lower_is_better=True)
     n95 = seeds_needed(moderate, lower_is_better=True, power=0.95)
@@ -278,7 +293,12 @@ def test_round_values_fall_back_to_the_student_t_interval():
     assert e.interval == "student-t"
     assert (e.low, e.high) == pytest.approx((reference.low, reference.high), rel=1e-9)
     assert (round(e.low, 3), round(e.high, 3)) == (0.052, 0.548)
-    assert verdict(e, e.p_value, lower_is_better=True) == "hurts"
+    # Three seeds cannot decide without assuming normal noise: the sign-flip p is 2/8.
+    assert e.p_value == 0.25
+    assert verdict(e, e.p_value, lower_is_better=True) == "no detectable effect"
+    t = effect_from_differences(d, lower_is_better=True, test="t-test")
+    assert (t.low, t.high) == (e.low, e.high)
+    assert verdict(t, t.p_value, lower_is_better=True) == "hurts"
     # 4 seeds at 99%: the 0.5% tails fall among the degenerate resamples (1/64 of them).
     e99 = effect_from_differences([0.2, 0.3, 0.4, 0.5], lower_is_better=True, confidence=0.99)
     reference = sps.ttest_1samp([0.2, 0.3, 0.4, 0.5], 0.0).confidence_interval(0.99)
@@ -297,3 +317,53 @@ def test_random_three_seed_studies_always_get_a_sane_interval():
         reference = sps.ttest_1samp(d, 0.0).confidence_interval(0.95)
         assert e.interval == "student-t", d
         assert (e.low, e.high) == pytest.approx((reference.low, reference.high), rel=1e-9)
+
+
+def _brute_force_sign_flip(d: np.ndarray) -> float:
+    patterns = np.array(list(itertools.product([1.0, -1.0], repeat=d.size)))
+    return float((np.abs(patterns @ d) >= abs(d.sum()) - 1e-12).mean())
+
+
+def test_sign_flip_p_is_the_exact_randomisation_p():
+    rng = np.random.default_rng(4)
+    for n in (2, 3, 6, 9):
+        d = rng.normal(0.3, 1.0, size=n)
+        e = effect_from_differences(d, lower_is_better=True, n_boot=1000)
+        assert e.p_value == pytest.approx(_brute_force_sign_flip(d), abs=1e-12)
+    assert [smallest_sign_flip_p(n) for n in (2, 3, 5, 6)] == [0.5, 0.25, 0.0625, 0.03125]
+    assert seeds_to_decide(0.05) == 6 and seeds_to_decide(0.05, comparisons=3) == 7
+    assert seeds_to_decide(0.01) == 8
+
+
+def test_sign_flip_interval_inverts_the_test():
+    """Every mu inside the interval is kept by both one-sided tests at alpha / 2, and mu
+    just outside is rejected: checked by brute force over all 2^n sign patterns."""
+    rng = np.random.default_rng(5)
+    d = rng.standard_t(3, size=8)
+    patterns = np.array(list(itertools.product([1.0, -1.0], repeat=d.size)))
+
+    def kept(mu: float) -> bool:
+        x = d - mu
+        upper = (patterns @ x >= x.sum() - 1e-12).mean()
+        lower = (patterns @ x <= x.sum() + 1e-12).mean()
+        return min(upper, lower) > 0.025
+
+    _, low, high = sign_flip(d, 0.95, rng, 1000)
+    assert kept(low + 1e-9) and kept(high - 1e-9) and kept((low + high) / 2)
+    assert not kept(low - 1e-6) and not kept(high + 1e-6)
+    e = effect_from_differences(d, lower_is_better=True)
+    assert e.interval == "sign-flip+bootstrap-t"
+    assert e.low <= low and e.high >= high  # widened to bootstrap-t where that is wider
+    boot = effect_from_differences(d, lower_is_better=True, test="t-test")
+    assert (e.low, e.high) == (min(low, boot.low), max(high, boot.high))
+    # 5 seeds: no bounded 95% sign-flip interval exists; 6 seeds: it is [min, max].
+    assert sign_flip(d[:5], 0.95, rng, 1000)[1:] == (None, None)
+    assert sign_flip(d[:6], 0.95, rng, 1000)[1:] == (d[:6].min(), d[:6].max())
+
+
+def test_more_than_16_seeds_sample_sign_patterns():
+    d = np.random.default_rng(6).normal(0.5, 1.0, size=17)
+    exact = _brute_force_sign_flip(d)
+    e = effect_from_differences(d, lower_is_better=True, n_boot=20_000, seed=1)
+    assert e.p_value == pytest.approx(exact, abs=4 * math.sqrt(exact * (1 - exact) / 20_000))
+    assert e.p_value != exact  # sampled, not enumerated

@@ -140,11 +140,16 @@ def _probe_run(store: str) -> str:
                         for d, layer in enumerate(LAYERS)}
             inputs.append({"id": f"utt-{i:02d}", "p_value": 0.001 if flagged else 0.3 + i / 40,
                            "flagged": flagged,
-                           "first_divergent_layer": "encoder.1" if flagged else None,
+                           "first_divergent_layer": "encoder.0" if flagged else None,
+                           "entry_layer": "encoder.1" if flagged else None,
+                           "anomaly_score": 9.5 - i if flagged else 0.5,
+                           "z": {**{layer: (9.0 if flagged and d >= 1 else 0.4)
+                                    for d, layer in enumerate(LAYERS)}, "output": 1.0},
                            "scores": {layer: round(5 * (1 - p), 3)
                                       for layer, p in p_values.items()},
                            "p_values": p_values})
-        report = {"label": "noisy-test", "alpha": 0.01, "layers": LAYERS, "inputs": inputs}
+        report = {"label": "noisy-test", "alpha": 0.01, "layers": LAYERS,
+                  "stages": [*LAYERS, "output"], "n_calibration": 120, "inputs": inputs}
         run.log_artifact(json.dumps(report).encode(), name="probe/anomaly/noisy-test.json")
         drift = {"label": "train-vs-noisy", "a": "train", "b": "noisy",
                  "layers": [{"layer": layer, "mmd": 0.01 + d * 0.02, "p_value": 0.5 / (d + 1),
@@ -275,6 +280,7 @@ def page(browser, server: str, signed_in: None):
         wait(browser, lambda d: d.find_elements("css selector", ready))
         return browser
 
+    browser.get_log("browser")  # this test's errors only (the token test's 401s are expected)
     yield open_page
     browser.execute_script("localStorage.clear()")  # the chosen project, columns: per test
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
@@ -666,6 +672,14 @@ def test_probe_page_highlights_the_first_divergent_layer(page, lab) -> None:
         index = driver.execute_script("return arguments[0].cellIndex", cell)
         assert header[index] == "encoder.1"
     assert "encoder.1" in css(driver, ".highlight-fact")[0].text
+    # each input's z profile is a small bar plot, the stage where it enters in red
+    plots = css(driver, ".anomaly-table svg.z-plot")
+    assert len(plots) == 8
+    bars = plots[0].find_elements("css selector", "rect")
+    assert [b.get_attribute("data-stage") for b in bars] == [*LAYERS, "output"]
+    assert [b.get_attribute("fill") for b in bars].count("#e03131") == 1
+    assert texts(driver, ".anomaly-table td.anomaly-score")[0] == "9.5"
+    assert "1/121" in css(driver, ".anomaly .card-head")[0].text
     assert len(css(driver, ".drift tbody tr.flagged")) == 3
     shoot(driver, "probe")
     click(driver, '.view-toggle [data-view="small"]')
@@ -710,3 +724,86 @@ def test_the_token_prompt_signs_in_when_auth_is_on(browser, lab) -> None:
             lab[1]["asr"][(e, 1)] for e in ("gru", "conformer")) + "&tab=audio")
         wait(browser, lambda d: d.execute_script(
             "const a = document.querySelector('.sync-item audio'); return a && a.readyState >= 1"))
+
+
+# ---------------------------------------------------------------------------- issue 17, item 3
+
+def _shade(driver, element) -> float:
+    """The mean brightness (0-255) of what the screen shows inside ``element``."""
+    import io
+
+    from PIL import Image
+
+    box = driver.execute_script("const r = arguments[0].getBoundingClientRect();"
+                                "return [r.left, r.top, r.right, r.bottom]", element)
+    shot = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("L")
+    inner = [int(box[0]) + 4, int(box[1]) + 4, int(box[2]) - 4, int(box[3]) - 4]
+    return float(np.asarray(shot.crop(inner)).mean())
+
+
+def test_forest_plot_follows_the_dark_theme_and_findings_axes_have_ticks(page) -> None:
+    driver = page("/findings", ".finding")
+    for card in css(driver, ".finding"):  # each card's shared axis says what its numbers are
+        ticks = [t.text for t in card.find_elements("css selector", ".forest-tick")]
+        assert len(ticks) >= 3 and all(t for t in ticks)
+        values = [float(t.replace("−", "-")) for t in ticks]
+        assert values == sorted(values)
+    driver = page("/studies/encoder-ablation", ".verdicts-table tbody tr")
+    wait(driver, lambda d: d.execute_script(
+        "return document.querySelector('img.forest').naturalWidth") > 0)
+    light = _shade(driver, css(driver, "img.forest")[0])
+    click(driver, "#theme")
+    wait(driver, lambda d: d.execute_script("return document.documentElement.dataset.theme")
+         == "dark")
+    time.sleep(0.3)
+    dark = _shade(driver, css(driver, "img.forest")[0])
+    click(driver, "#theme")  # back to light for the other tests
+    assert light > 180 and dark < 90, (light, dark)
+
+
+def test_ab_captions_are_read_whole_on_a_laptop_screen(page, lab) -> None:
+    _, ids = lab
+    runs = [ids["asr"][("gru", 1)], ids["asr"][("conformer", 1)], ids["asr"][("gru", 2)]]
+    driver = page(f"/compare?runs={','.join(runs)}&tab=audio", ".sync-player .sync-item")
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1024, "height": 768, "deviceScaleFactor": 1,
+                            "mobile": False})
+    try:
+        wait(driver, lambda d: len(css(d, ".sync-item .caption")) == 3)
+        cut = driver.execute_script(
+            "return [...document.querySelectorAll('.sync-item .caption')].filter("
+            "c => c.scrollWidth > c.clientWidth + 1 || c.getBoundingClientRect().width < 40)"
+            ".map(c => c.textContent)")
+        assert cut == []
+    finally:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 1440, "height": 900, "deviceScaleFactor": 1,
+                                "mobile": False})
+
+
+def test_question_mark_lists_the_shortcuts(page) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    driver = page("/runs", ".runs-table tbody tr")
+    body = css(driver, "body")[0]
+    body.send_keys("?")
+    wait(driver, lambda d: css(d, "#shortcuts .shortcuts-table tr"))
+    listed = texts(driver, "#shortcuts td.keys")
+    assert "/" in listed and "?" in listed and "Space" in listed
+    css(driver, "#shortcuts button")[0].send_keys(Keys.ESCAPE)
+    wait(driver, lambda d: not css(d, "#shortcuts"))
+    css(driver, "#run-search")[0].send_keys("?")  # typed into a field: a character, no list
+    assert not css(driver, "#shortcuts")
+
+
+def test_run_api_and_probe_api_agree_on_the_reports(server, lab) -> None:
+    import httpx
+
+    _, ids = lab
+    run = httpx.get(f"{server}/api/runs/{ids['probe']}", headers=server.headers).json()
+    probe = httpx.get(f"{server}/api/runs/{ids['probe']}/probe", headers=server.headers).json()
+    summary = run["probe"]
+    assert summary["available"] is True
+    assert summary["anomaly"] == [r["label"] for r in probe["anomaly"]] == ["noisy-test"]
+    assert summary["drift"] == [r["label"] for r in probe["drift"]]
+    assert summary["events"] == len(probe["events"]) == 2

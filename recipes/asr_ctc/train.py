@@ -38,11 +38,11 @@ from torch import nn
 
 import tympan
 import tympan.config
-from tympan.audio.corpus import Corpus, Utterance, synth_corpus
+from tympan.audio.corpus import Corpus, Utterance, nested_subset, synth_corpus
 from tympan.audio.features import log_mel, mfcc, pad_features, pad_waves
 from tympan.audio.io import load
 from tympan.audio.metrics import character_error_rate, word_error_rate
-from tympan.errors import ConfigError
+from tympan.errors import ConfigError, NotFoundError
 from tympan.schedules import warmup_schedule
 
 BASE_CONFIG = Path(__file__).parent / "configs" / "base.yaml"
@@ -60,6 +60,10 @@ class Config:
     per_speaker: int = 50  # digit strings each speaker says
     corpus_seed: int = 0  # picks the speakers and the texts
     corpus_dir: str | None = None  # None: .tympan/corpora/digits-v{voices}-u{per_speaker}-s{seed}
+    extra_train: str | None = None  # comma-separated manifest files (.jsonl, paths relative
+    # to each file's folder): every utterance in them joins the training split (new data)
+    train_fraction: float = 1.0  # train on this nested subset of the training split (0, 1];
+    # an epoch still takes as many steps as a full one (the subset repeats): same compute
     # front end
     front_end: Literal["logmel", "mfcc"] = "logmel"  # features fed to the encoder
     n_mels: int = 40  # mel bands (log-mel features, and the bands MFCCs are taken from)
@@ -94,6 +98,8 @@ class Config:
                                    "batch_size", "n_boot") if getattr(self, name) < 1]
         if small:
             raise ConfigError(f"{', '.join(small)} must be 1 or more")
+        if not 0 < self.train_fraction <= 1:
+            raise ConfigError(f"train_fraction={self.train_fraction}: use a fraction in (0, 1]")
         if self.encoder == "transformer" and self.hidden % 4:
             raise ConfigError(f"hidden={self.hidden}: the transformer's 4 heads need a "
                               "multiple of 4")
@@ -139,10 +145,31 @@ class Split:
     feats: list[torch.Tensor]
 
 
+def extra_utterances(cfg: Config) -> list[tuple[Utterance, Path]]:
+    """The utterances of ``extra_train``'s manifests, each with the file its audio is in."""
+    out = []
+    for manifest in (cfg.extra_train or "").split(","):
+        if not manifest.strip():
+            continue
+        path = Path(manifest.strip())
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"extra_train: cannot read manifest {path}: {exc}") from None
+        for line in filter(str.strip, lines):
+            u = Utterance.from_json(json.loads(line))
+            out.append((replace(u, path=f"{path.name}:{u.path}"), path.parent / u.path))
+    return out
+
+
 def prepare(cfg: Config, corpus: Corpus, name: str) -> Split:
-    utts = corpus.split(name)
-    waves = [load(corpus.file(u), mono=True)[0] for u in utts]
-    return Split(utts, waves, [features(cfg, w) for w in waves])
+    files = [(u, corpus.file(u)) for u in corpus.split(name)]
+    if name == "train":  # learning curves: larger fractions hold every smaller one's utterances
+        files += extra_utterances(cfg)
+        keep = {u.path for u in nested_subset([u for u, _ in files], cfg.train_fraction)}
+        files = [(u, f) for u, f in files if u.path in keep]
+    waves = [load(f, mono=True)[0] for _, f in files]
+    return Split([u for u, _ in files], waves, [features(cfg, w) for w in waves])
 
 
 def spec_augment(cfg: Config, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -173,9 +200,12 @@ class ConvBlock(nn.Module):
         self.norm = nn.LayerNorm(width)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, frames, width)
-        return x + self.drop(nn.functional.gelu(self.norm(self.conv(x.transpose(1, 2))
-                                                          .transpose(1, 2))))
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(batch, frames, width) -> the same; ``valid`` (batch, frames, 1) is 1 on real
+        frames and 0 on padding, which the convolution then reads as the zeros it pads an
+        unpadded input with: a frame's output never depends on the batch's padding."""
+        h = self.conv((x * valid).transpose(1, 2)).transpose(1, 2)
+        return x + self.drop(nn.functional.gelu(self.norm(h)))
 
 
 class CTCModel(nn.Module):
@@ -184,8 +214,8 @@ class CTCModel(nn.Module):
         self.encoder_kind = cfg.encoder
         self.subsample = nn.Conv1d(dims, cfg.hidden, 5, stride=2, padding=2)
         if cfg.encoder == "conv":
-            self.encoder: nn.Module = nn.Sequential(
-                *[ConvBlock(cfg.hidden, cfg.dropout) for _ in range(cfg.layers)])
+            self.encoder: nn.Module = nn.ModuleList(
+                [ConvBlock(cfg.hidden, cfg.dropout) for _ in range(cfg.layers)])
         elif cfg.encoder == "gru":
             self.encoder = nn.GRU(cfg.hidden, cfg.hidden // 2, cfg.layers, batch_first=True,
                                   bidirectional=True,
@@ -201,10 +231,18 @@ class CTCModel(nn.Module):
         return (lengths - 1) // 2 + 1  # the subsampler's kernel 5, stride 2, padding 2
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(batch, frames/2, classes) log-probabilities."""
+        """(batch, frames/2, classes) log-probabilities. Padding past ``lengths`` never
+        changes the frames before it: a padded batch gives each input the outputs it gets
+        alone (the serving batcher relies on it)."""
+        frames = torch.arange(x.shape[1], device=x.device)
+        x = x * (frames[None, :] < lengths[:, None])[..., None]  # zeros, as the conv pads
         h = nn.functional.gelu(self.subsample(x.transpose(1, 2))).transpose(1, 2)
         if self.encoder_kind == "conv":
-            h = self.encoder(h)
+            frames = torch.arange(h.shape[1], device=x.device)
+            valid = (frames[None, :] < self.out_lengths(lengths)[:, None])[..., None]
+            valid = valid.to(h.dtype)
+            for block in self.encoder:
+                h = block(h, valid)
         elif self.encoder_kind == "gru":
             packed = nn.utils.rnn.pack_padded_sequence(
                 h, self.out_lengths(lengths), batch_first=True, enforce_sorted=False)
@@ -274,7 +312,9 @@ def train(cfg: Config) -> str:
     data = {name: prepare(cfg, corpus, name) for name in ("train", "valid", "test")}
     model = CTCModel(cfg, dims=data["train"].feats[0].shape[1])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(data["train"].feats) / cfg.batch_size)
+    # A learning curve varies data, not compute: an epoch of a subset is as long as a full one.
+    epoch_size = len(corpus.split("train")) + len(extra_utterances(cfg))
+    steps_per_epoch = math.ceil(epoch_size / cfg.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_schedule(
         cfg.schedule, cfg.warmup_steps, cfg.epochs * steps_per_epoch))
     ctc = nn.CTCLoss(blank=BLANK, zero_infinity=True)
@@ -284,10 +324,15 @@ def train(cfg: Config) -> str:
     run = tympan.init(project=cfg.project, config=asdict(cfg), store=cfg.store,
                       tags=["asr", "ctc", cfg.encoder, cfg.front_end])
     with run:
+        # How much it learned from: the x axis of a learning curve (docs/quantify.md).
+        run.log({"data/train_utterances": len(targets),
+                 "data/train_hours": sum(u.duration for u in train_split.utterances) / 3600})
         step = 0
         for epoch in range(cfg.epochs):
             model.train()
-            for i in torch.randperm(len(targets)).split(cfg.batch_size):
+            repeats = math.ceil(epoch_size / len(targets))
+            order = torch.cat([torch.randperm(len(targets)) for _ in range(repeats)])
+            for i in order[:epoch_size].split(cfg.batch_size):
                 x, lengths = pad_features([train_split.feats[j] for j in i])
                 if cfg.spec_augment:
                     x = spec_augment(cfg, x, lengths)
@@ -371,10 +416,30 @@ def inference(checkpoint: bytes) -> AsrInference:
     return AsrInference(checkpoint)
 
 
+class AsrServing:
+    """What ``tympan serve`` answers for each request: the transcript."""
+
+    def __init__(self, ready: AsrInference) -> None:
+        self.ready = ready
+
+    def answer(self, log_probs: torch.Tensor, inputs: tuple[torch.Tensor, torch.Tensor]
+               ) -> list[dict[str, Any]]:
+        return [{"transcript": text} for text in self.ready.postprocess(log_probs, inputs)]
+
+
+def serving(ready: AsrInference, **options: str) -> AsrServing:
+    """The serving hook (docs/serving.md): this recipe takes no --option."""
+    if options:
+        raise ConfigError(f"asr_ctc serving takes no options, got {', '.join(options)}")
+    return AsrServing(ready)
+
+
 class AsrProbeTarget:
     """Rebuilds a run's model through ``inference()`` and batches waveforms the same way."""
 
     sample_rate = SAMPLE_RATE
+    output_layer = "out"  # its output is the logits (log_softmax comes after): energy, MSP
+    blank = BLANK  # and the share of blank frames join the layers' anomaly scores
 
     def __init__(self) -> None:
         self.ready: AsrInference | None = None
@@ -385,7 +450,17 @@ class AsrProbeTarget:
 
     def split(self, run: Any, name: str) -> list[tuple[str, np.ndarray]]:
         cfg = Config(**run.config)
-        corpus = synth_corpus(corpus_dir(cfg), vocab="digits", voices=cfg.voices,
+        # The run recorded its corpus folder as given, often relative to the folder it ran
+        # in: read it there, and never synthesize a new corpus somewhere else.
+        folder = Path(corpus_dir(cfg))
+        if not folder.is_absolute():
+            ran_in = ((run.environment() or {}).get("command") or {}).get("cwd")
+            folder = Path(ran_in or ".") / folder
+        if not folder.is_dir():
+            raise NotFoundError(f"run {run.id}'s corpus is not at {folder} (corpus_dir="
+                                f"{cfg.corpus_dir!r}, relative to the folder the run ran in): "
+                                f"restore it there, or pass audio files with --data")
+        corpus = synth_corpus(str(folder), vocab="digits", voices=cfg.voices,
                               utterances_per_speaker=cfg.per_speaker, seed=cfg.corpus_seed,
                               progress=False)
         return [(u.path, load(corpus.file(u), mono=True)[0]) for u in corpus.split(name)]

@@ -53,8 +53,8 @@ from torch import nn
 
 import tympan
 import tympan.config
-from tympan.audio.corpus import Corpus, Utterance, synth_corpus
-from tympan.audio.features import log_mel, mfcc, pad_features
+from tympan.audio.corpus import Corpus, Utterance, nested_subset, synth_corpus
+from tympan.audio.features import log_mel, mfcc, pad_features, pad_waves
 from tympan.audio.io import load
 from tympan.audio.metrics import eer, min_dcf
 from tympan.errors import ConfigError
@@ -77,6 +77,7 @@ class Config:
     corpus_seed: int = 0  # picks the speakers and the texts
     corpus_dir: str | None = None  # None: .tympan/corpora/{vocab}-v{voices}-u{per_speaker}-s{seed}
     heldout: float = 0.25  # fraction of each training speaker's utterances never trained on
+    train_fraction: float = 1.0  # train on this nested subset of the rest (0, 1]
     # front end
     front_end: Literal["logmel", "mfcc"] = "logmel"  # features fed to the TDNN
     n_mels: int = 40  # mel bands (log-mel features, and the bands MFCCs are taken from)
@@ -121,6 +122,8 @@ class Config:
                               "holds out no utterance: raise one of them")
         if not 0.0 < self.p_target < 1.0:
             raise ConfigError(f"p_target={self.p_target} must be between 0 and 1 (exclusive)")
+        if not 0 < self.train_fraction <= 1:
+            raise ConfigError(f"train_fraction={self.train_fraction}: use a fraction in (0, 1]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,6 +200,8 @@ def load_data(cfg: Config) -> tuple[list[str], dict[str, Split]]:
                           progress=sys.stderr.isatty())
     trained, heldout = split_heldout(cfg, corpus.split("train"))
     speakers = sorted({u.speaker for u in trained})
+    # Learning curves: larger fractions hold every smaller one's utterances.
+    trained = nested_subset(trained, cfg.train_fraction)
     parts = {"train": trained, "heldout": heldout, "valid": corpus.split("valid"),
              "test": corpus.split("test")}
     return speakers, {name: prepare(cfg, corpus, utts, speakers) for name, utts in parts.items()}
@@ -317,6 +322,9 @@ def train(cfg: Config) -> str:
     run = tympan.init(project=cfg.project, config=asdict(cfg), store=cfg.store,
                       tags=["speaker", "xvector", cfg.pooling, cfg.loss, cfg.front_end])
     with run:
+        # How much it learned from: the x axis of a learning curve (docs/quantify.md).
+        run.log({"data/train_utterances": len(train_split.utterances),
+                 "data/train_hours": sum(u.duration for u in train_split.utterances) / 3600})
         step = 0
         for epoch in range(cfg.epochs):
             model.train()
@@ -411,6 +419,79 @@ class SpeakerInference:
 def inference(checkpoint: bytes) -> SpeakerInference:
     """The registry's hook: a checkpoint's model, ready for inference (docs/registry.md)."""
     return SpeakerInference(checkpoint)
+
+
+class SpeakerServing:
+    """What ``tympan serve`` answers for each request: the utterance's embedding and the
+    nearest enrolled speaker by cosine similarity. Speakers are enrolled from
+    ``enroll=DIR``, one folder of clips per speaker (``DIR/alice/*.wav``), or over HTTP
+    (``POST /v1/enroll/alice`` with the clips): a speaker's voiceprint is the mean of its
+    clips' unit-length embeddings. Without enrollment the answer names the closest of the
+    training speakers, with the classifier's probability."""
+
+    AUDIO = (".wav", ".flac", ".ogg")
+
+    def __init__(self, ready: SpeakerInference, enroll: str | None = None) -> None:
+        self.ready = ready
+        # (names, voiceprints), replaced whole so a batch being answered sees one or the other
+        self.enrolled: tuple[list[str], torch.Tensor] = ([], torch.empty(0))
+        if enroll is not None:
+            self._enroll_folder(Path(enroll))
+
+    def _enroll_folder(self, root: Path) -> None:
+        if not root.is_dir():
+            raise ConfigError(f"enroll={root}: not a folder (one sub-folder of clips per "
+                              "speaker)")
+        found = False
+        for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+            clips = [load(f, sample_rate=SAMPLE_RATE, mono=True)[0]
+                     for f in sorted(folder.iterdir()) if f.suffix.lower() in self.AUDIO]
+            if clips:
+                with torch.inference_mode():
+                    emb, _ = self.ready.model(*self.ready.preprocess(*pad_waves(clips)))
+                self._add(folder.name, emb)
+                found = True
+        if not found:
+            raise ConfigError(f"enroll={root}: no speaker folder with .wav, .flac or .ogg "
+                              "clips in it")
+
+    def _add(self, name: str, embeddings: torch.Tensor) -> None:
+        voiceprint = nn.functional.normalize(
+            nn.functional.normalize(embeddings, dim=1).mean(0), dim=0)
+        names, prints = self.enrolled
+        keep = [i for i, n in enumerate(names) if n != name]  # enrolling again replaces
+        rows = [prints[i] for i in keep] + [voiceprint]
+        self.enrolled = ([names[i] for i in keep] + [name], torch.stack(rows))
+
+    def enroll(self, name: str, answers: list[dict[str, Any]]) -> dict[str, Any]:
+        """``POST /v1/enroll/NAME``: ``name``'s voiceprint from the answers to its clips
+        (replacing an earlier one of that name)."""
+        self._add(name, torch.tensor([a["embedding"] for a in answers]))
+        return {"speaker": name, "clips": len(answers), "enrolled": list(self.enrolled[0])}
+
+    def answer(self, outputs: tuple[torch.Tensor, torch.Tensor],
+               inputs: tuple[torch.Tensor, torch.Tensor]) -> list[dict[str, Any]]:
+        embeddings = outputs[0]
+        names, prints = self.enrolled
+        if not names:
+            return [{"embedding": a["embedding"], "speaker": a["speaker"],
+                     "probability": a["probability"], "enrolled": False}
+                    for a in self.ready.postprocess(outputs, inputs)]
+        similarity = nn.functional.normalize(embeddings, dim=1) @ prints.T
+        best = similarity.max(1)
+        return [{"embedding": e.tolist(), "speaker": names[i], "similarity": s,
+                 "enrolled": True}
+                for e, i, s in zip(embeddings, best.indices.tolist(), best.values.tolist(),
+                                   strict=True)]
+
+
+def serving(ready: SpeakerInference, enroll: str | None = None, **options: str
+            ) -> SpeakerServing:
+    """The serving hook (docs/serving.md): ``--option enroll=DIR`` enrolls speakers."""
+    if options:
+        raise ConfigError(f"speaker_id serving takes only enroll=DIR, got "
+                          f"{', '.join(options)}")
+    return SpeakerServing(ready, enroll)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

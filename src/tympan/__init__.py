@@ -48,6 +48,7 @@ __all__ = [
     "log_image",
     "log_table",
     "models",
+    "probe",
     "seed_everything",
 ]
 
@@ -62,6 +63,10 @@ def __getattr__(name: str) -> Any:
         import tympan.models
 
         return tympan.models
+    if name == "probe":  # the representation debugger: tympan.probe.attach(model, run=run)
+        import tympan.probe
+
+        return tympan.probe
     if name == "RunRecord":
         from tympan.records.record import RunRecord
 

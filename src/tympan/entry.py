@@ -116,9 +116,29 @@ def _from_module(name: str, base: Path) -> EntryPoint:
     finally:
         sys.path.remove(str(base))
     if spec is None:
+        shipped = shipped_recipes()
+        if name in shipped:  # `tympan run asr_ctc` from an installed wheel
+            return _from_module(f"recipes.{name}", base)
+        names = ", ".join(shipped) or "none installed"
         raise InvalidInputError(f"no recipe {name!r}: not a file, a directory or an importable "
-                                f"module (looked in {base} and on sys.path)")
+                                f"module (looked in {base} and on sys.path); the recipes that "
+                                f"ship with tympan: {names}")
     return EntryPoint(module=name, script=None, root=base)
+
+
+def shipped_recipes() -> list[str]:
+    """The recipes installed with tympan (the ``recipes`` package of its wheel or checkout)."""
+    try:
+        spec = importlib.util.find_spec("recipes")
+    except (ImportError, ValueError):
+        return []
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(
+        entry.name for folder in spec.submodule_search_locations
+        for entry in Path(folder).iterdir()
+        if (entry / "__init__.py").is_file() and (entry / "train.py").is_file()
+    )
 
 
 def recipe_of(record: Any) -> str | None:

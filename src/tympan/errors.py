@@ -15,6 +15,7 @@
     │   ├── StudyChangedError      the study file changed since its trials ran (see --force)
     │   └── StudyBusyError         another live runner is running the same study
     ├── ProtectedAliasError        a protected alias moved without an admin or a passed gate
+    ├── LoopError                  a continuous-training step failed (e.g. a training)
     ├── RunStateError (RuntimeError)   e.g. logging after finish(), no active run
     ├── SettingsError (ValueError)     a TYMPAN_* environment variable has a bad value
     ├── MissingDependencyError (ImportError)  an optional extra is not installed
@@ -136,3 +137,7 @@ class ImageError(InvalidInputError):
 
 class TableError(InvalidInputError):
     """A table with ragged rows, missing or repeated column names, or cells JSON cannot hold."""
+
+
+class LoopError(TympanError):
+    """A continuous-training step could not run: a training failed, the champion is unset."""

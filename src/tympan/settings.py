@@ -78,6 +78,12 @@ SETTINGS: dict[str, Setting] = {
         Setting("TYMPAN_SPOOL_MB", 1024, _positive_int,
                 "Most MiB of files (artifact copies, audio, images) kept in memory while the "
                 "store cannot take them."),
+        Setting("TYMPAN_SPOOL_DIR", "~/.cache/tympan/spool", str,
+                "Folder of the disk journals that keep what a process logs while its tympan "
+                "server is down (sent later by the process, `tympan sync` or the next init)."),
+        Setting("TYMPAN_SPOOL_DISK_MB", 4096, _positive_int,
+                "Most MiB one process journals on disk while its tympan server is down; past "
+                "it the journal keeps the oldest writes and newer ones wait in memory."),
         Setting("TYMPAN_BUSY_TIMEOUT", 30.0, _positive_float,
                 "Seconds a SQLite write waits for another process's lock before it is retried."),
         Setting("TYMPAN_EXIT_TIMEOUT", 30.0, _positive_float,

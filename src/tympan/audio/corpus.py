@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import shutil
 import sys
@@ -133,6 +134,22 @@ class Corpus:
     def duration(self) -> float:
         """Total seconds of audio."""
         return sum(u.duration for u in self.utterances)
+
+
+def nested_subset(utterances: Sequence[Utterance], fraction: float,
+                  seed: int = 0) -> list[Utterance]:
+    """The first ``fraction`` of ``utterances`` in an order fixed by their paths (and
+    ``seed``), not by how the list is ordered: a larger fraction holds every utterance of a
+    smaller one, which is what a learning curve needs (the curve then measures more data, not
+    other data). At least one utterance; the list's own order is kept."""
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0 < fraction <= 1:
+        raise InvalidInputError(f"fraction={fraction!r}: use a fraction of the utterances in "
+                                "(0, 1], e.g. 0.25")
+    ranked = sorted(utterances, key=lambda u: hashlib.sha256(f"{seed}:{u.path}".encode())
+                    .hexdigest())
+    keep = {u.path for u in ranked[:max(1, math.ceil(fraction * len(ranked) - 1e-9))]}
+    return [u for u in utterances if u.path in keep]
 
 
 def synth_corpus(out: Path | str, vocab: str = "digits", voices: int = 12,

@@ -7,14 +7,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from tympan.cli.context import options
 from tympan.cli.render import console
@@ -56,10 +48,10 @@ def ablate_command(
                            on_progress=progress.update)
     analysis = analyse(stored)
     print_verdicts(analysis)
-    record_findings(stored.store, analysis)
+    record_findings(stored.studies, analysis)
     typer.echo(f"report: tympan report {stored.name}")
     trials = stored.current_trials()
-    failed = [t for t in trials if t.status in ("failed", "crashed")]
+    failed = [t for t in trials if t.status in ("failed", "crashed", "timed_out")]
     if failed:
         t = failed[0]
         example = f"{t.arm} seed={t.seed}: {first_line(t.error)}"
@@ -74,6 +66,15 @@ class StudyProgress:
     --quiet, one line per trial that ends."""
 
     def __init__(self, name: str, live: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.name = name
         self.live = live and sys.stdout.isatty()
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
@@ -103,7 +104,8 @@ class StudyProgress:
                            f"finished, {p.to_run} to run")
         # Kept trials count as done for the bar but not for the ETA's rate.
         self.bar.update(self.task, completed=p.done + p.failed, states=states)
-        if not self.live and p.event in ("finished", "failed") and p.trial is not None:
+        ended = ("finished", "failed", "timed_out")
+        if not self.live and p.event in ended and p.trial is not None:
             self.ended += 1
             t = p.trial
             detail = "" if p.event == "finished" else f": {first_line(t.error)}"

@@ -9,8 +9,6 @@ import typer
 
 from tympan.cli.context import opened_store, options
 from tympan.errors import InvalidInputError, StoreCorruptError
-from tympan.store import check_store, integrity, store_revision, upgrade_store, versioning
-from tympan.store.garbage import collect
 
 db_app = typer.Typer(
     name="db",
@@ -22,6 +20,8 @@ db_app = typer.Typer(
 @db_app.command("upgrade")
 def upgrade_command(ctx: typer.Context) -> None:
     """Migrate the store to this tympan's schema (creates the store if there is none)."""
+    from tympan.store import upgrade_store
+
     before, after, where = upgrade_store(options(ctx).store)
     if before is None:
         note = f"created a new store at {where}"
@@ -35,6 +35,8 @@ def upgrade_command(ctx: typer.Context) -> None:
 @db_app.command("current")
 def current_command(ctx: typer.Context) -> None:
     """Print the store's schema revision, the one this tympan expects, and where the store is."""
+    from tympan.store import store_revision, versioning
+
     revision, where = store_revision(options(ctx).store)
     state = "up to date" if revision == versioning.HEAD else "run `tympan db upgrade`"
     typer.echo(f"store: {where}")
@@ -45,6 +47,8 @@ def current_command(ctx: typer.Context) -> None:
 @db_app.command("check")
 def check_command(ctx: typer.Context) -> None:
     """Check a SQLite store's file with SQLite's integrity_check; list any damage."""
+    from tympan.store import check_store, integrity
+
     where, found = check_store(options(ctx).store)
     if not found:
         typer.echo(f"ok: the store at {where} passed SQLite's integrity_check")
@@ -67,6 +71,8 @@ def gc_command(
 ) -> None:
     """Remove blob files no record refers to: orphans of killed writers, replaced artifacts,
     unfinished copies."""
+    from tympan.store.garbage import collect
+
     seconds = parse_age(older_than)
     with opened_store(ctx) as store:
         found = collect(store, older_than=seconds, dry_run=dry_run)

@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import shlex
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
 from tympan.cli import render
-from tympan.cli.context import opened_store
-from tympan.records.compare import (
-    SUMMARY_STATS,
-    ConfigDiff,
-    EnvironmentDiff,
-    MetricsDiff,
-    RunDiff,
-    diff_runs,
-)
-from tympan.records.record import get_run
+from tympan.cli.context import opened_source
 
-ABSENT = Text("(absent)", style="dim")
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
+    from tympan.records.compare import ConfigDiff, EnvironmentDiff, MetricsDiff, RunDiff
+
 
 
 def diff_command(
@@ -37,18 +31,26 @@ def diff_command(
     ] = False,
 ) -> None:
     """Compare two runs: config, environment (code, packages, hardware) and metrics."""
-    with opened_store(ctx) as store:
-        a, b = get_run(store, run_a), get_run(store, run_b)
+    from tympan.records.compare import diff_runs
+
+    with opened_source(ctx) as source:
+        a, b = source.run(run_a), source.run(run_b)
         result = diff_runs(a, b, a.environment(), b.environment())
     if as_json:
         render.print_json(result)
         return
+    from rich.text import Text
+
     out = render.console()
     out.print(Text.assemble(("A ", "bold"), f"{result.a_id} ({result.a_name})   ",
                             ("B ", "bold"), f"{result.b_id} ({result.b_name})"))
     print_config(out, result.config)
     print_environment(out, result)
     print_metrics(out, result.metrics)
+
+
+def _absent() -> Text:
+    return render.text("(absent)", style="dim")
 
 
 def _value(value: Any) -> Text:
@@ -65,12 +67,12 @@ def print_config(out: Console, config: ConfigDiff) -> None:
     for change in config.changed:
         table.add_row(render.text(change.key), _value(change.a), _value(change.b))
     for key, value in config.only_in_a.items():
-        table.add_row(render.text(key), _value(value), ABSENT)
+        table.add_row(render.text(key), _value(value), _absent())
     for key, value in config.only_in_b.items():
-        table.add_row(render.text(key), ABSENT, _value(value))
+        table.add_row(render.text(key), _absent(), _value(value))
     out.print(table)
     if config.unchanged:
-        out.print(Text(f"{config.unchanged} config keys are the same", style="dim"))
+        out.print(render.text(f"{config.unchanged} config keys are the same", style="dim"))
 
 
 def print_environment(out: Console, result: RunDiff) -> None:
@@ -93,13 +95,15 @@ def print_environment(out: Console, result: RunDiff) -> None:
         for change in env.packages_changed:
             table.add_row(render.text(change.key), render.text(change.a), render.text(change.b))
         for name, version in env.packages_removed.items():
-            table.add_row(render.text(name), render.text(version), ABSENT)
+            table.add_row(render.text(name), render.text(version), _absent())
         for name, version in env.packages_added.items():
-            table.add_row(render.text(name), ABSENT, render.text(version))
+            table.add_row(render.text(name), _absent(), render.text(version))
         out.print(table)
 
 
 def print_metrics(out: Console, metrics: MetricsDiff) -> None:
+    from tympan.records.compare import SUMMARY_STATS
+
     if metrics.both:
         table = render.table("metric", "stat", "A", "B", "delta", "relative", title="metrics",
                              right=["A", "B", "delta", "relative"])
@@ -112,8 +116,8 @@ def print_metrics(out: Console, metrics: MetricsDiff) -> None:
                               render.signed(change.relative, percent=True))
         out.print(table)
     if metrics.only_in_a:
-        out.print(Text("metrics only in A: " + ", ".join(metrics.only_in_a)))
+        out.print(render.text("metrics only in A: " + ", ".join(metrics.only_in_a)))
     if metrics.only_in_b:
-        out.print(Text("metrics only in B: " + ", ".join(metrics.only_in_b)))
+        out.print(render.text("metrics only in B: " + ", ".join(metrics.only_in_b)))
     if not (metrics.both or metrics.only_in_a or metrics.only_in_b):
         out.print("metrics: none in either run")

@@ -9,10 +9,8 @@ from typing import Annotated
 
 import typer
 
-from tympan.cli.context import opened_store
+from tympan.cli.context import opened_source
 from tympan.errors import InvalidInputError
-from tympan.records.export import export_run
-from tympan.records.record import get_run
 
 
 class ExportFormat(str, Enum):
@@ -36,8 +34,10 @@ def export_command(
     ] = None,
 ) -> None:
     """Export a run's metrics: every point as CSV, or everything as standard JSON."""
-    with opened_store(ctx) as store:
-        record = get_run(store, run)
+    from tympan.records.export import export_run
+
+    with opened_source(ctx) as source:
+        record = source.run(run)
         if output is None:
             export_run(record, format.value, sys.stdout)
             return

@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from tympan.cli import render
-from tympan.cli.context import opened_store
-from tympan.study.findings import export_wiki, pooled_findings
+from tympan.cli.context import opened_studies
 
 findings_app = typer.Typer(no_args_is_help=False, add_completion=False)
 
@@ -33,14 +31,17 @@ def findings_command(
     """Pooled evidence of every study about each component, level and metric."""
     if ctx.invoked_subcommand is not None:
         return
-    with opened_store(ctx) as store:
-        found = pooled_findings(store, component=component, metric=metric)
+    from tympan.study.findings import pooled_findings  # scipy: only when it is used
+
+    with opened_studies(ctx) as studies:
+        found = pooled_findings(studies, component=component, metric=metric)
     if as_json:
         render.print_json([f.as_dict() for f in found])
         return
     out = render.console()
     if not found:
-        out.print(Text("no findings yet: run `tympan report STUDY` after a study", style="dim"))
+        out.print(render.text("no findings yet: run `tympan report STUDY` after a study",
+                              style="dim"))
         return
     table = render.table("component", "level vs baseline", "metric", "studies",
                          "improves/hurts/undecided", "pooled effect [95% CI]", "I²", "",
@@ -51,7 +52,7 @@ def findings_command(
                       render.text(f.metric), str(f.studies),
                       f"{f.improves}/{f.hurts}/{f.undecided}",
                       f"{f.estimate:+.3g} [{f.low:.3g}, {f.high:.3g}]", i2,
-                      Text("⚠ contradiction", style="bold red") if f.contradiction else "")
+                      render.text("⚠ contradiction", style="bold red") if f.contradiction else "")
     out.print(table)
 
 
@@ -70,7 +71,9 @@ def export_command(
     ] = None,
 ) -> None:
     """Write the findings as Markdown: a page per component and index.md."""
-    with opened_store(ctx) as store:
-        paths = export_wiki(store, wiki, link_base=link_base)
+    from tympan.study.findings import export_wiki
+
+    with opened_studies(ctx) as studies:
+        paths = export_wiki(studies, wiki, link_base=link_base)
     for path in paths:
         typer.echo(str(path))

@@ -3,14 +3,15 @@ reasons, ask which version held an alias when, and write model cards."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.text import Text
 
 from tympan.cli import render
 from tympan.cli.context import options
-from tympan.registry.records import evidence_label
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 model_app = typer.Typer(no_args_is_help=True, add_completion=False,
                         help="The model registry: versions, aliases and their history, cards.")
@@ -60,7 +61,7 @@ def register_command(
         render.print_json(version.as_dict())
         return
     out = render.console()
-    out.print(Text(f"registered {version.uri}", style="bold"))
+    out.print(render.text(f"registered {version.uri}", style="bold"))
     out.print(f"  from run {version.run_id} ({version.artifact}, {render.size(version.size)}, "
               f"{_count(version.parameters)} parameters), recipe {version.recipe.get('entry')}")
     out.print(f"  load it with tympan.models.load({version.uri!r})")
@@ -108,7 +109,7 @@ def show_command(ctx: typer.Context, ref: RefArg, as_json: JsonOpt = False) -> N
             render.print_json(model.as_dict() | {"versions": [v.as_dict() for v in found]})
             return
         out = render.console()
-        out.print(Text(f"{model.name} (project {model.project})", style="bold"))
+        out.print(render.text(f"{model.name} (project {model.project})", style="bold"))
         out.print(f"aliases: {_aliases(model.aliases) or 'none'}; protected: "
                   f"{', '.join(model.protected) or 'none'}")
         table = render.table("version", "run", "aliases", "parameters", "size", "registered",
@@ -206,15 +207,18 @@ def history_command(
         version, since = held
         moment = render.local_time(when, seconds=True)
         if version is None:
-            out.print(Text(f"{name}@{alias} named no version at {moment}", style="bold"))
+            out.print(render.text(f"{name}@{alias} named no version at {moment}", style="bold"))
         else:
-            out.print(Text(f"{name}@{alias} was version {version} at {moment}", style="bold"))
+            out.print(render.text(f"{name}@{alias} was version {version} at {moment}",
+                                  style="bold"))
             assert since is not None
             out.print(f"  since {render.local_time(since.at, seconds=True)}: {since.action} by "
                       f"{since.actor} ({since.authority}): {since.reason or 'no reason given'}")
     if not events:
         out.print(f"no alias changes recorded for {target}")
         return
+    from tympan.registry.records import evidence_label
+
     table = render.table("when", "alias", "change", "by", "authority", "reason", "evidence")
     for e in events:
         table.add_row(render.local_time(e.at, seconds=True), render.text(e.alias),
@@ -239,7 +243,9 @@ def protect_command(
 
 
 def _event_line(event: Any) -> Text:
-    line = Text(f"{event.model}@{event.alias}: {_change(event)}", style="bold")
+    from tympan.registry.records import evidence_label
+
+    line = render.text(f"{event.model}@{event.alias}: {_change(event)}", style="bold")
     line.append(f" by {event.actor} ({event.authority})", style="")
     if event.evidence:
         line.append(f"; evidence {evidence_label(event.evidence)}", style="")
@@ -280,3 +286,39 @@ def card_command(
         return
     path = write_card(ref, out, store=options(ctx).store)
     render.console().print(f"model card: {path}")
+
+
+@model_app.command("export")
+def export_command(
+    ctx: typer.Context, ref: RefArg,
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT",
+                                     help="The export format (onnx).")] = "onnx",
+    exporter: Annotated[str, typer.Option(
+        "--exporter", metavar="EXPORTER",
+        help="auto (torchscript, then dynamo when torchscript fails or fails the parity "
+             "check), torchscript or dynamo.")] = "auto",
+    out: Annotated[str | None, typer.Option(
+        "--out", metavar="FILE", show_default=False,
+        help="Also write the .onnx file here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a version to ONNX (dynamic batch and time axes), check it against torch on real
+    speech, and record the parity and speed on the version (shown on its card)."""
+    from tympan.errors import InvalidInputError
+    from tympan.registry.export import export_onnx
+
+    if fmt != "onnx":
+        raise InvalidInputError(f"--format must be onnx, got {fmt!r}")
+    result = export_onnx(ref, store=options(ctx).store, exporter=exporter, out=out)
+    if as_json:
+        render.print_json(result.report | {"uri": result.uri})
+        return
+    r = result.report
+    lines = [f"exported {result.uri} to ONNX with {r['exporter']} (run {result.run_id}): "
+             f"max abs error {r['max_abs_error']:.2g}, answers agree {r['agreement']:.0%} on "
+             f"{r['clips_seconds']} s of speech; eager {r['eager_ms']:.2f} ms, onnxruntime "
+             f"{r['onnxruntime_ms']:.2f} ms ({r['speedup']:.2f}x)"]
+    if r["fallback_from"]:
+        lines.append(f"fell back from {r['fallback_from']}")
+    for line in lines:
+        render.console().print(line, markup=False, soft_wrap=True)

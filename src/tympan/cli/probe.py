@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from tympan.cli import render
 from tympan.cli.context import options
@@ -42,6 +41,9 @@ def fit_command(
     data: DataOpt = "split:test", shift: ShiftOpt = None, layers: LayersOpt = "auto",
     calibration: Annotated[float, typer.Option(
         "--calibration", help="Fraction of the inputs held out to calibrate p-values.")] = 0.3,
+    calibrate_on: Annotated[str | None, typer.Option(
+        "--calibrate-on", metavar="DATA", show_default=False,
+        help="Calibrate on these inputs instead; all of --data then fits.")] = None,
     detector: Annotated[str, typer.Option(
         "--detector", metavar="DETECTOR",
         help="mahalanobis (Ledoit-Wolf shrinkage) or knn (k-th neighbour distance).")]
@@ -59,13 +61,20 @@ def fit_command(
         result = fit_profile(run, store=options(ctx).store, recipe=recipe, data=data,
                              shifts=tuple(shift or ()), layers=_layers(layers),
                              calibration=calibration, seed=seed, detector=detector,
-                             pooling=pooling, limit=limit)
+                             pooling=pooling, limit=limit, calibrate_on=calibrate_on)
     profile = result.profile
     out = render.console()
+    held = ("held out to calibrate" if calibrate_on is None
+            else f"of {calibrate_on} to calibrate")
     out.print(f"profile of {len(profile.layer_names)} layers fitted on {len(result.inputs)} "
-              f"inputs ({result.inputs.label}); {profile.n_calibration} held out to calibrate; "
+              f"inputs ({result.inputs.label}); {profile.n_calibration} {held}; "
               f"detector {profile.detector}")
-    out.print(f"  layers: {', '.join(profile.layer_names)}")
+    out.print(f"  layers: {', '.join(profile.layer_names)}"
+              + ("" if profile.output is None else
+                 f"; output scores of {profile.output.head.layer!r}: "
+                 f"{', '.join(profile.output.names)}"))
+    out.print(f"  smallest p-value 1/{profile.n_calibration + 1} = {profile.min_alpha:.3g}: "
+              f"inputs can be flagged at alpha >= {profile.min_alpha:.3g}")
     out.print(f"recorded in run {result.run_id} (artifact probe/profile.npz)")
 
 
@@ -143,31 +152,69 @@ def drift_command(
     out.print(f"recorded in run {result.run_id}")
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float | None], top: float | None = None) -> str:
+    """One character per value, its height the value's share of ``top`` (default: the
+    largest, at least 3); negative values are the lowest bar, None (infinite) the highest."""
+    finite = [v for v in values if v is not None]
+    top = top or max([3.0, *finite])
+    out = []
+    for v in values:
+        level = len(SPARKS) - 1 if v is None else round((len(SPARKS) - 1) * max(v, 0.0) / top)
+        out.append(SPARKS[min(level, len(SPARKS) - 1)])
+    return "".join(out)
+
+
 def anomaly_renderables(report: dict[str, Any], show: int = 10) -> list[Any]:
-    """A one-line verdict, a table of the most anomalous inputs, and where they diverge."""
+    """A one-line verdict, a table of the most anomalous inputs (combined score, p-value,
+    where the divergence enters, the z profile as a sparkline), and the stages' names."""
     rows = report["inputs"]
     flagged = [r for r in rows if r["flagged"]]
-    firsts: dict[str, int] = {}
+    entries: dict[str, int] = {}
     for r in flagged:
-        layer = r["first_divergent_layer"] or "(no single layer)"
-        firsts[layer] = firsts.get(layer, 0) + 1
-    where = ", ".join(f"{k} ({v})" for k, v in sorted(firsts.items(), key=lambda kv: -kv[1]))
-    head = Text(f"{report['label']}: {len(flagged)} of {len(rows)} inputs flagged at "
-                f"alpha = {report['alpha']:g}", style="bold")
+        layer = _entry(r) or "(none named)"
+        entries[layer] = entries.get(layer, 0) + 1
+    where = ", ".join(f"{k} ({v})" for k, v in sorted(entries.items(), key=lambda kv: -kv[1]))
+    head = render.text(f"{report['label']}: {len(flagged)} of {len(rows)} inputs flagged at "
+                       f"alpha = {report['alpha']:g}", style="bold")
+    if report.get("n_calibration"):
+        head.append(f" (smallest p-value 1/{report['n_calibration'] + 1} = "
+                    f"{1 / (report['n_calibration'] + 1):.3g})", style="")
     if where:
-        head.append(f"; first divergent layer: {where}", style="")
+        head.append(f"; divergence enters at: {where}", style="")
     if show <= 0:
         return [head]
-    table = render.table("input", "p-value", "flagged", "first divergent layer",
-                         "most anomalous layer", right=["p-value"])
-    # Most anomalous first: the p-value, ties (at the calibration floor) by the score.
-    ranked = sorted(rows, key=lambda r: (r["p_value"], -(r.get("anomaly_score") or 0.0)))
+    stages = report.get("stages") or report.get("layers") or []
+    table = render.table("input", "score", "p-value", "flagged", "enters at",
+                         "z by stage", "max z", right=["score", "p-value", "max z"])
+    # Most anomalous first: the combined score is continuous (p-values tie at their floor).
+    # A score stored as None was infinite (non-finite activations): first of all.
+    ranked = sorted(rows, key=lambda r: (r["p_value"], -_score(r)))
     for r in ranked[:show]:
-        worst = min(r["p_values"], key=r["p_values"].get) if r["p_values"] else None
-        table.add_row(render.text(r["id"]), f"{r['p_value']:.3g}",
-                      Text("yes", style="red bold") if r["flagged"] else Text("no"),
-                      render.text(r["first_divergent_layer"] or "-"), render.text(worst))
-    return [head, table]
+        z = [(r.get("z") or {}).get(s) for s in stages]
+        finite = [v for v in z if v is not None]
+        score = r.get("anomaly_score")
+        table.add_row(render.text(r["id"]), "inf" if score is None else f"{score:.1f}",
+                      f"{r['p_value']:.3g}",
+                      render.text("yes", style="red bold") if r["flagged"] else render.text("no"),
+                      render.text(_entry(r) or "-"), sparkline(z) if z else "-",
+                      f"{max(finite):.1f}" if finite else "inf")
+    legend = render.text(f"z by stage: {' > '.join(stages)} (calibrated z of each layer's "
+                         "distance, then of the model's output scores)", style="dim")
+    return [head, table, legend]
+
+
+def _score(row: dict[str, Any]) -> float:
+    score = row.get("anomaly_score")
+    return float("inf") if score is None else float(score)
+
+
+def _entry(row: dict[str, Any]) -> str | None:
+    """Where the divergence enters (reports before issue 12 named the first divergent
+    layer)."""
+    return row.get("entry_layer", row.get("first_divergent_layer"))
 
 
 def drift_table(report: dict[str, Any]) -> Any:
@@ -178,5 +225,5 @@ def drift_table(report: dict[str, Any]) -> Any:
     for row in report["layers"]:
         table.add_row(render.text(row["layer"]), f"{row['mmd']:.4f}", f"{row['p_value']:.3g}",
                       f"{row['holm']:.3g}",
-                      Text("yes", style="red bold") if row["drifted"] else Text("no"))
+                      render.text("yes", style="red bold") if row["drifted"] else render.text("no"))
     return table

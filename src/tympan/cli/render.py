@@ -1,7 +1,8 @@
 """How the CLI shows things: times, durations, sizes, numbers, statuses, tables and JSON.
 
 Every user-supplied string goes into a ``rich.text.Text``, never into markup, so a tag or a
-config value like ``[red]`` is shown as typed.
+config value like ``[red]`` is shown as typed. rich is imported by the functions that draw,
+so a command module can import this one and `tympan --help` still loads no rich.
 """
 
 from __future__ import annotations
@@ -12,26 +13,28 @@ import os
 import sys
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
-
-from rich import box
-from rich.console import Console
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from tympan.config import config_text
-from tympan.records.export import json_safe
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
 
 STATUS_STYLES = {"running": "cyan", "finished": "green", "failed": "bold red",
-                 "crashed": "magenta"}
+                 "crashed": "magenta", "timed_out": "bold red"}
 MISSING = "-"
 PIPE_WIDTH = 200  # columns of a table written to a pipe or file: rows stay whole for grep
 
 
 def console() -> Console:
-    """A console on the current sys.stdout (made per command: tests swap sys.stdout)."""
-    out = Console(highlight=False)
+    """A console on the current sys.stdout (made per command: tests swap sys.stdout); no
+    emoji codes, so ``:x:`` in a header or a run's name prints as typed."""
+    from rich.console import Console
+
+    out = Console(highlight=False, emoji=False)
     if not out.is_terminal and not os.environ.get("COLUMNS"):
         out.width = PIPE_WIDTH
     return out
@@ -39,21 +42,29 @@ def console() -> Console:
 
 def panel(body: Any, title: str, style: str = "") -> Panel:
     """A titled box around ``body``, as wide as its content."""
+    from rich.panel import Panel
+
     return Panel(body, title=title, title_align="left", border_style=style, expand=False)
 
 
 def print_json(data: Any) -> None:
     """Standard JSON on stdout (non-finite floats as "NaN"/"Infinity"/"-Infinity")."""
+    from tympan.records.export import json_safe
+
     sys.stdout.write(json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
 
 
 def text(value: Any, style: str = "") -> Text:
+    from rich.text import Text
+
     if value is None:
         return Text(MISSING, style="dim")
     return Text(value if isinstance(value, str) else config_text(value), style=style)
 
 
 def status(value: str) -> Text:
+    from rich.text import Text
+
     return Text(value, style=STATUS_STYLES.get(value, ""))
 
 
@@ -129,6 +140,9 @@ def with_step(value: float | None, step: int | None) -> str:
 
 def key_value_table(rows: Iterable[tuple[str, Any]], title: str | None = None) -> Table:
     """Two columns, name and value; values are rendered with :func:`text`."""
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, show_header=False, box=None, pad_edge=False, title_justify="left")
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
@@ -141,6 +155,9 @@ def table(*columns: str, title: str | None = None, right: Iterable[str] = (),
           no_wrap: Iterable[str] = ()) -> Table:
     """A table with a header row; columns named in ``right`` are right-aligned, those in
     ``no_wrap`` are never wrapped or shortened (ids, times), the others fold."""
+    from rich import box
+    from rich.table import Table
+
     aligned, whole = set(right), set(no_wrap)
     out = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                 collapse_padding=True, pad_edge=False, show_edge=False)

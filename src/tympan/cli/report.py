@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from tympan.cli import render
-from tympan.cli.context import opened_store
+from tympan.cli.context import opened_studies
 from tympan.cli.study import print_verdicts
-from tympan.study.report import make_report
 
 
 def report_command(
@@ -36,11 +34,13 @@ def report_command(
     ] = None,
 ) -> None:
     """Write a study's report (report.md, forest.svg, report.html) and record its findings."""
-    with opened_store(ctx) as store:
-        analysis, paths = make_report(store, study, out, project=project, link_base=link_base)
+    from tympan.study.report import make_report
+
+    with opened_studies(ctx) as studies:
+        analysis, paths = make_report(studies, study, out, project=project, link_base=link_base)
     output = render.console()
     print_verdicts(analysis)
     for note in analysis.notes:
-        output.print(Text(f"note: {note}", style="yellow"))
+        output.print(render.text(f"note: {note}", style="yellow"))
     for kind in ("html", "markdown", "svg"):
-        output.print(Text(f"{kind}: {paths[kind]}"))
+        output.print(render.text(f"{kind}: {paths[kind]}"))

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from tympan.cli import render
-from tympan.cli.context import opened_store
-from tympan.records.export import run_fields, summary_fields
-from tympan.records.query import RunQuery, split_metric_key
-from tympan.records.record import RunRecord
-from tympan.records.table import find_runs
+from tympan.cli.context import opened_source
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from tympan.records.query import RunQuery
+    from tympan.records.record import RunRecord
 
 COMMON_METRICS = 4  # metric columns picked by default, besides the sort key's
 
@@ -37,18 +38,27 @@ def runs_command(
     ] = None,
     where: Annotated[
         list[str] | None,
-        typer.Option("--where", "-w", metavar="KEY=VALUE",
-                     help="Only runs whose config has KEY (dotted, e.g. model.encoder) equal "
-                          "to VALUE; numbers compare as numbers. Repeat: all must match."),
+        typer.Option("--where", "-w", metavar="EXPR",
+                     help="Only runs where EXPR holds, in the query language of "
+                          "docs/query.md: 'model.encoder = gru', 'encoder in (conv, gru)', "
+                          "'test/wer.min < 0.1', 'lr >= 1e-3', 'tags has mfcc', "
+                          "'status != crashed', or a word to search names and ids; clauses "
+                          "joined by 'and'. Repeat: all must hold."),
     ] = None,
     sort: Annotated[
         str | None,
         typer.Option("--sort", metavar="KEY",
-                     help="Sort by a metric: KEY (its last value), KEY.min, KEY.max or "
-                          "KEY.last; by a run field (started_at, name, duration...) or by "
-                          "config:KEY. Runs without it come last. Default: newest first."),
+                     help="Sort by a metric summary (KEY is its last value; KEY.min, "
+                          "KEY.max, KEY.last, KEY.count), a config key, a run field "
+                          "(started_at, name, duration...), or config:KEY / metric:KEY when "
+                          "a name is both. Runs without it come last. Default: newest first."),
     ] = None,
     desc: Annotated[bool, typer.Option("--desc", help="Sort largest first.")] = False,
+    archived: Annotated[
+        str, typer.Option("--archived", metavar="hide|include|only",
+                          help="Archived runs (tympan archive): hide them (the default), "
+                               "include them, or list only them.")
+    ] = "hide",
     limit: Annotated[
         int | None,
         typer.Option("--limit", "-n", min=1, metavar="N", help="Show at most N runs."),
@@ -63,11 +73,16 @@ def runs_command(
         bool, typer.Option("--json", help="Print a JSON list of runs instead of a table.")
     ] = False,
 ) -> None:
-    """List runs, newest first: filter by project, status, tag and config; sort by a metric."""
+    """List runs, newest first: filter by project, status, tag, config and metrics; sort by
+    a metric or a config key."""
+    from tympan.records.export import run_fields, summary_fields
+    from tympan.records.query import RunQuery
+
     query = RunQuery.from_options(project=project, status=status, tags=tag or (),
-                                  where=where, sort=sort, descending=desc, limit=limit)
-    with opened_store(ctx) as store:
-        records = find_runs(store, query)
+                                  where=where, archived=archived, sort=sort, descending=desc,
+                                  limit=limit)
+    with opened_source(ctx) as source:
+        records = source.find_runs(query)
     if as_json:
         render.print_json([
             {**run_fields(r), "summary": summary_fields(r.summary)} for r in records
@@ -77,13 +92,31 @@ def runs_command(
     if not records:
         out.print("no runs match")
         return
-    metric_sort = (query.sort.key, query.sort.field) if query.sort is not None \
-        and query.sort.kind == "metric" else None
+    metric_sort = sorted_metric(query, records)
     chosen = parse_columns(columns) if columns else default_columns(records, metric_sort)
     out.print(runs_table(records, chosen, show_project=project is None))
 
 
+def sorted_metric(query: RunQuery, records: list[RunRecord]) -> tuple[str, str] | None:
+    """(key, summary) of the metric the runs are sorted by, if they are."""
+    from tympan.records.query import split_metric_key
+
+    sort = query.sort
+    if sort is None or sort.kind not in ("metric", "key"):
+        return None
+    if sort.kind == "metric":
+        return sort.key, sort.field
+    key, field_name = split_metric_key(sort.key)
+    if any(key in r.summary for r in records):
+        return key, field_name
+    if any(sort.key in r.summary for r in records):
+        return sort.key, "last"
+    return None  # a config key
+
+
 def parse_columns(text: str) -> list[tuple[str, str]]:
+    from tympan.records.query import split_metric_key
+
     return [split_metric_key(part.strip()) for part in text.split(",") if part.strip()]
 
 

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import shlex
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
 
 from tympan.cli import render
-from tympan.cli.context import opened_store
+from tympan.cli.context import opened_source
 from tympan.config import flatten
-from tympan.records.compare import environment_facts
-from tympan.records.export import run_fields, summary_fields
-from tympan.records.record import RunRecord, get_run
+
+if TYPE_CHECKING:
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from tympan.records.record import RunRecord
 
 
 def show_command(
@@ -28,13 +27,18 @@ def show_command(
 ) -> None:
     """Show one run: overview, config, environment, metrics, artifacts, audio, images, tables
     and error."""
-    with opened_store(ctx) as store:
-        record = get_run(store, run)
-        environment = record.environment()
-        artifacts = record.artifacts()
-        audio = record.audio_samples()
-        images = record.images()
-        tables = record.tables()
+    with opened_source(ctx) as source:  # open while the probe's panels read artifacts
+        print_run(source.run(run), as_json)
+
+
+def print_run(record: RunRecord, as_json: bool) -> None:
+    from tympan.records.export import run_fields, summary_fields
+
+    environment = record.environment()
+    artifacts = record.artifacts()
+    audio = record.audio_samples()
+    images = record.images()
+    tables = record.tables()
     if as_json:
         render.print_json({
             "run": run_fields(record),
@@ -79,7 +83,7 @@ def show_command(
     for renderable in probe_panels(record, artifacts):
         out.print(renderable)
     if record.error:
-        out.print(render.panel(Text(record.error.rstrip()), "error", style="red"))
+        out.print(render.panel(render.text(record.error.rstrip()), "error", style="red"))
 
 
 def media_panels(images: list[Any], tables: list[Any]) -> list[Panel]:
@@ -105,6 +109,8 @@ def probe_panels(record: RunRecord, artifacts: list[Any]) -> list[Panel]:
     health events, a reference profile."""
     if not any(a.path.startswith("probe/") for a in artifacts):
         return []
+    from rich.console import Group
+
     from tympan.cli.probe import anomaly_renderables, drift_table
     from tympan.records.probe import EVENTS, probe_data
 
@@ -118,10 +124,10 @@ def probe_panels(record: RunRecord, artifacts: list[Any]) -> list[Panel]:
             table.add_row(str(e.get("step")), render.text(e.get("layer")),
                           render.text(e.get("rule")), render.number(e.get("value")),
                           render.text(e.get("message")))
-        body: Any = table if data.events else Text("no health events fired", style="dim")
+        body: Any = table if data.events else render.text("no health events fired", style="dim")
         panels.append(render.panel(body, "probe: health events"))
     if data.profile:
-        panels.append(render.panel(Text("probe/profile.npz: score inputs against it with "
+        panels.append(render.panel(render.text("probe/profile.npz: score inputs against it with "
                                         f"`tympan probe score RUN --profile {record.id}`"),
                                    "probe: reference profile"))
     return panels
@@ -149,13 +155,15 @@ def overview(record: RunRecord) -> Table:
 def config_panel(record: RunRecord) -> Panel:
     flat = flatten(record.config or {})
     body: Any = (render.key_value_table(sorted(flat.items())) if flat
-                 else Text("no config", style="dim"))
+                 else render.text("no config", style="dim"))
     return render.panel(body, "config")
 
 
 def environment_panel(environment: dict[str, Any] | None) -> Panel:
     if environment is None:
-        return render.panel(Text("not recorded", style="dim"), "environment")
+        return render.panel(render.text("not recorded", style="dim"), "environment")
+    from tympan.records.compare import environment_facts
+
     facts = environment_facts(environment)
     git = None
     if facts["git.commit"] is not None or facts["git.branch"] is not None:
@@ -183,7 +191,7 @@ def environment_panel(environment: dict[str, Any] | None) -> Panel:
 
 def metrics_panel(record: RunRecord) -> Panel:
     if not record.summary:
-        return render.panel(Text("no metrics", style="dim"), "metrics")
+        return render.panel(render.text("no metrics", style="dim"), "metrics")
     table = render.table("key", "last", "min (step)", "max (step)", "count", "NaN", "Inf",
                          right=["last", "min (step)", "max (step)", "count", "NaN", "Inf"])
     for key, s in sorted(record.summary.items()):

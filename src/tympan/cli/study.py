@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
-from tympan.cli.context import opened_store
+from tympan.cli.context import opened_studies
 from tympan.cli.render import (
     console,
     duration,
@@ -17,6 +17,7 @@ from tympan.cli.render import (
     print_json,
     status,
     table,
+    text,
 )
 
 VERDICT_STYLES = {"improves": "bold green", "hurts": "bold red"}
@@ -34,8 +35,8 @@ def study_command(
     from tympan.study.analysis import analyse
     from tympan.study.records import load_stored_study
 
-    with opened_store(ctx) as store:
-        stored = load_stored_study(store, study, project)
+    with opened_studies(ctx) as studies:
+        stored = load_stored_study(studies, study, project)
         analysis = analyse(stored)
         if as_json:
             print_json(study_json(stored, analysis))
@@ -54,7 +55,7 @@ def study_command(
         ]), "study"))
         out.print(trials_table(analysis))
         for note in analysis.notes:
-            out.print(Text(f"note: {note}", style="dim"))
+            out.print(text(f"note: {note}", style="dim"))
         print_verdicts(analysis)
 
 
@@ -68,32 +69,35 @@ def trials_table(analysis: Any) -> Any:
     for result in analysis.trials:
         t = result.trial
         seconds = (t.ended_at - t.started_at) if t.ended_at and t.started_at else None
-        out.add_row(Text(t.arm), str(t.seed), status(t.status), Text(t.run_id or "-"),
+        out.add_row(text(t.arm), str(t.seed), status(t.status), text(t.run_id or "-"),
                     str(t.attempts), duration(seconds),
                     *(number(result.values[k]) for k in keys),
-                    Text(first_line(t.error), style="red"))
+                    text(first_line(t.error), style="red"))
     return out
 
 
 def verdicts_table(analysis: Any) -> Any:
     """The report's verdict table (the same columns and wording), for the terminal."""
-    from tympan.study.report import VERDICT_COLUMNS, verdict_cells
+    from tympan.study.report import NUMERIC_COLUMNS, VERDICT_COLUMNS, verdict_cells
 
     out = table(*VERDICT_COLUMNS, title=f"verdicts: {analysis.name} ({analysis.study_id})",
-                right=("effect [CI]", "Holm p", "P(improvement)"))
+                right=NUMERIC_COLUMNS)
     for c in analysis.comparisons:
         cells = verdict_cells(c)
-        verdict = Text(c.verdict, style=VERDICT_STYLES.get(c.verdict, "dim"))
-        out.add_row(*(Text(cell) for cell in cells[:6]), verdict, cells[7])
+        verdict = text(c.verdict, style=VERDICT_STYLES.get(c.verdict, "dim"))
+        out.add_row(*(text(cell) for cell in cells[:7]), verdict, cells[8])
     return out
 
 
 def print_verdicts(analysis: Any) -> None:
+    """The warnings (a metric no trial logged), then the verdicts."""
     out = console()
+    for warning in analysis.warnings:
+        out.print(text(f"warning: {warning}", style="bold yellow"))
     if analysis.comparisons:
         out.print(verdicts_table(analysis))
     else:
-        out.print(Text("no comparisons yet: each needs 2 seeds where both arms finished",
+        out.print(text("no comparisons yet: each needs 2 seeds where both arms finished",
                        style="dim"))
 
 
@@ -105,15 +109,20 @@ def study_json(stored: Any, analysis: Any) -> dict[str, Any]:
         "trials": [{"arm": r.trial.arm, "levels": r.trial.levels, "seed": r.trial.seed,
                     "status": r.trial.status, "run_id": r.trial.run_id,
                     "run_name": r.run_name, "attempts": r.trial.attempts,
-                    "values": r.values, "error": r.trial.error} for r in analysis.trials],
+                    "values": r.values, "missing": r.missing, "error": r.trial.error}
+                   for r in analysis.trials],
         "comparisons": [{"kind": c.kind, "factor": c.factor, "level": c.level,
                          "baseline": c.baseline, "metric": c.metric.key,
                          "direction": c.metric.direction, "effect": c.effect.estimate,
                          "low": c.effect.low, "high": c.effect.high,
                          "p_value": c.effect.p_value, "p_adjusted": c.p_adjusted,
                          "prob_improvement": c.effect.prob_improvement, "n": c.effect.n,
-                         "interval": c.effect.interval, "resampled": c.effect.method,
-                         "verdict": c.verdict, "seeds_needed": c.seeds_needed}
+                         "interval": c.effect.interval, "test": c.effect.test,
+                         "resampled": c.effect.method,
+                         "verdict": c.verdict, "seeds_needed": c.seeds_needed,
+                         "seeds_total": c.seeds_total,
+                         "dropped": [asdict(d) for d in c.dropped]}
                         for c in analysis.comparisons],
         "notes": analysis.notes,
+        "warnings": analysis.warnings,
     }

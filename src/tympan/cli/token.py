@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
 from tympan.cli import render
 from tympan.cli.context import opened_store
-from tympan.store import tokens
 
 token_app = typer.Typer(
     name="token",
@@ -37,6 +35,8 @@ def create_command(
     ] = "",
 ) -> None:
     """Create a token and print it (only this once: the store keeps only its hash)."""
+    from tympan.store import tokens
+
     with opened_store(ctx) as store, store.write() as conn:
         text, token = tokens.create(conn, scope, project=project, name=name)
     typer.echo(text)
@@ -51,6 +51,8 @@ def list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the tokens as JSON.")] = False,
 ) -> None:
     """List tokens (ids, scopes, projects, use and revocation; never the secrets)."""
+    from tympan.store import tokens
+
     with opened_store(ctx) as store, store.read() as conn:
         found = tokens.all_tokens(conn)
     if as_json:
@@ -58,12 +60,12 @@ def list_command(
         return
     out = render.console()
     if not found:
-        out.print(Text("no tokens yet: `tympan token create --scope read`", style="dim"))
+        out.print(render.text("no tokens yet: `tympan token create --scope read`", style="dim"))
         return
     table = render.table("id", "scope", "project", "name", "created", "last used", "status")
     for token in found:
-        status = (Text(f"revoked {render.short_time(token.revoked_at)}", style="red")
-                  if token.revoked else Text("active", style="green"))
+        status = (render.text(f"revoked {render.short_time(token.revoked_at)}", style="red")
+                  if token.revoked else render.text("active", style="green"))
         table.add_row(token.id, token.scope, render.text(token.project or "(all)"),
                       render.text(token.name or None), render.short_time(token.created_at),
                       render.short_time(token.last_used_at), status)
@@ -76,6 +78,8 @@ def revoke_command(
     token_id: Annotated[str, typer.Argument(metavar="ID", help="The token's id (see list).")],
 ) -> None:
     """Revoke a token: the server refuses it from the next request on."""
+    from tympan.store import tokens
+
     with opened_store(ctx) as store, store.write() as conn:
         token = tokens.revoke(conn, token_id)
     typer.echo(f"revoked token {token.id} ({token.scope}"

@@ -26,7 +26,7 @@ from torch import nn
 
 from tympan.errors import InvalidInputError
 from tympan.probe.features import collect, iter_batches, require_finite, split_batch
-from tympan.probe.profile import _holm
+from tympan.probe.pvalues import holm as _holm
 
 
 @dataclass

@@ -3,18 +3,36 @@
 For each input of a batch and each watched layer, the layer's output is read as
 (batch, time, channels) (see ``tympan.probe.layers``) and pooled over the input's valid
 frames into one vector: the per-channel mean followed by the per-channel standard deviation
-(``2 * channels`` numbers). Pooling is done in float64.
+(``2 * channels`` numbers), accumulated in the layer's precision and returned as float64
+(``pool``; ``pooled_features`` pools outputs captured elsewhere).
 
 Batches are a tensor ``x`` shaped (batch, time, ...) or a tuple ``(x, lengths)``; the model is
 called as ``model(x)`` or ``model(x, lengths)``. With lengths, a layer whose output has
 ``T_layer`` frames for an input of ``T_input = x.shape[1]`` frames counts
-``ceil(length * T_layer / T_input)`` valid frames (at least one); frames past that are padding
-and never enter the features. Without lengths every frame is valid.
+``ceil(length / s)`` valid frames when it strides time by a whole factor ``s``, else
+``ceil(length * T_layer / T_input)`` (at least one; ``layers.valid_frames``); frames past that
+are padding and never enter the features. Without lengths every frame is valid.
+
+Why inputs are regrouped by length (``padding="split"``, the default): masking the pooling is
+not enough, because padding reaches the valid frames *through the model* (a convolution's
+receptive field at the end of an input, a norm over the time axis, an unpacked RNN running
+backwards through the padding). An input's features would then depend on what it was batched
+with. So a padded batch is run as sub-batches of equal length, each cut to its length: no
+input ever sees padding, and its features are the same alone or in any batch (up to float
+rounding of batched kernels, about 1e-7 relative). ``padding="batch"`` runs the padded batch
+as given, for models known to mask their padding (faster on batches of mixed lengths).
+
+An output head (``OutputHead``: the module whose output is the model's logits, and the CTC
+blank class if any) adds three per-input scores computed over the same valid frames:
+``energy`` (mean over frames of ``-logsumexp(logits)``), ``msp`` (mean maximum softmax
+probability) and ``blank_ratio`` (fraction of frames whose best class is the blank; NaN
+without a blank). They are returned under the key ``OUTPUT_KEY``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,9 +40,27 @@ import torch
 from torch import nn
 
 from tympan.errors import InvalidInputError
-from tympan.probe.layers import as_batch_time_channels, channel_dim, output_tensor, resolve_layers
+from tympan.probe.layers import (
+    as_batch_time_channels,
+    channel_dim,
+    output_tensor,
+    resolve_layers,
+    valid_frames,
+)
 
 Batch = Any  # torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]
+PADDINGS = ("split", "batch")
+OUTPUT_KEY = "@output"  # collect()'s key for the output head's (n, 3) scores
+OUTPUT_SCORES = ("energy", "msp", "blank_ratio")
+
+
+@dataclass(frozen=True)
+class OutputHead:
+    """Where a model's logits come from: the module whose output they are (before any
+    softmax), and the CTC blank class, if the model has one."""
+
+    layer: str
+    blank: int | None = None
 
 
 def split_batch(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -74,43 +110,105 @@ def iter_batches(data: Any) -> Iterator[Batch]:
     yield from data
 
 
-def _pool(out: torch.Tensor, lengths: torch.Tensor | None, t_input: int) -> torch.Tensor:
-    """(batch, time, channels) -> (batch, 2*channels) float64: mean and std over valid frames."""
-    out = out.detach().to(torch.float64)
-    b, t_layer, _ = out.shape
+def _valid(b: int, t_layer: int, lengths: torch.Tensor | None, t_input: int) -> torch.Tensor:
     if lengths is None:
-        valid = torch.full((b,), t_layer, dtype=torch.long)
+        return torch.full((b,), t_layer, dtype=torch.long)
+    return valid_frames(lengths, t_input, t_layer)
+
+
+def pool(out: torch.Tensor, lengths: torch.Tensor | None, t_input: int) -> torch.Tensor:
+    """A layer's (batch, time, channels) output -> (batch, 2*channels) float64: per input, the
+    mean and standard deviation of each channel over its valid frames (``valid_frames``).
+
+    Two masked matrix products in the output's precision (float32: about 1e-6 relative next
+    to a float64 pooling), no copy of the batch in float64: pooling cost as much as the model's
+    forward pass on small speech models, which the serving guard pays on every batch.
+    """
+    x = out.detach()
+    if x.dtype != torch.float64:
+        x = x.float()
+    b, t_layer, _ = x.shape
+    valid = _valid(b, t_layer, lengths, t_input).to(x.device)
+    # (batch, 1, time): 1/n on an input's valid frames, 0 on its padding.
+    weights = ((torch.arange(t_layer, device=x.device)[None, :] < valid[:, None]).to(x.dtype)
+               / valid.to(x.dtype)[:, None])[:, None, :]
+    mean = torch.bmm(weights, x)
+    dev = x - mean
+    var = torch.bmm(weights, dev * dev)
+    return torch.cat([mean[:, 0], var[:, 0].sqrt()], dim=1).to("cpu", torch.float64)
+
+
+def pooled_features(outputs: Mapping[str, torch.Tensor], layers: Sequence[str],
+                    head: OutputHead | None, lengths: torch.Tensor | None,
+                    t_input: int) -> dict[str, np.ndarray]:
+    """The probe's features of layer outputs already captured: each of ``layers`` pooled
+    (``pool``) and, with a ``head``, its output scores under ``OUTPUT_KEY``. ``outputs``:
+    {layer: (batch, time, channels)} of one batch of ``t_input`` input frames padded past
+    ``lengths`` (None: no padding). What ``FeatureCapture`` computes from its hooks, for
+    outputs that come from elsewhere (an exported model run by onnxruntime)."""
+    feats: dict[str, np.ndarray] = {}
+    for name in layers:
+        out = torch.as_tensor(outputs[name])
+        if lengths is not None and out.shape[0] != len(lengths):
+            raise InvalidInputError(
+                f"layer {name!r} put out {out.shape[0]} rows for a batch of {len(lengths)}: "
+                f"its output is not batch-first; probe another layer")
+        feats[name] = pool(out, lengths, t_input).numpy()
+    if head is not None:
+        feats[OUTPUT_KEY] = output_scores(torch.as_tensor(outputs[head.layer]), lengths,
+                                          t_input, head.blank).numpy()
+    return feats
+
+
+def output_scores(logits: torch.Tensor, lengths: torch.Tensor | None, t_input: int,
+                  blank: int | None) -> torch.Tensor:
+    """(batch, time, classes) logits -> (batch, 3) float64: energy, msp and blank ratio over
+    each input's valid frames (blank ratio NaN when ``blank`` is None)."""
+    logits = logits.detach().to(torch.float64)
+    b, t_layer, classes = logits.shape
+    if blank is not None and not 0 <= blank < classes:
+        raise InvalidInputError(f"the blank class {blank} is not one of the head's {classes} "
+                                f"outputs")
+    valid = _valid(b, t_layer, lengths, t_input).to(logits.device)
+    mask = (torch.arange(t_layer, device=logits.device)[None, :] < valid[:, None])
+    n = valid.to(torch.float64)
+    lse = torch.logsumexp(logits, dim=-1)  # (b, t)
+    energy = torch.where(mask, -lse, 0.0).sum(1) / n
+    msp = torch.where(mask, (logits.max(-1).values - lse).exp(), 0.0).sum(1) / n
+    if blank is None:
+        ratio = torch.full((b,), float("nan"), dtype=torch.float64, device=logits.device)
     else:
-        lengths = lengths.to("cpu", torch.long)
-        valid = ((lengths * t_layer + t_input - 1) // t_input).clamp(1, t_layer)
-    mask = (torch.arange(t_layer)[None, :] < valid[:, None]).to(out.device)[..., None]
-    n = valid.to(out.device, torch.float64)[:, None]
-    out = torch.where(mask, out, torch.zeros((), dtype=out.dtype, device=out.device))
-    mean = out.sum(1) / n
-    dev = torch.where(mask, out - mean[:, None, :], torch.zeros((), dtype=out.dtype,
-                                                                    device=out.device))
-    std = (dev.square().sum(1) / n).sqrt()
-    return torch.cat([mean, std], dim=1).cpu()
+        ratio = torch.where(mask, (logits.argmax(-1) == blank).to(torch.float64), 0.0).sum(1) / n
+    return torch.stack([energy, msp, ratio], dim=1).cpu()
 
 
 class FeatureCapture:
     """Forward hooks on the named layers of ``model`` that pool each input's features.
 
-    ``capture(model, batch)`` runs one batch and returns {layer: (batch, 2*channels) array}.
-    Use it as a context manager; leaving it removes every hook.
+    ``capture(model, batch)`` runs one batch and returns {layer: (batch, 2*channels) array}
+    (and, with a ``head``, its scores under ``OUTPUT_KEY``). ``padding``: ``"split"`` runs a
+    padded batch as unpadded sub-batches of equal length, ``"batch"`` as given (see the module
+    docstring). Use it as a context manager; leaving it removes every hook.
     """
 
-    def __init__(self, model: nn.Module, layers: str | list[str] = "auto") -> None:
+    def __init__(self, model: nn.Module, layers: str | list[str] = "auto",
+                 head: OutputHead | None = None, padding: str = "split") -> None:
+        if padding not in PADDINGS:
+            raise InvalidInputError(f"padding must be one of {', '.join(PADDINGS)}, got "
+                                    f"{padding!r}")
         self.model = model
         self.modules = resolve_layers(model, layers)
         self.names = list(self.modules)
+        self.head = head
+        self.padding = padding
+        hooked = dict(self.modules)
+        if head is not None:
+            hooked |= resolve_layers(model, [head.layer])
         self._outputs: dict[str, torch.Tensor] = {}
-        self._handles = [module.register_forward_hook(self._hook(name))
-                         for name, module in self.modules.items()]
+        self._handles = [module.register_forward_hook(self._hook(name, module))
+                         for name, module in hooked.items()]
 
-    def _hook(self, name: str):
-        module = self.modules[name]
-
+    def _hook(self, name: str, module: nn.Module):
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
             tensor = output_tensor(output)
             if tensor is not None:  # a module called twice keeps its last output
@@ -131,6 +229,19 @@ class FeatureCapture:
 
     def capture(self, batch: Batch) -> dict[str, np.ndarray]:
         x, lengths = split_batch(batch)
+        if lengths is None or self.padding == "batch" or bool((lengths == x.shape[1]).all()):
+            return self._run(x, lengths)
+        out: dict[str, np.ndarray] = {}
+        for length in torch.unique(lengths).tolist():
+            rows = (lengths == length).nonzero().squeeze(1)
+            part = self._run(x[rows, :length], lengths[rows])
+            for name, values in part.items():
+                if name not in out:
+                    out[name] = np.empty((len(x), values.shape[1]), values.dtype)
+                out[name][rows.numpy()] = values
+        return out
+
+    def _run(self, x: torch.Tensor, lengths: torch.Tensor | None) -> dict[str, np.ndarray]:
         try:
             device = next(self.model.parameters()).device
         except StopIteration:
@@ -142,37 +253,40 @@ class FeatureCapture:
                 self.model(x)
             else:
                 self.model(x, lengths.to(device))
-        missing = [n for n in self.names if n not in self._outputs]
+        wanted = self.names + ([self.head.layer] if self.head is not None else [])
+        missing = [n for n in wanted if n not in self._outputs]
         if missing:
             raise InvalidInputError(f"layers {', '.join(map(repr, missing))} produced no "
                                     f"floating-point tensor in the forward pass; probe other "
                                     f"layers")
-        feats: dict[str, np.ndarray] = {}
         for name in self.names:
             out = self._outputs[name]
             if out.shape[0] != x.shape[0]:
                 raise InvalidInputError(
                     f"layer {name!r} put out {out.shape[0]} rows for a batch of {x.shape[0]}: "
                     f"its output is not batch-first; probe another layer")
-            feats[name] = _pool(out, lengths, x.shape[1]).numpy()
-        self._outputs.clear()
-        return feats
+        try:
+            return pooled_features(self._outputs, self.names, self.head, lengths, x.shape[1])
+        finally:
+            self._outputs.clear()
 
 
 def collect(model: nn.Module, data: Any, layers: str | list[str] = "auto",
-            max_inputs: int | None = None) -> tuple[list[str], dict[str, np.ndarray]]:
+            max_inputs: int | None = None, head: OutputHead | None = None,
+            padding: str = "split") -> tuple[list[str], dict[str, np.ndarray]]:
     """Pooled features of every input in ``data`` (a batch or an iterable of batches), up
-    to ``max_inputs``, with the model in eval mode (its mode is restored afterwards)."""
+    to ``max_inputs``, with the model in eval mode (its mode is restored afterwards); with a
+    ``head``, its output scores under ``OUTPUT_KEY`` too."""
     was_training = model.training
     model.eval()
     parts: dict[str, list[np.ndarray]] = {}
     seen = 0
     try:
-        with FeatureCapture(model, layers) as cap:
+        with FeatureCapture(model, layers, head, padding) as cap:
             names = cap.names
             for batch in iter_batches(data):
                 feats = cap.capture(batch)
-                for name in names:
+                for name in feats:
                     parts.setdefault(name, []).append(feats[name])
                 seen += len(feats[names[0]])
                 if max_inputs is not None and seen >= max_inputs:
@@ -181,12 +295,12 @@ def collect(model: nn.Module, data: Any, layers: str | list[str] = "auto",
         model.train(was_training)
     if seen == 0:
         raise InvalidInputError("the data yielded no inputs; pass a non-empty loader")
-    return names, {n: np.concatenate(parts[n])[:max_inputs] for n in names}
+    return names, {n: np.concatenate(v)[:max_inputs] for n, v in parts.items()}
 
 
 def require_finite(feats: dict[str, np.ndarray], what: str) -> None:
     """Reference data must give finite features: a non-finite value cannot be profiled."""
     for name, values in feats.items():
-        if not np.isfinite(values).all():
+        if name != OUTPUT_KEY and not np.isfinite(values).all():
             raise InvalidInputError(f"layer {name!r} produced non-finite values on {what}; "
                                     f"the model or these inputs are broken")

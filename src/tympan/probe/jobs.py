@@ -23,8 +23,9 @@ import numpy as np
 import tympan
 from tympan.errors import InvalidInputError, NotFoundError
 from tympan.probe.profile import Profile, fit
+from tympan.probe.scorer import Scorer
 from tympan.probe.sources import Inputs, read_inputs
-from tympan.probe.target import ProbeTarget, load_target
+from tympan.probe.target import ProbeTarget, load_target, output_head
 from tympan.records.probe import PROBE_TAG, PROFILE, anomaly_path, drift_path
 
 
@@ -56,18 +57,29 @@ def fit_profile(model_run: str, *, store: str | None = None, recipe: str | None 
                 data: str = "split:test", shifts: tuple[str, ...] = (),
                 layers: str | list[str] = "auto", calibration: float = 0.3, seed: int = 0,
                 detector: str = "mahalanobis", pooling: str = "mean+std",
-                limit: int | None = None, batch_size: int = 32) -> FitResult:
-    """Fit a reference profile of ``model_run``'s model on ``data``; record it."""
+                limit: int | None = None, batch_size: int = 32,
+                calibrate_on: str | None = None) -> FitResult:
+    """Fit a reference profile of ``model_run``'s model on ``data``; record it. With
+    ``calibrate_on`` (data, e.g. ``split:valid,test``), every input of ``data`` fits and
+    those of ``calibrate_on`` calibrate; else a ``calibration`` fraction of ``data`` is held
+    out."""
     record = tympan.load_run(model_run, store=store)
     target = load_target(recipe, record)
     model = target.load_model(record)
     inputs = read_inputs(data, target, record, shifts=shifts, limit=limit, seed=seed)
+    cal: Any = calibration
+    cal_inputs = None
+    if calibrate_on is not None:
+        cal_inputs = read_inputs(calibrate_on, target, record, shifts=shifts, seed=seed)
+        cal = batches(target, cal_inputs, batch_size)
+    head = output_head(target)
     profile = fit(model, batches(target, inputs, batch_size), layers=layers,
-                  calibration=calibration, seed=seed, max_inputs=None, detector=detector,
-                  pooling=pooling)
+                  calibration=cal, seed=seed, max_inputs=None, detector=detector,
+                  pooling=pooling, head=head)
     config = {"job": "fit", "model_run": record.id, "data": inputs.label, "layers": layers,
-              "calibration": calibration, "seed": seed, "inputs": len(inputs),
-              "detector": detector, "pooling": pooling}
+              "calibration": calibration if cal_inputs is None else cal_inputs.label,
+              "seed": seed, "inputs": len(inputs), "detector": detector, "pooling": pooling,
+              "output_layer": None if head is None else head.layer}
     with _probe_run(record, "fit", config, store) as run:
         profile.log(run)
         run.log({"probe/layers": len(profile.layer_names),
@@ -104,10 +116,11 @@ def score_inputs(model_run: str, *, store: str | None = None, recipe: str | None
     record = tympan.load_run(model_run, store=store)
     found, source = find_profile(record, profile, store)
     target = load_target(recipe, record)
-    model = target.load_model(record)
+    scorer = Scorer(target.load_model(record), found, target.batch, target.sample_rate,
+                    alpha=alpha, batch_size=batch_size)
     inputs = read_inputs(data, target, record, shifts=shifts, limit=limit, seed=seed)
-    reports = [found.score(model, b, alpha=alpha) for b in batches(target, inputs, batch_size)]
-    report = anomaly_json(reports, inputs, alpha, label or inputs.label)
+    report = anomaly_json([scorer.report(inputs.waves)], inputs, alpha,
+                          label or inputs.label)
     report |= {"model_run": record.id, "profile": source}
     flagged = [row["flagged"] for row in report["inputs"]]
     config = {"job": "score", "model_run": record.id, "profile": source, "data": inputs.label,
@@ -122,6 +135,7 @@ def score_inputs(model_run: str, *, store: str | None = None, recipe: str | None
 
 def anomaly_json(reports: list[Any], inputs: Inputs, alpha: float,
                  label: str) -> dict[str, Any]:
+    """The stored anomaly report (format: docs/probe.md, ``tympan probe``)."""
     layers = reports[0].layers
     rows: list[dict[str, Any]] = []
     for rep in reports:
@@ -132,11 +146,18 @@ def anomaly_json(reports: list[Any], inputs: Inputs, alpha: float,
                 "p_value": float(rep.p_value[i]),
                 "anomaly_score": _finite(rep.anomaly_score[i]),
                 "flagged": bool(flagged[i]),
+                "entry_layer": rep.entry_layer[i],
                 "first_divergent_layer": rep.first_divergent_layer[i],
+                "z": {s: _finite(rep.profile[i, j]) for j, s in enumerate(rep.stages)},
+                "outputs": {n: _finite(rep.outputs[i, j])
+                            for j, n in enumerate(rep.output_names)},
                 "scores": {name: _finite(rep.scores[i, j]) for j, name in enumerate(layers)},
                 "p_values": {name: float(rep.p_values[i, j]) for j, name in enumerate(layers)},
             })
-    return {"label": label, "alpha": alpha, "layers": layers, "inputs": rows}
+    rep = reports[0]
+    return {"label": label, "alpha": alpha, "layers": layers, "stages": rep.stages,
+            "n_calibration": rep.n_calibration, "min_p_value": 1 / (rep.n_calibration + 1),
+            "inputs": rows}
 
 
 def drift_data(model_run: str, *, store: str | None = None, recipe: str | None = None,

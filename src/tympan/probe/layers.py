@@ -86,17 +86,33 @@ def as_batch_time_channels(x: torch.Tensor, dim: int) -> torch.Tensor:
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
-def kept_frames(lengths: torch.Tensor, total: int, batch: int, steps: int) -> list[int] | None:
-    """Per input, how many of a layer's ``steps`` frames are real, or None when all are.
+def valid_frames(lengths: torch.Tensor, total: int, steps: int) -> torch.Tensor:
+    """Per input, how many of a layer's ``steps`` frames are real (at least 1, at most
+    ``steps``): the rest is padding.
 
-    ``lengths``: per input, in input frames, of a batch padded to ``total`` frames (on the
-    CPU). A layer whose time axis has ``steps`` frames keeps the first
-    ``ceil(length * steps / total)`` frames of each input; the rest is padding.
+    ``lengths``: per input, in input frames, of a batch padded to ``total`` frames. A layer
+    that strides time by a whole factor ``s`` (``steps == ceil(total / s)``: a strided
+    convolution with "same" padding, a pooling) makes ``ceil(length / s)`` frames of an input
+    of ``length`` frames, exactly as many as it makes of that input alone; any other layer
+    keeps ``ceil(length * steps / total)``. (The plain ratio over-counts by one frame when
+    ``total`` is odd: 50 frames padded to 101 give 26 frames of 51 by the ratio, 25 alone.)
     """
+    lengths = lengths.to("cpu", torch.long)
+    stride = max(1, round(total / steps))
+    if -(-total // stride) == steps:
+        keep = (lengths + stride - 1) // stride
+    else:
+        keep = (lengths * steps + total - 1) // total
+    return keep.clamp(1, steps)
+
+
+def kept_frames(lengths: torch.Tensor, total: int, batch: int, steps: int) -> list[int] | None:
+    """Per input, how many of a layer's ``steps`` frames are real (``valid_frames``), or
+    None when all are. ``lengths``: per input, in input frames (on the CPU)."""
     if lengths.shape[0] != batch:
         raise InvalidInputError(f"lengths has {lengths.shape[0]} entries but a layer output "
                                 f"has batch size {batch} (outputs must be batch-first)")
-    keep = [min(steps, (n * steps + total - 1) // total) for n in lengths.tolist()]
+    keep = valid_frames(lengths, total, steps).tolist()
     return None if min(keep) >= steps else keep
 
 

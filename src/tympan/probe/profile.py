@@ -8,28 +8,26 @@ the reference inputs (seeded) into a fit part and a calibration part, and per la
 - channel statistics (input-weighted mean and standard deviation of each channel);
 - the calibration scores: the detector's distance of each held-out calibration input.
 
-``Profile.score(model, batch)`` gives each input its per-layer distances, per-layer conformal
-p-values ``(1 + #{calibration scores >= s}) / (n_cal + 1)``, one combined p-value, the
-step-down adjusted per-layer p-values, and the first layer (in forward order) whose adjusted
-p-value is <= alpha.
+- with an output head (the module giving the logits), the scale of the model's own output
+  scores (energy, MSP, CTC blank ratio) on the fit part;
+- the combined statistic of each calibration input (``combine.py``).
 
-The combined p-value is a *joint conformal min-p*: the statistic is the smallest per-layer
-conformal p-value, ranked against the same statistic of each calibration input, computed
-among the calibration inputs plus the test input. The statistic is a symmetric function of
-the n_cal + 1 points, so the p-value is exactly valid when the input comes from the reference
-distribution (P(p <= alpha) <= alpha) whatever the dependence between layers, and it reaches
-1 / (n_cal + 1) where Bonferroni would stop at layers / (n_cal + 1).
+``Profile.score(model, batch)`` gives each input its per-layer distances and calibrated z
+(``combine.py``), its output scores, one **combined anomaly score** (the largest z of any
+layer or output score: continuous, for ranking and for saying how extreme an input is), its
+conformal p-value ``(1 + #{calibration statistics >= s}) / (n_cal + 1)`` (exactly valid:
+everything the statistic uses is fixed before the calibration inputs are scored), and the
+stage where the divergence enters (the largest rise of the z profile).
 
-Localisation is Westfall and Young's step-down min-P over layers with the same conformal
-calibration: layers sorted by p-value, the k-th is tested with the joint min-p over the
-layers from the k-th on, and adjusted p-values are made monotone. That controls the
-family-wise error over layers and, unlike Holm, accounts for the layers' dependence: its
-first step *is* the combined p-value, so every input flagged at alpha has a first divergent
-layer. Holm's adjustment is still reported (``holm``), for comparison.
+Per layer it also reports conformal p-values, their Holm adjustment and Westfall and Young's
+step-down min-P adjustment (``pvalues.py``), whose first significant layer in forward order
+is ``first_divergent_layer``: the earliest layer that is out of distribution with
+family-wise error control. With a small calibration set several layers sit at the p-value
+floor and the earliest wins, which is why ``entry_layer`` (the largest z rise) is what the
+CLI and the UI show.
 
-``AnomalyReport.anomaly_score`` orders inputs for ranking (AUROC): by the combined p-value,
-ties (e.g. at the floor 1 / (n_cal + 1)) broken by the largest per-layer distance in units of
-that layer's calibration scores (``(s - mean) / std``).
+The smallest p-value is 1 / (n_cal + 1): asking for an alpha below it is an error, since
+nothing could ever be flagged.
 """
 
 from __future__ import annotations
@@ -45,11 +43,20 @@ import numpy as np
 from torch import nn
 
 from tympan.errors import InvalidInputError
+from tympan.probe.combine import (
+    OUTPUT_STAGE,
+    OutputProfile,
+    combined,
+    entry_stages,
+    out_of_fold,
+    stage_profile,
+)
 from tympan.probe.detectors import LayerDetector, detector_class
-from tympan.probe.features import collect, require_finite
+from tympan.probe.features import OUTPUT_KEY, OutputHead, collect, require_finite
+from tympan.probe.pvalues import conformal_p, holm, step_down_min_p
 from tympan.records.probe import PROFILE
 
-FORMAT = "tympan.probe.profile/2"
+FORMAT = "tympan.probe.profile/3"
 POOLINGS = ("mean+std", "mean")
 _CHUNK = 256  # inputs scored at a time: the step-down works on (chunk, layers, n_cal) arrays
 
@@ -66,6 +73,8 @@ class LayerProfile:
     channel_mean: np.ndarray  # (channels,) mean activation of each channel
     channel_std: np.ndarray  # (channels,) standard deviation of each channel
     calibration: np.ndarray  # (n_cal,) detector distances of the calibration inputs
+    z_mean: float = 0.0  # mean of the out-of-fold distances of the fit inputs
+    z_std: float = 1.0  # their standard deviation: z = (distance - z_mean) / z_std
 
     @property
     def dims(self) -> int:
@@ -84,64 +93,44 @@ class LayerProfile:
 
 
 def _fit_layer(name: str, module: str, fit: np.ndarray, cal: np.ndarray, pooling: str,
-               kind: str, options: Mapping[str, Any]) -> LayerProfile:
+               kind: str, options: Mapping[str, Any], seed: int) -> LayerProfile:
     c = fit.shape[1] // 2
     used = fit if pooling == "mean+std" else fit[:, :c]
     means, stds = fit[:, :c], fit[:, c:]
     channel_std = np.sqrt((stds**2).mean(0) + means.var(0))  # total variance over inputs
-    layer = LayerProfile(name, module, c, pooling, detector_class(kind).fit(used, **options),
-                         means.mean(0), channel_std, np.empty(0))
+    det = detector_class(kind)
+    z_mean, z_std = out_of_fold(lambda a, b: det.fit(a, **options).distance(b), used, seed)
+    layer = LayerProfile(name, module, c, pooling, det.fit(used, **options),
+                         means.mean(0), channel_std, np.empty(0), z_mean, z_std)
     layer.calibration = layer.distance(cal)
     return layer
 
 
-def _holm(p: np.ndarray) -> np.ndarray:
-    """Holm-adjusted p-values along the last axis."""
-    m = p.shape[-1]
-    order = np.argsort(p, axis=-1, kind="stable")
-    ranked = np.take_along_axis(p, order, -1) * (m - np.arange(m))
-    ranked = np.minimum(np.maximum.accumulate(ranked, axis=-1), 1.0)
-    out = np.empty_like(ranked)
-    np.put_along_axis(out, order, ranked, -1)
-    return out
-
-
-def _step_down_min_p(p_ranks: np.ndarray, cal_ranks: np.ndarray) -> np.ndarray:
-    """Westfall-Young step-down min-P adjusted p-values, conformal version.
-
-    ``p_ranks`` (n, L): each test input's per-layer rank among calibration + itself, i.e.
-    ``1 + #{calibration scores >= its score}``; ``cal_ranks`` (n, L, n_cal): each calibration
-    input's per-layer rank among the calibration inputs plus that test input. Layer subsets
-    S_k = the layers from the test's k-th smallest p-value on; the adjusted p of the k-th is
-    the max over j <= k of (1 + #{calibration i: min over S_j of its rank <= the test's})
-    / (n_cal + 1).
-    """
-    n_cal = cal_ranks.shape[-1]
-    order = np.argsort(p_ranks, axis=1, kind="stable")  # smallest p (rank) first
-    sorted_ranks = np.take_along_axis(p_ranks, order, 1)
-    cal_sorted = np.take_along_axis(cal_ranks, order[:, :, None], 1)
-    tail_min = np.minimum.accumulate(cal_sorted[:, ::-1], axis=1)[:, ::-1]  # min over S_k
-    adjusted = (1 + (tail_min <= sorted_ranks[:, :, None]).sum(-1)) / (n_cal + 1)
-    adjusted = np.maximum.accumulate(adjusted, axis=1)
-    out = np.empty_like(adjusted)
-    np.put_along_axis(out, order, adjusted, 1)
-    return out
-
-
 @dataclass
 class AnomalyReport:
-    """Per-input anomaly scores. Arrays are indexed [input] or [input, layer]."""
+    """Per-input anomaly scores. Arrays are indexed [input], [input, layer] or
+    [input, stage] (stages: the layers, then ``"output"`` when the profile has a head)."""
 
     layers: list[str]  # forward order
     scores: np.ndarray  # (n, layers) detector distance to the reference
     p_values: np.ndarray  # (n, layers) per-layer conformal p-values
     holm: np.ndarray  # (n, layers) Holm-adjusted per-layer p-values (for comparison)
-    p_value: np.ndarray  # (n,) combined anomaly p-value (joint conformal min-p)
-    alpha: float  # level first_divergent_layer was named at
+    p_value: np.ndarray  # (n,) conformal p-value of the combined anomaly score
+    alpha: float  # level first_divergent_layer and entry_layer were named at
     first_divergent_layer: list[str | None] = field(default_factory=list)
     adjusted: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (n, layers)
-    # step-down min-P adjusted per-layer p-values; adjusted.min(1) == p_value
-    anomaly_score: np.ndarray = field(default_factory=lambda: np.empty(0))  # (n,) ranking
+    # step-down min-P adjusted per-layer p-values
+    anomaly_score: np.ndarray = field(default_factory=lambda: np.empty(0))  # (n,) combined
+    # statistic: the largest calibrated z of any layer or output score
+    z: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (n, layers) calibrated
+    output_names: list[str] = field(default_factory=list)  # energy, msp, blank_ratio
+    outputs: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (n, k) raw
+    output_z: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (n, k)
+    stages: list[str] = field(default_factory=list)  # layers (+ "output")
+    profile: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))  # (n, stages) z
+    entry: np.ndarray = field(default_factory=lambda: np.empty(0, int))  # (n,) stage index
+    entry_layer: list[str | None] = field(default_factory=list)  # flagged inputs' entry
+    n_calibration: int = 0
 
     def __len__(self) -> int:
         return len(self.p_value)
@@ -155,20 +144,28 @@ class AnomalyReport:
         sig = self.adjusted <= (self.alpha if alpha is None else alpha)
         return [self.layers[int(np.argmax(row))] if row.any() else None for row in sig]
 
+    def entry_layers(self, alpha: float | None = None) -> list[str | None]:
+        """Per input flagged at alpha, the stage where its divergence enters; None if not
+        flagged."""
+        return [self.stages[int(e)] if f else None
+                for e, f in zip(self.entry, self.flagged(alpha), strict=True)]
+
 
 class Profile:
     """A fitted reference profile: one ``LayerProfile`` per watched layer, in forward order."""
 
-    def __init__(self, layers: list[LayerProfile], meta: dict[str, Any]) -> None:
+    def __init__(self, layers: list[LayerProfile], meta: dict[str, Any],
+                 output: OutputProfile | None = None,
+                 output_calibration: np.ndarray | None = None) -> None:
         self.layers = layers
         self.meta = meta
+        self.output = output
         cal = np.stack([lay.calibration for lay in layers])  # (L, n_cal)
         # Calibration ranks per layer: #{calibration scores >= own score}, own included.
         self._cal_ranks = np.stack([_ranks_ge(c) for c in cal])
-        finite = np.where(np.isfinite(cal), cal, np.nan)
-        self._cal_mean = np.nanmean(finite, axis=1)
-        std = np.nanstd(finite, axis=1)
-        self._cal_std = np.where(std > 0, std, 1.0)
+        self.output_calibration = output_calibration  # (n_cal, 3) raw output scores
+        z_out = None if output is None else output.z(output_calibration)
+        self.calibration = combined(self._z(cal.T), z_out)  # (n_cal,) combined statistics
 
     @property
     def layer_names(self) -> list[str]:
@@ -182,10 +179,37 @@ class Profile:
     def detector(self) -> str:
         return str(self.meta["detector"])
 
+    @property
+    def min_alpha(self) -> float:
+        """The smallest p-value this profile can give: 1 / (n_calibration + 1)."""
+        return 1.0 / (self.n_calibration + 1)
+
+    @property
+    def stages(self) -> list[str]:
+        """The z profile's stages: the layers, then ``"output"`` with an output head."""
+        return self.layer_names + ([OUTPUT_STAGE] if self.output is not None else [])
+
+    def check_alpha(self, alpha: float) -> None:
+        """Raise unless this profile can flag at ``alpha``."""
+        _check_alpha(alpha)
+        if alpha < self.min_alpha:
+            n = self.n_calibration
+            raise InvalidInputError(
+                f"alpha {alpha:g} is below 1/(n_cal + 1) = {self.min_alpha:.4g}, the smallest "
+                f"p-value of a profile calibrated on {n} inputs: nothing could be flagged. Use "
+                f"alpha >= {self.min_alpha:.4g}, or refit with at least "
+                f"{int(np.ceil(1 / alpha)) - 1} calibration inputs")
+
+    def _z(self, scores: np.ndarray) -> np.ndarray:
+        mean = np.array([lay.z_mean for lay in self.layers])
+        std = np.array([lay.z_std for lay in self.layers])
+        return (scores - mean) / std
+
     def __repr__(self) -> str:
-        return (f"Profile({len(self.layers)} layers, {self.detector} on {self.meta['pooling']}"
-                f" features, {self.meta['n_fit']} fit + {self.n_calibration} calibration "
-                f"inputs)")
+        head = "" if self.output is None else f", output head {self.output.head.layer!r}"
+        return (f"Profile({len(self.layers)} layers{head}, {self.detector} on "
+                f"{self.meta['pooling']} features, {self.meta['n_fit']} fit + "
+                f"{self.n_calibration} calibration inputs)")
 
     # -- scoring ----------------------------------------------------------------------------
 
@@ -202,18 +226,26 @@ class Profile:
                 raise InvalidInputError(f"layer {lay.name!r} is a {kind} in this model but a "
                                         f"{lay.module} in the profile: another architecture")
 
-    def score(self, model: nn.Module, batch: Any, alpha: float = 0.01) -> AnomalyReport:
+    def score(self, model: nn.Module, batch: Any, alpha: float = 0.01,
+              padding: str = "split") -> AnomalyReport:
         """Score the inputs of ``batch`` (x or (x, lengths); an iterable of batches works
-        too; one input is a batch of one) against the reference profile."""
-        _check_alpha(alpha)
+        too; one input is a batch of one) against the reference profile. ``padding="split"``
+        runs inputs of different lengths apart, so that no score depends on the batch (see
+        ``features.py``)."""
+        self.check_alpha(alpha)
         self.check_model(model)
-        _, feats = collect(model, batch, self.layer_names)
+        head = None if self.output is None else self.output.head
+        _, feats = collect(model, batch, self.layer_names, head=head, padding=padding)
         return self.score_features(feats, alpha)
 
     def score_features(self, feats: Mapping[str, np.ndarray],
                        alpha: float = 0.01) -> AnomalyReport:
-        """Score pooled features ``{layer: (n, 2 * channels)}`` (from ``features.collect``)."""
-        _check_alpha(alpha)
+        """Score pooled features ``{layer: (n, 2 * channels)}`` (from ``features.collect``;
+        with an output head, its scores under ``OUTPUT_KEY``)."""
+        self.check_alpha(alpha)
+        if self.output is not None and OUTPUT_KEY not in feats:
+            raise InvalidInputError(f"no output scores ({OUTPUT_KEY!r}) for this profile's "
+                                    f"output head {self.output.head.layer!r}")
         for lay in self.layers:
             if lay.name not in feats:
                 raise InvalidInputError(f"no features for layer {lay.name!r}")
@@ -222,9 +254,11 @@ class Profile:
                     f"layer {lay.name!r} has {feats[lay.name].shape[-1] // 2} channels but "
                     f"{lay.channels} in the profile: another architecture")
         scores = np.stack([lay.distance(feats[lay.name]) for lay in self.layers], axis=1)
-        return self._report(scores, alpha)
+        raw = None if self.output is None else np.asarray(feats[OUTPUT_KEY], float)
+        return self._report(scores, raw, alpha)
 
-    def _report(self, scores: np.ndarray, alpha: float) -> AnomalyReport:
+    def _report(self, scores: np.ndarray, raw: np.ndarray | None,
+                alpha: float) -> AnomalyReport:
         n_cal = self.n_calibration
         cal = np.stack([lay.calibration for lay in self.layers])  # (L, n_cal)
         test_ranks = np.empty(scores.shape, dtype=np.int64)
@@ -236,15 +270,24 @@ class Profile:
             test_ranks[i:i + _CHUNK] = ranks
             # Among calibration + test, a calibration input's rank gains one where the test
             # score is >= its own.
-            adjusted[i:i + _CHUNK] = _step_down_min_p(ranks, self._cal_ranks[None] + le)
+            adjusted[i:i + _CHUNK] = step_down_min_p(ranks, self._cal_ranks[None] + le)
         p_values = test_ranks / (n_cal + 1)
-        p_value = adjusted.min(axis=1)
-        z = (scores - self._cal_mean) / self._cal_std
-        tie_break = 1.0 / (1.0 + np.exp(-np.clip(z.max(axis=1), -50, 50)))
-        anomaly_score = (n_cal + 1) * (1.0 - p_value) + tie_break
-        report = AnomalyReport(self.layer_names, scores, p_values, _holm(p_values), p_value,
-                               alpha, adjusted=adjusted, anomaly_score=anomaly_score)
+        z = self._z(scores)
+        z = np.where(np.isnan(z), np.inf, z)
+        z_out = None if self.output is None else self.output.z(raw)
+        statistic = combined(z, z_out)
+        stages = stage_profile(z, z_out)
+        report = AnomalyReport(
+            self.layer_names, scores, p_values, holm(p_values),
+            conformal_p(statistic, self.calibration), alpha, adjusted=adjusted,
+            anomaly_score=statistic, z=z,
+            output_names=[] if self.output is None else list(self.output.names),
+            outputs=np.empty((len(z), 0)) if raw is None else raw,
+            output_z=np.empty((len(z), 0)) if z_out is None else z_out,
+            stages=self.stages, profile=stages, entry=entry_stages(stages),
+            n_calibration=n_cal)
         report.first_divergent_layer = report.divergent_layers(alpha)
+        report.entry_layer = report.entry_layers(alpha)
         return report
 
     # -- storage ----------------------------------------------------------------------------
@@ -256,12 +299,16 @@ class Profile:
         layers_meta = []
         for i, lay in enumerate(self.layers):
             layers_meta.append({"name": lay.name, "module": lay.module,
-                                "channels": lay.channels, "detector": lay.detector.options()})
+                                "channels": lay.channels, "detector": lay.detector.options(),
+                                "z_mean": lay.z_mean, "z_std": lay.z_std})
             for key in ("channel_mean", "channel_std", "calibration"):
                 arrays[f"{i}.{key}"] = getattr(lay, key)
             for key, value in lay.detector.arrays().items():
                 arrays[f"{i}.detector.{key}"] = value
-        meta = {**self.meta, "format": FORMAT, "layers": layers_meta}
+        meta = {**self.meta, "format": FORMAT, "layers": layers_meta,
+                "output": None if self.output is None else self.output.to_json()}
+        if self.output is not None:
+            arrays["output.calibration"] = self.output_calibration
         arrays["meta"] = np.array(json.dumps(meta))
         buf = io.BytesIO()
         np.savez(buf, **arrays)
@@ -301,9 +348,12 @@ class Profile:
             layers.append(LayerProfile(
                 lm["name"], lm["module"], int(lm["channels"]), meta["pooling"], det,
                 arrays[f"{i}.channel_mean"], arrays[f"{i}.channel_std"],
-                arrays[f"{i}.calibration"]))
+                arrays[f"{i}.calibration"], float(lm["z_mean"]), float(lm["z_std"])))
         meta.pop("format")
-        return cls(layers, meta)
+        output = meta.pop("output", None)
+        if output is None:
+            return cls(layers, meta)
+        return cls(layers, meta, OutputProfile.from_json(output), arrays["output.calibration"])
 
     def log(self, run: Any, name: str = PROFILE) -> None:
         """Log the profile to a tympan run as the artifact ``probe/profile.npz``."""
@@ -321,7 +371,7 @@ def _check_alpha(alpha: float) -> None:
 
 
 def _check_settings(calibration: float, pooling: str, detector: str) -> None:
-    if not 0 < calibration < 1:
+    if isinstance(calibration, float | int) and not 0 < calibration < 1:
         raise InvalidInputError(f"calibration must be a fraction in (0, 1), got {calibration}")
     if pooling not in POOLINGS:
         raise InvalidInputError(f"pooling must be one of {', '.join(POOLINGS)}, got "
@@ -335,46 +385,81 @@ def _ranks_ge(values: np.ndarray) -> np.ndarray:
 
 
 def fit(model: nn.Module, reference_loader: Any, layers: str | list[str] = "auto",
-        calibration: float = 0.3, seed: int = 0, max_inputs: int | None = 5000,
+        calibration: float | Any = 0.3, seed: int = 0, max_inputs: int | None = 5000,
         detector: str = "mahalanobis", pooling: str = "mean+std",
-        detector_options: Mapping[str, Any] | None = None) -> Profile:
+        detector_options: Mapping[str, Any] | None = None, head: OutputHead | None = None,
+        padding: str = "split") -> Profile:
     """Fit a reference profile of ``model``'s layers on ``reference_loader`` (batches of x or
     (x, lengths)), holding out a seeded ``calibration`` fraction of the inputs to calibrate
-    p-values. ``detector``: ``"mahalanobis"`` or ``"knn"`` (``detector_options`` such as
-    ``{"k": 5, "metric": "cosine"}``); ``pooling``: ``"mean+std"`` or ``"mean"``."""
-    _check_settings(calibration, pooling, detector)
-    names, feats = collect(model, reference_loader, layers, max_inputs)
+    p-values, or calibrating on other data: ``calibration`` may be a loader (held-out inputs
+    of the distribution to accept; then every reference input is used to fit).
+    ``detector``: ``"mahalanobis"`` or ``"knn"`` (``detector_options`` such as
+    ``{"k": 5, "metric": "cosine"}``); ``pooling``: ``"mean+std"`` or ``"mean"``; ``head``:
+    the module whose output is the model's logits (and its CTC blank), to combine the
+    model's own output scores with the layers'."""
+    _check_settings(calibration if isinstance(calibration, float | int) else 0.5, pooling,
+                    detector)
+    names, feats = collect(model, reference_loader, layers, max_inputs, head, padding)
+    cal_feats = None
+    if not isinstance(calibration, float | int):
+        _, cal_feats = collect(model, calibration, names, max_inputs, head, padding)
     modules = dict(model.named_modules())
     return fit_features(feats, {n: type(modules[n]).__name__ for n in names},
-                        calibration=calibration, seed=seed, detector=detector,
-                        pooling=pooling, detector_options=detector_options,
-                        model=type(model).__name__)
+                        calibration=calibration if cal_feats is None else cal_feats,
+                        seed=seed, detector=detector, pooling=pooling,
+                        detector_options=detector_options, model=type(model).__name__,
+                        head=head)
 
 
 def fit_features(feats: Mapping[str, np.ndarray], modules: Mapping[str, str],
-                 calibration: float = 0.3, seed: int = 0, detector: str = "mahalanobis",
-                 pooling: str = "mean+std", detector_options: Mapping[str, Any] | None = None,
-                 model: str = "") -> Profile:
+                 calibration: float | Mapping[str, np.ndarray] = 0.3, seed: int = 0,
+                 detector: str = "mahalanobis", pooling: str = "mean+std",
+                 detector_options: Mapping[str, Any] | None = None, model: str = "",
+                 head: OutputHead | None = None) -> Profile:
     """``fit`` on pooled features already collected: ``feats`` {layer: (n, 2 * channels)} in
-    forward order, ``modules`` {layer: module class name}."""
-    _check_settings(calibration, pooling, detector)
+    forward order (with a ``head``, its scores under ``OUTPUT_KEY``), ``modules`` {layer:
+    module class name}; ``calibration`` a fraction to hold out, or the calibration inputs'
+    features."""
+    fraction = calibration if isinstance(calibration, float | int) else None
+    _check_settings(0.5 if fraction is None else fraction, pooling, detector)
     options = dict(detector_options or {})
     require_finite(dict(feats), "the reference data")
-    names = list(feats)
-    n = len(feats[names[0]])
-    n_cal = round(n * calibration)
-    n_fit = n - n_cal
+    names = [n for n in feats if n != OUTPUT_KEY]
+    if head is not None and OUTPUT_KEY not in feats:
+        raise InvalidInputError(f"no output scores ({OUTPUT_KEY!r}) in the features: collect "
+                                f"them with head={head!r}")
+    if fraction is None:
+        require_finite(dict(calibration), "the calibration data")
+        fit_part = dict(feats)
+        cal_part = {n: np.asarray(calibration[n]) for n in feats}
+        n_fit, n_cal = len(feats[names[0]]), len(cal_part[names[0]])
+    else:
+        n = len(feats[names[0]])
+        n_cal = round(n * fraction)
+        n_fit = n - n_cal
+        order = np.random.default_rng(seed).permutation(n)
+        fit_idx, cal_idx = np.sort(order[n_cal:]), np.sort(order[:n_cal])
+        fit_part = {k: v[fit_idx] for k, v in feats.items()}
+        cal_part = {k: v[cal_idx] for k, v in feats.items()}
     if n_cal < 10 or n_fit < 10:
-        raise InvalidInputError(f"{n} reference inputs give {n_fit} to fit and {n_cal} to "
-                                f"calibrate; give at least 10 of each (a few hundred "
-                                f"calibration inputs are needed to flag at alpha=0.01)")
-    order = np.random.default_rng(seed).permutation(n)
-    fit_idx, cal_idx = np.sort(order[n_cal:]), np.sort(order[:n_cal])
-    layer_profiles = [_fit_layer(name, modules[name], feats[name][fit_idx],
-                                 feats[name][cal_idx], pooling, detector, options)
-                      for name in names]
-    meta = {"n_fit": n_fit, "n_calibration": n_cal, "seed": seed, "calibration": calibration,
+        raise InvalidInputError(f"{n_fit} inputs to fit and {n_cal} to calibrate; give at least "
+                                f"10 of each ({_CAL_HINT})")
+    layer_profiles = [_fit_layer(name, modules[name], fit_part[name], cal_part[name], pooling,
+                                 detector, options, seed) for name in names]
+    output = output_cal = None
+    if head is not None:
+        if not np.isfinite(fit_part[OUTPUT_KEY][:, :2]).all():
+            raise InvalidInputError("the output head gave non-finite logits on the reference "
+                                    "data; the model or these inputs are broken")
+        output = OutputProfile.fit(head, fit_part[OUTPUT_KEY])
+        output_cal = cal_part[OUTPUT_KEY]
+    meta = {"n_fit": n_fit, "n_calibration": n_cal, "seed": seed,
+            "calibration": fraction if fraction is not None else "separate data",
             "model": model, "detector": detector, "detector_options": options,
-            "pooling": pooling, "combination": "joint-conformal-min-p",
-            "localisation": "step-down-min-p"}
-    return Profile(layer_profiles, meta)
+            "pooling": pooling, "combination": "max-calibrated-z",
+            "localisation": "largest-z-rise"}
+    return Profile(layer_profiles, meta, output, output_cal)
+
+
+_CAL_HINT = ("flagging at alpha needs at least 1/alpha - 1 calibration inputs: 99 for "
+             "alpha = 0.01, 19 for 0.05, and a few hundred to check it")

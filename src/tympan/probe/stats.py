@@ -136,6 +136,12 @@ class LayerStats:
         if not (x.device.type == "cpu" and self._centred and self._fast(x, dim, scratch, owned)):
             self._general(x, dim, dims)
 
+    def add_non_finite(self, x: torch.Tensor) -> None:
+        """Count the NaN and Inf values of ``x`` (a batch's real frames) and nothing else:
+        a batch of a step whose other statistics are not taken (see ``attach(stats_every)``)."""
+        self.nan += torch.isnan(x).sum()
+        self.inf += torch.isinf(x).sum()
+
     def _fast(self, x: torch.Tensor, dim: int, scratch: Scratch | None, owned: bool) -> bool:
         """CPU, finite values (else returns False, having changed nothing): reading a scalar
         back is free there, so cheap checks decide which passes are needed. Works in the

@@ -12,11 +12,11 @@ if TYPE_CHECKING:
 
 
 def load_run(run: str, store: str | os.PathLike[str] | None = None) -> RunRecord:
-    """A stored run by id, id prefix or unique name."""
-    from tympan.records.record import get_run
-    from tympan.track.stores import shared_store
+    """A stored run by id, id prefix, unique name or ``models:/`` URI; ``store`` (default
+    TYMPAN_STORE) may be a tympan server's URL, read with TYMPAN_TOKEN."""
+    from tympan.records.source import shared_source
 
-    return get_run(shared_store(store), run)
+    return shared_source(store).run(run)
 
 
 def find_runs(
@@ -28,6 +28,7 @@ def find_runs(
     where: Mapping[str, object] | Sequence[str] | str | None = None,
     text: str | None = None,
     study: str | None = None,
+    archived: str = "hide",
     sort: str | None = None,
     descending: bool = False,
     limit: int | None = None,
@@ -35,16 +36,19 @@ def find_runs(
     """Stored runs matching every filter, newest first unless ``sort`` says otherwise.
 
     ``where`` is ``{"model.encoder": "gru"}`` (dotted config keys; values compared as text,
-    numbers as numbers) or conditions as text; ``text`` is a substring of the run's name or
-    id; ``sort`` is a metric (``KEY``, ``KEY.min``, ``KEY.max``, ``KEY.count``), a run field
-    (``started_at``, ``name``, ``duration``...) or ``config:KEY``. Runs without the sort's
-    value come last. The same query as ``tympan runs`` and ``GET /api/runs``.
+    numbers as numbers) or the query language of docs/query.md, one text or several that
+    must all hold (``"test/wer.min < 0.1 and encoder in (conv, gru)"``); ``text`` is a
+    substring of the run's name or id; ``sort`` is a metric (``KEY``, ``KEY.min``,
+    ``KEY.max``, ``KEY.count``), a config key, a run field (``started_at``, ``name``,
+    ``duration``...), or ``config:KEY`` / ``metric:KEY``. Runs without the sort's value come
+    last. Archived runs are left out unless ``archived`` is "include" (or "only"). A key
+    no run in scope has is an error naming the nearest ones. The same query as
+    ``tympan runs`` and ``GET /api/runs``; ``store`` may be a tympan server's URL.
     """
     from tympan.records.query import RunQuery
-    from tympan.records.table import find_runs as run_query
-    from tympan.track.stores import shared_store
+    from tympan.records.source import shared_source
 
     query = RunQuery.from_options(
         project=project, status=status, tags=tags, where=where, text=text, study=study,
-        sort=sort, descending=descending, limit=limit)
-    return run_query(shared_store(store), query)
+        archived=archived, sort=sort, descending=descending, limit=limit)
+    return shared_source(store).find_runs(query)

@@ -17,13 +17,14 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, fields, is_dataclass
-from typing import Any, Literal, TextIO
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from tympan.errors import InvalidInputError
 from tympan.records.record import RunRecord
 from tympan.store.summaries import Summary
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = [
     "FORMATS",
@@ -113,6 +114,8 @@ def _float(value: float) -> float | str:
 
 
 def _floats(array: np.ndarray) -> list[float | str]:
+    import numpy as np  # the series are numpy arrays: it is loaded already
+
     values = array.tolist()
     return values if np.isfinite(array).all() else [_float(v) for v in values]
 

@@ -11,9 +11,12 @@ from typing import Any
 
 from tympan.errors import InvalidInputError
 from tympan.records.query import RunFilter, split_metric_key
-from tympan.records.table import TableRun, matching_runs, order_key
+from tympan.records.resolve import resolve_filter
+from tympan.records.scope import scope_keys
+from tympan.records.table import ids_by_name, order_key
 from tympan.store import Store, projects
 from tympan.store import run_table as table
+from tympan.track import liveness
 
 __all__ = ["GroupMember", "RunGroup", "RunGroups", "group_runs", "mean_interval"]
 
@@ -32,7 +35,8 @@ class GroupMember:
 @dataclass
 class RunGroup:
     values: dict[str, Any]  # config key -> the group's value (None: the runs lack the key)
-    members: list[GroupMember]
+    members: list[GroupMember]  # by seed; the first ``members`` of them if group_runs was asked
+    size: int = 0  # runs in the group
     n: int = 0  # members with a finite metric value
     mean: float | None = None
     std: float | None = None  # sample standard deviation (n - 1)
@@ -56,14 +60,21 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95
     degrees of freedom. std, low and high are None below 2 values, mean too at 0."""
     finite = [float(v) for v in values if v is not None and math.isfinite(v)]
     n = len(finite)
-    if n == 0:
+    mean = math.fsum(finite) / n if n else None
+    squares = math.fsum((v - mean) ** 2 for v in finite) if mean is not None else None
+    return _interval(n, mean, squares, confidence)
+
+
+def _interval(n: int, mean: float | None, squares: float | None, confidence: float
+              ) -> tuple[int, float | None, float | None, float | None, float | None]:
+    """mean_interval's answer from n, the mean and the sum of squared deviations."""
+    if n == 0 or mean is None:
         return 0, None, None, None, None
-    mean = math.fsum(finite) / n
-    if n < 2:
+    if n < 2 or squares is None:
         return n, mean, None, None, None
     from scipy.stats import t
 
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (n - 1))
+    std = math.sqrt(max(squares, 0.0) / (n - 1))
     half = float(t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return n, mean, std, mean - half, mean + half
 
@@ -75,6 +86,7 @@ def group_runs(
     metric: str | None = None,
     confidence: float = 0.95,
     descending: bool = False,
+    members: int | None = None,
 ) -> RunGroups:
     """The runs matching ``filters`` grouped by the config keys ``by`` (see module docstring).
 
@@ -90,56 +102,94 @@ def group_runs(
     if summary is not None and summary not in GROUP_SUMMARIES:
         raise InvalidInputError(f"group on {metric!r}: the summary must be one of "
                                 f"{', '.join(GROUP_SUMMARIES)}")
-    selected = matching_runs(store, filters)
-    column: dict[str, float | None] = {}
-    if key is not None and summary is not None and selected:
-        with store.read() as conn:
-            ids = None
-            if filters.project is not None:
-                ids = [i for i, n in projects.names(conn).items() if n == filters.project]
-            column = table.summary_column(conn, key, summary, ids)
-    buckets: dict[tuple, RunGroup] = {}
-    for run in sorted(selected, key=_member_order):
-        values = {k: run.config.get(k) for k in by}
-        ident = tuple(_hashable(v) for v in values.values())
-        group = buckets.get(ident)
-        if group is None:
-            group = buckets[ident] = RunGroup(values=values, members=[])
-        value = column.get(run.id)
-        finite = value is not None and math.isfinite(value)
-        group.members.append(GroupMember(run.id, run.name, run_seed(run), run.status,
-                                         float(value) if finite else None))
-    groups = list(buckets.values())
-    for group in groups:
+    with store.read() as conn:
+        names = projects.names(conn)
+        ids = None if filters.project is None else ids_by_name(names).get(filters.project, [])
+        liveness.reconcile(store, table.running_rows(conn, ids))
+    with store.read() as conn:
+        keys = scope_keys(store, conn, ids, filters.study)
+        tests = resolve_filter(filters, keys, ids_by_name(names))
+        configs = [keys.name(k, f"group by {k!r}") for k in by] if ids != [] else []
+        if any(kind != "config" for kind, _, _ in configs):
+            bad = next(k for k, (kind, _, _) in zip(by, configs, strict=True)
+                       if kind != "config")
+            raise InvalidInputError(f"group by {bad!r}: {bad} is a metric; group by config "
+                                    "keys and give the metric as metric=KEY")
+        if key is not None and summary is not None and ids != []:
+            key = keys.name(f"metric:{key}.{summary}", f"group on {metric!r}")[1]
+        by = [name for _, name, _ in configs] or by
+        rows = [] if ids == [] else table.group_rows(
+            conn, by, project_ids=ids, study_id=filters.study, tests=tests,
+            metric=(key, summary) if key is not None and summary is not None else None,
+            members=members)
+    groups = []
+    for pool in _pools(rows, len(by)):
+        group = RunGroup(values=dict(zip(by, pool.values, strict=True)),
+                         members=[m for _, m in sorted(pool.members, key=lambda o: o[0])],
+                         size=pool.size)
         if key is not None:
             (group.n, group.mean, group.std, group.low,
-             group.high) = mean_interval([m.value for m in group.members], confidence)
+             group.high) = _interval(pool.n, pool.mean, pool.squares, confidence)
+        if members is not None:
+            del group.members[members:]
+        groups.append(group)
     groups.sort(key=lambda g: tuple(_value_order(g.values[k]) for k in by))
     if key is not None:
         with_mean = [g for g in groups if g.mean is not None]
         with_mean.sort(key=lambda g: g.mean, reverse=descending)  # stable: ties by values
         groups = with_mean + [g for g in groups if g.mean is None]
     return RunGroups(by=by, metric=key, summary=summary, confidence=confidence,
-                     total=len(selected), groups=groups)
+                     total=sum(g.size for g in groups), groups=groups)
+
+
+@dataclass
+class _Pool:
+    """A group as the database counted it, pooled with any whose values are equal in Python
+    but spelled apart in JSON (1e-3 and 0.001): the database groups by the JSON text."""
+
+    values: list[Any]
+    size: int = 0
+    n: int = 0
+    mean: float | None = None
+    squares: float | None = None  # sum of squared deviations from the mean
+    members: list[tuple[tuple, GroupMember]] = field(default_factory=list)
+
+    def add(self, size: int, n: int, mean: float | None, squares: float | None) -> None:
+        """Pool another group's counts (Chan et al.'s update of the mean and squares)."""
+        self.size += size
+        if not n or mean is None:
+            return
+        if not self.n or self.mean is None:
+            self.n, self.mean, self.squares = n, mean, squares
+            return
+        total = self.n + n
+        delta = mean - self.mean
+        self.squares = (self.squares or 0.0) + (squares or 0.0) + delta * delta * self.n * n / total
+        self.mean += delta * n / total
+        self.n = total
+
+
+def _pools(rows: list[dict[str, Any]], width: int) -> list[_Pool]:
+    """The groups of ``table.group_rows``' answer (a row of rank 1 carries its group's
+    counts), keyed by their values as Python compares them."""
+    pools: dict[tuple, _Pool] = {}
+    for row in rows:
+        values = json.loads(row["group"])[:width] if row["group"] else [None] * width
+        pool = pools.setdefault(tuple(_hashable(v) for v in values), _Pool(values))
+        if row["rank"] == 1:
+            pool.add(row["size"], row["n"], row["mean"], row["squares"])
+        seed, value = row["seed"], row["value"]
+        finite = value is not None and math.isfinite(value)
+        pool.members.append(((seed is None, seed or 0, row["started_at"], row["id"]),
+                             GroupMember(row["id"], row["name"], seed, row["status"],
+                                         float(value) if finite else None)))
+    return list(pools.values())
 
 
 def _hashable(value: Any) -> Any:
     if isinstance(value, list | dict):
         return json.dumps(value, sort_keys=True, default=repr)
     return (type(value).__name__, value)  # 1 and True and 1.0 are different config values
-
-
-def run_seed(run: TableRun) -> int | None:
-    """The seed the run recorded (``seed_everything``), else its config's ``seed``."""
-    if run.seed is not None:
-        return run.seed
-    seed = run.config.get("seed")
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-
-
-def _member_order(run: TableRun) -> tuple:
-    seed = run_seed(run)
-    return (seed is None, seed or 0, run.started_at, run.id)
 
 
 def _value_order(value: Any) -> tuple:

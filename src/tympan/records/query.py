@@ -12,27 +12,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from tympan.errors import InvalidInputError
+from tympan.records.language import Condition, parse_where
 from tympan.store.schema import RUN_STATUSES
 
-__all__ = ["FILTER_PARAMS", "RUN_FIELDS_SORTABLE", "RUN_STATUSES", "SUMMARY_FIELDS",
-           "Condition", "RunFilter", "RunQuery", "Sort", "parse_condition", "parse_sort",
-           "parse_where", "split_metric_key"]
+__all__ = ["ARCHIVED", "FILTER_PARAMS", "RUN_FIELDS_SORTABLE", "RUN_STATUSES", "SUMMARY_FIELDS",
+           "Condition", "RunFilter", "RunQuery", "Sort", "parse_sort", "parse_where",
+           "split_metric_key"]
 
+ARCHIVED = ("hide", "include", "only")
 RUN_FIELDS_SORTABLE = ("started_at", "created_at", "ended_at", "duration", "name", "status",
                        "id")
 SUMMARY_FIELDS = ("last", "min", "max", "count")
-
-
-@dataclass(frozen=True)
-class Condition:
-    """One predicate on a run: ``key`` (a dotted config key) ``op`` ``value``."""
-
-    key: str
-    op: str
-    value: str
-
-    def __str__(self) -> str:
-        return f"{self.key}{self.op}{self.value}"
 
 
 @dataclass(frozen=True)
@@ -42,11 +32,15 @@ class RunFilter:
     project: str | None = None
     statuses: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()  # runs with every one of these tags
-    where: tuple[Condition, ...] = ()
+    where: tuple[Condition, ...] = ()  # the query language's clauses (records.language)
     text: str | None = None  # substring of the name (any case) or of the id
     study: str | None = None  # study id
+    archived: str = "hide"  # archived runs: hide, include or only
 
     def __post_init__(self) -> None:
+        if self.archived not in ARCHIVED:
+            raise InvalidInputError(f"archived={self.archived!r}: use one of "
+                                    f"{', '.join(ARCHIVED)}")
         for s in self.statuses:
             if s not in RUN_STATUSES:
                 raise InvalidInputError(
@@ -55,7 +49,8 @@ class RunFilter:
 
 @dataclass(frozen=True)
 class Sort:
-    """``kind`` "field" (a run field), "config" (a config key) or "metric" (a summary)."""
+    """``kind`` "field" (a run field), "config" (a config key), "metric" (a summary) or "key"
+    (a bare key: a config key or a metric, whichever the store has; see records.resolve)."""
 
     kind: str
     key: str
@@ -71,6 +66,8 @@ class Sort:
             return self.key
         if self.kind == "config":
             return f"config:{self.key}"
+        if self.kind == "key":
+            return self.key
         return f"metric:{self.key}.{self.field}"
 
 
@@ -105,6 +102,8 @@ class RunQuery:
             out.append(("q", f.text))
         if f.study is not None:
             out.append(("study", f.study))
+        if f.archived != "hide":
+            out.append(("archived", f.archived))
         if self.sort is not None:
             out.append(("sort", str(self.sort)))
         if self.descending:
@@ -140,8 +139,8 @@ class RunQuery:
             filter=RunFilter(
                 project=one("project"), statuses=listed("status"),
                 tags=tuple(t for t in values.get("tag", []) if t.strip()),
-                where=tuple(parse_condition(w) for w in values.get("where", []) if w.strip()),
-                text=one("q"), study=one("study")),
+                where=tuple(c for w in values.get("where", []) for c in parse_where(w)),
+                text=one("q"), study=one("study"), archived=one("archived") or "hide"),
             sort=parse_sort(sort) if sort else None,
             descending=_flag(one("desc") or "false"),
             limit=_int("limit", one("limit")),
@@ -158,43 +157,34 @@ class RunQuery:
         where: Mapping[str, object] | Sequence[str] | str | None = None,
         text: str | None = None,
         study: str | None = None,
+        archived: str = "hide",
         sort: str | None = None,
         descending: bool = False,
         limit: int | None = None,
         offset: int = 0,
     ) -> RunQuery:
         """A query from ``tympan.find_runs``' keywords: ``where`` is a mapping of dotted
-        config key to value, or conditions as text (``"model.encoder=gru"``)."""
+        config key to value, or the query language's text (``"encoder in (conv, gru)"``,
+        one string or several that must all hold)."""
         if isinstance(where, Mapping):
-            conditions = tuple(Condition(str(k), "=", _text(v)) for k, v in where.items())
+            conditions = tuple(Condition(f"config:{k}", "=", (_text(v),))
+                               for k, v in where.items())
         else:
-            conditions = tuple(parse_where([where] if isinstance(where, str) else where or []))
+            texts = [where] if isinstance(where, str) else list(where or [])
+            conditions = tuple(c for text in texts for c in parse_where(text))
         return cls(
             filter=RunFilter(
                 project=project,
                 statuses=(status,) if isinstance(status, str) else tuple(status or ()),
                 tags=(tags,) if isinstance(tags, str) else tuple(tags),
-                where=conditions, text=text or None, study=study),
+                where=conditions, text=text or None, study=study, archived=archived),
             sort=parse_sort(sort) if sort else None,
             descending=descending, limit=limit, offset=offset,
         )
 
 
-FILTER_PARAMS = ("project", "status", "tag", "where", "q", "study")
+FILTER_PARAMS = ("project", "status", "tag", "where", "q", "study", "archived")
 _PARAMS = (*FILTER_PARAMS, "sort", "desc", "limit", "offset")
-
-
-def parse_condition(text: str) -> Condition:
-    """``model.encoder=gru`` -> ``Condition("model.encoder", "=", "gru")``."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip():
-        raise InvalidInputError(
-            f"--where {text!r} is not KEY=VALUE: write e.g. --where model.encoder=gru")
-    return Condition(key.strip(), "=", value)
-
-
-def parse_where(items: Iterable[str]) -> list[Condition]:
-    return [parse_condition(item) for item in items]
 
 
 def split_metric_key(spec: str) -> tuple[str, str]:
@@ -207,7 +197,8 @@ def split_metric_key(spec: str) -> tuple[str, str]:
 
 def parse_sort(text: str) -> Sort:
     """``started_at`` | ``config:KEY`` | ``metric:KEY[.last|.min|.max|.count]`` | ``KEY``
-    (a bare key that is no run field is a metric)."""
+    (a bare key that is no run field: a config key or a metric, resolved against the
+    store's keys when the query runs)."""
     text = text.strip()
     kind, sep, rest = text.partition(":")
     if sep and kind in ("config", "metric"):
@@ -220,7 +211,7 @@ def parse_sort(text: str) -> Sort:
         raise InvalidInputError("sort is empty: give a run field, config:KEY or metric:KEY")
     if text in RUN_FIELDS_SORTABLE:
         return Sort("field", text)
-    return Sort("metric", *split_metric_key(text))
+    return Sort("key", text)
 
 
 def _text(value: object) -> str:

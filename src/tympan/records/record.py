@@ -10,22 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from tympan.errors import InvalidInputError, NotFoundError, RunNotFoundError
 from tympan.ids import looks_like_id_prefix
-from tympan.store import (
-    Store,
-    artifacts,
-    environments,
-    media,
-    metrics,
-    projects,
-    runs,
-    samples,
-)
+from tympan.store import Store, projects, runs
 from tympan.store import models as model_refs
-from tympan.store.metrics import Series
 from tympan.store.summaries import Summary, for_runs
 from tympan.track import liveness
 
 if TYPE_CHECKING:
+    from tympan.records.source import RunSource
+    from tympan.store.metrics import Series
     from tympan.track.table import Table
 
 
@@ -52,7 +44,14 @@ class RunRecord:
     env_id: int | None
     error: str | None
     summary: dict[str, Summary] = field(default_factory=dict)
-    store: Store | None = field(default=None, repr=False, compare=False)
+    archived_at: float | None = None  # when the run was archived (hidden from listings)
+    source: RunSource | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def store(self) -> Store | None:
+        """The store this run was read from, when this process opened it (None when it came
+        from a tympan server)."""
+        return getattr(self.source, "store", None)
 
     @property
     def duration(self) -> float | None:
@@ -61,47 +60,39 @@ class RunRecord:
 
     def history(self, key: str) -> Series:
         """The full series of one metric, in logging order (numpy arrays)."""
-        with self._store().read() as conn:
-            series = metrics.read(conn, self.id, key)
+        series = self._source().history(self.id, key)
         if not len(series) and key not in self.summary:
             known = ", ".join(sorted(self.summary)) or "none"
             raise InvalidInputError(f"run {self.id} has no metric {key!r} (it has: {known})")
         return series
 
     def metric_keys(self) -> list[str]:
-        with self._store().read() as conn:
-            return metrics.keys(conn, self.id)
+        return self._source().metric_keys(self.id)
 
     def environment(self) -> dict[str, Any] | None:
-        with self._store().read() as conn:
-            return environments.get(conn, self.env_id)
+        return self._source().environment(self)
 
     def artifacts(self) -> list[Any]:
-        with self._store().read() as conn:
-            return artifacts.for_run(conn, self.id)
+        return self._source().artifacts(self.id)
 
     def audio_samples(self) -> list[Any]:
-        with self._store().read() as conn:
-            return samples.for_run(conn, self.id)
+        return self._source().audio_samples(self.id)
 
     def read_artifact(self, path: str) -> bytes:
         """The bytes of the artifact logged under ``path`` (e.g. ``"model.pt"``)."""
-        with self._store().read() as conn:
-            row = artifacts.get(conn, self.id, path)
+        row = self._source().artifact(self.id, path)
         if row is None:
             known = ", ".join(a.path for a in self.artifacts()) or "none"
             raise InvalidInputError(f"run {self.id} has no artifact {path!r} (it has: {known})")
-        return self._store().blobs.read(row.sha256)
+        return self._source().read_blob(self.id, row.sha256)
 
     def images(self) -> list[Any]:
         """The run's logged images (key, step, caption, info, path, sha256, ...)."""
-        with self._store().read() as conn:
-            return media.for_run(conn, self.id, "image")
+        return self._source().media(self.id, "image")
 
     def tables(self) -> list[Any]:
         """The run's logged tables (key, step, caption, info, path, sha256, ...)."""
-        with self._store().read() as conn:
-            return media.for_run(conn, self.id, "table")
+        return self._source().media(self.id, "table")
 
     def read_audio(self, key: str, step: int | None = None) -> tuple[Any, int, str]:
         """``(samples, sample_rate, caption)`` of the audio logged under ``key``: the clip at
@@ -112,26 +103,28 @@ class RunRecord:
         import soundfile
 
         clip = _pick(self, self.audio_samples(), "audio", key, step)
-        data, rate = soundfile.read(io.BytesIO(self._store().blobs.read(clip.sha256)),
+        data, rate = soundfile.read(io.BytesIO(self._source().read_blob(self.id, clip.sha256)),
                                     dtype="float32")
         return data * clip.gain, rate, clip.caption  # gain undoes the scaling of loud clips
 
     def read_image(self, key: str, step: int | None = None) -> bytes:
         """The PNG bytes of the image logged under ``key``: at ``step``, or the latest one
         (``PIL.Image.open(io.BytesIO(...))`` opens them)."""
-        return self._store().blobs.read(_pick(self, self.images(), "image", key, step).sha256)
+        row = _pick(self, self.images(), "image", key, step)
+        return self._source().read_blob(self.id, row.sha256)
 
     def read_table(self, key: str, step: int | None = None) -> Table:
         """The table logged under ``key``: at ``step``, or the latest one."""
         from tympan.track.table import decode
 
         row = _pick(self, self.tables(), "table", key, step)
-        return decode(self._store().blobs.read(row.sha256), row.key, row.step, row.caption)
+        return decode(self._source().read_blob(self.id, row.sha256), row.key, row.step,
+                      row.caption)
 
-    def _store(self) -> Store:
-        if self.store is None:
+    def _source(self) -> RunSource:
+        if self.source is None:
             raise InvalidInputError("this RunRecord is detached from its store")
-        return self.store
+        return self.source
 
 
 def _pick(record: RunRecord, rows: list[Any], what: str, key: str, step: int | None) -> Any:
@@ -145,12 +138,16 @@ def _pick(record: RunRecord, rows: list[Any], what: str, key: str, step: int | N
     return max(chosen, key=lambda r: (r.step, r.id))
 
 
+RECORD_FIELDS = ("id", "name", "status", "created_at", "started_at", "ended_at", "heartbeat_at",
+                 "config", "tags", "note", "parent_id", "study_id", "host", "pid", "seed",
+                 "env_id", "error", "archived_at")
+
+
 def record_of(row: Any, project: str, summary: dict[str, Summary], store: Store) -> RunRecord:
-    fields = {k: getattr(row, k) for k in (
-        "id", "name", "status", "created_at", "started_at", "ended_at", "heartbeat_at",
-        "config", "tags", "note", "parent_id", "study_id", "host", "pid", "seed", "env_id",
-        "error")}
-    return RunRecord(project=project, summary=summary, store=store, **fields)
+    from tympan.records.source import LocalSource
+
+    fields = {k: getattr(row, k) for k in RECORD_FIELDS}
+    return RunRecord(project=project, summary=summary, source=LocalSource(store), **fields)
 
 
 def resolve_run_id(store: Store, text: str, project: str | None = None) -> str:

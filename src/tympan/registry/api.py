@@ -28,7 +28,7 @@ _lock = threading.Lock()
 
 def open_registry(store: Where = None) -> Registry:
     """The registry in ``store``: the local store, or a team server through its API."""
-    from tympan.track.transport import is_remote
+    from tympan.store.location import is_remote
 
     where = os.fspath(store) if store is not None else settings.get("TYMPAN_STORE")
     if is_remote(where):
@@ -91,7 +91,7 @@ def load(ref: str, *, store: Where = None) -> LoadedModel:
     module = import_recipe(version.recipe, version.code_sha256, registry.read_blob)
     inference = build(module, registry.read_blob(version.sha256),
                       version.recipe.get("entry", "?"))
-    return LoadedModel(version, inference)
+    return LoadedModel(version, inference, module)
 
 
 def list_models(project: str | None = None, *, store: Where = None) -> list[Model]:

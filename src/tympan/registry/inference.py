@@ -19,7 +19,7 @@ The probe's ``probe_target()`` reuses this hook to rebuild a run's model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from tympan.errors import InvalidInputError
@@ -66,6 +66,7 @@ class LoadedModel:
 
     version: ModelVersion
     inference: Inference
+    recipe: Any = field(default=None, repr=False)  # the recipe module (its other hooks)
 
     @property
     def model(self) -> Any:

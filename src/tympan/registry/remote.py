@@ -15,10 +15,8 @@ from typing import Any
 from urllib.parse import quote
 
 from tympan import errors
-from tympan.errors import StoreError, StoreUnavailableError, TympanError
 from tympan.registry.backend import AliasChange, NewVersion
 from tympan.registry.records import AliasEvent, Model, ModelVersion
-from tympan.store.location import redact
 from tympan.store.models import ModelRef
 
 
@@ -53,9 +51,10 @@ class RemoteRun:
 
 class HttpRegistry:
     def __init__(self, url: str, token: str | None) -> None:
-        from tympan.track.remote import server_client
+        from tympan.track.server_api import ServerAPI
 
-        self._client, self.where, self._token = server_client(url, token, timeout=60.0)
+        self._api = ServerAPI(url, token, timeout=60.0, needs="read to load, write to register")
+        self.where = self._api.where
 
     # -- reads ------------------------------------------------------------------------------
     def models(self, project: str | None = None) -> list[Model]:
@@ -142,16 +141,7 @@ class HttpRegistry:
 
     # -- HTTP -------------------------------------------------------------------------------
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        import httpx
-
-        try:
-            response = self._client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            reason = redact(str(exc) or type(exc).__name__)
-            raise StoreUnavailableError(f"cannot reach the tympan server at {self.where} "
-                                        f"({reason}); is it running?") from None
-        if response.status_code >= 400:
-            raise self._error(response)
+        response = self._api.call(method, path, **kwargs)
         if "/versions/" in path or "/aliases/" in path:
             try:
                 data = response.json()
@@ -161,28 +151,8 @@ class HttpRegistry:
                 self._known.append(ModelVersion.from_dict(data))
         return response
 
-    def _error(self, response: Any) -> TympanError:
-        from tympan.track.remote import server_said
-
-        status = response.status_code
-        kind, said = server_said(self.where, response)
-        if status >= 500:
-            return StoreUnavailableError(said)
-        if status == 401:
-            hint = ("set TYMPAN_TOKEN to a token of this server (read to load, write to "
-                    "register)") if not self._token else "check TYMPAN_TOKEN: unknown or revoked"
-            return StoreError(f"{said}. {hint}")
-        known = getattr(errors, kind, None)
-        if isinstance(known, type) and issubclass(known, TympanError):
-            return known(said)
-        if status == 403:
-            return errors.ProtectedAliasError(said) if "protected" in said else StoreError(said)
-        if status == 404:
-            return errors.NotFoundError(said)
-        return errors.InvalidInputError(said)
-
     def close(self) -> None:
-        self._client.close()
+        self._api.close()
 
 
 def _q(text: str) -> str:

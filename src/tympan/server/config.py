@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
-import secrets
 from dataclasses import dataclass, field
 
 DEFAULT_PORT = 8787
@@ -15,6 +13,8 @@ UNAUTHENTICATED_BODY_BYTES = 64 * 1024
 
 def new_launch_token() -> str:
     """A per-launch secret for ``tympan ui`` (256 random bits, URL-safe)."""
+    import secrets  # not at import: `tympan --help` imports this module for DEFAULT_PORT
+
     return secrets.token_urlsafe(32)
 
 
@@ -63,6 +63,8 @@ class ServerConfig:
 
 def is_loopback(host: str) -> bool:
     """True when ``host`` only accepts connections from this machine."""
+    import ipaddress
+
     if host == "localhost":
         return True
     try:

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from tympan import errors as tympan_errors
@@ -96,15 +96,26 @@ async def _on_tympan_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(status, type(exc).__name__, str(exc) or type(exc).__name__)
 
 
-async def _on_http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     type_ = getattr(exc, "type", None) or _HTTP_TYPES.get(exc.status_code, "HTTPError")
     detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    if exc.status_code == 404 and detail == "Not Found" and _wants_page(request):
+        from tympan.server.routes.pages import not_found_page
+
+        return not_found_page()  # the UI's own "no such page", not raw JSON
     if exc.status_code == 404 and detail == "Not Found":
         detail = "no such page or API route"
     elif exc.status_code == 405 and detail == "Method Not Allowed":
         detail = "this route does not accept that HTTP method"
     return error_response(exc.status_code, type_, detail, getattr(exc, "headers", None))
+
+
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a page: a GET for HTML outside /api and /static."""
+    path = request.url.path
+    return (request.method == "GET" and "text/html" in request.headers.get("accept", "")
+            and not path.startswith(("/api/", "/static/")))
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -21,6 +21,7 @@ __all__ = [
     "HOP_SECONDS",
     "MEL_BANDS",
     "Clip",
+    "colour_scale",
     "decode",
     "log_mel_db",
     "spectrogram_png",
@@ -117,6 +118,14 @@ def log_mel_db(y: np.ndarray, sample_rate: int, bands: int = MEL_BANDS) -> np.nd
     mel = weights @ power.T
     db = 10.0 * np.log10(np.maximum(mel, 1e-12))
     return np.maximum(db - db.max(), FLOOR_DB)
+
+
+def colour_scale() -> dict:
+    """How to read the spectrogram's colours: the map's anchors from the floor (quiet) to
+    0 dB (the clip's loudest cell), evenly spaced; the map between them is linear in RGB,
+    as a CSS linear-gradient draws it, so a page's colour bar is the image's own scale."""
+    return {"floor_db": FLOOR_DB, "top_db": 0.0,
+            "colours": ["#" + "".join(f"{int(c):02x}" for c in a) for a in _ANCHORS]}
 
 
 _cache: OrderedDict[tuple, bytes] = OrderedDict()

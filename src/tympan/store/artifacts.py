@@ -38,3 +38,11 @@ def get(conn: Connection, run_id: str, path: str) -> Row | None:
     stmt = select(artifacts).where(artifacts.c.run_id == run_id, artifacts.c.path == path)
     return conn.execute(stmt).first()
 
+
+
+def size_of_blob(conn: Connection, run_id: str, sha256: str) -> int | None:
+    """The size of the blob ``sha256`` if one of the run's files (an artifact, or the file of a
+    clip, image or table, all filed among its artifacts) holds it; else None."""
+    stmt = select(artifacts.c.size).where(artifacts.c.run_id == run_id,
+                                          artifacts.c.sha256 == sha256)
+    return conn.execute(stmt.limit(1)).scalar()

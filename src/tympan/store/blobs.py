@@ -58,8 +58,24 @@ class BlobStore:
     def __init__(self, root: str) -> None:
         self.root = root.removeprefix("file://") if _is_local(root) else root.rstrip("/")
 
+    @property
+    def is_local(self) -> bool:
+        """Whether the root is a local directory (not an object store)."""
+        return _is_local(self.root)
+
     def path(self, sha256: str) -> str:
         return f"{self.root}/{sha256[:2]}/{sha256[2:]}"
+
+    def check_client(self) -> None:
+        """Fail now, naming the extra to install, when no fsspec client for this root's
+        scheme is installed (s3:// needs s3fs): a server would otherwise start and refuse
+        every upload. Contacts nothing."""
+        if _is_local(self.root):
+            return
+        import fsspec
+
+        with object_store_errors(self.root):
+            fsspec.get_filesystem_class(self.root.split("://", 1)[0])
 
     def put_bytes(self, data: bytes) -> tuple[str, int]:
         sha = hashlib.sha256(data).hexdigest()

@@ -4,6 +4,12 @@ SQLite: WAL journal (readers never block the writer), a busy timeout so concurre
 wait for each other instead of failing, and ``BEGIN IMMEDIATE`` for write transactions: a
 deferred transaction that reads and then writes can fail at once with SQLITE_BUSY when
 another process committed in between, without the busy timeout ever being used.
+
+The WAL is checkpointed every ``WAL_BYTES`` and cut back to that size after each reset.
+SQLite's default (1000 pages) is 64 MiB with our 64 KiB pages: a WAL that large, still
+holding points the database file has not taken in, needs as much again free on disk for the
+checkpoint, and a nearly full disk then refuses every write for good, even after space is
+made that would hold the data once (it hung the full-disk test).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from sqlalchemy.pool import NullPool
 
 from tympan.store.location import StoreLocation
 
+WAL_BYTES = 4 << 20  # checkpoint the WAL at this size, and truncate it back to it
 WRITE = {"tympan_write": True}  # execution option that makes a transaction BEGIN IMMEDIATE
 
 _pooled: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -71,6 +78,9 @@ def _sqlite_engine(location: StoreLocation, busy_timeout: float) -> Engine:
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives process crashes
+        page_size = cur.execute("PRAGMA page_size").fetchone()[0]
+        cur.execute(f"PRAGMA wal_autocheckpoint = {max(1, WAL_BYTES // page_size)}")
+        cur.execute(f"PRAGMA journal_size_limit = {WAL_BYTES}")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -15,6 +15,7 @@ deleting it.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -53,6 +54,47 @@ def references(conn: Connection) -> set[str]:
                 stmt = select(column).where(column.is_not(None)).distinct()
                 found.update(conn.execute(stmt).scalars())
     return found
+
+
+def still_named(conn: Connection, shas: set[str]) -> set[str]:
+    """Those of ``shas`` some record of this store still refers to."""
+    found: set[str] = set()
+    wanted = sorted(shas)
+    for table in metadata.sorted_tables:
+        if table is blobs:
+            continue
+        for column in table.columns:
+            if column.name == "sha256" or column.name.endswith("_sha256"):
+                for i in range(0, len(wanted), _BATCH):
+                    stmt = select(column).where(column.in_(wanted[i:i + _BATCH])).distinct()
+                    found.update(conn.execute(stmt).scalars())
+    return found
+
+
+def collect_released(store: Store, shas: set[str], cutoff: float) -> tuple[int, int]:
+    """Remove the blobs of ``shas`` that no record names any more (the blobs of records just
+    deleted): their ``blobs`` rows, and their files unless a writer touched them after
+    ``cutoff`` (it is recording the same content again). (files removed, bytes freed); on an
+    object-store root only the rows go (its lifecycle rules expire the objects)."""
+    if not shas:
+        return 0, 0
+    with store.write() as conn:
+        released = sorted(shas - still_named(conn, shas))
+        for i in range(0, len(released), _BATCH):
+            conn.execute(delete(blobs).where(blobs.c.sha256.in_(released[i:i + _BATCH])))
+    if not store.blobs.is_local:
+        return 0, 0
+    removed = freed = 0
+    for sha in released:
+        path = store.blobs.path(sha)
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            continue
+        if store.blobs.remove_if_older(BlobFile(path, sha, size, 0.0), cutoff):
+            removed += 1
+            freed += size
+    return removed, freed
 
 
 def collect(store: Store, *, older_than: float, dry_run: bool) -> Collected:

@@ -117,3 +117,8 @@ def _sqlite_file(text: str, file: Path, artifacts: str | None = None) -> StoreLo
     # directory store can be moved or copied as one piece.
     root = artifacts if artifacts is not None else f"{file.stem}.blobs"
     return StoreLocation(text, f"sqlite:///{file}", "sqlite", file, root)
+
+
+def is_remote(where: str) -> bool:
+    """Does a store location name a tympan server rather than a store?"""
+    return where.strip().lower().startswith(("http://", "https://"))

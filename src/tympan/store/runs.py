@@ -5,13 +5,30 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, delete, select, update
 
-from tympan.store.schema import runs
+from tympan.store.schema import (
+    artifacts,
+    audio_samples,
+    media,
+    metric_chunks,
+    model_reports,
+    model_versions,
+    run_summaries,
+    runs,
+)
+
+_BATCH = 500  # ids per IN (...)
 
 
 def insert(conn: Connection, **fields: Any) -> None:
     conn.execute(runs.insert().values(**fields))
+
+
+def insert_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Many runs in one executemany (imports and benchmarks); each row has insert's fields."""
+    if rows:
+        conn.execute(runs.insert(), list(rows))
 
 
 def get(conn: Connection, run_id: str) -> Row | None:
@@ -106,3 +123,59 @@ def reopen(conn: Connection, run_id: str, host: str, pid: int, now: float) -> No
 
 def set_fields(conn: Connection, run_id: str, **values: Any) -> None:
     conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+
+def descendant_ids(conn: Connection, run_ids: Sequence[str]) -> list[str]:
+    """The children of these runs, their children, and so on (not the runs themselves)."""
+    found: list[str] = []
+    seen = set(run_ids)
+    layer = list(run_ids)
+    while layer:
+        stmt = select(runs.c.id).where(runs.c.parent_id.in_(layer))
+        layer = [i for i in conn.execute(stmt).scalars() if i not in seen]
+        seen.update(layer)
+        found += layer
+    return found
+
+
+def model_uses(conn: Connection, run_ids: Sequence[str]) -> list[tuple[str, str]]:
+    """(run id, what refers to it) for the model versions and reports of these runs."""
+    ids = list(run_ids)
+    out: list[tuple[str, str]] = []
+    for i in range(0, len(ids), _BATCH):
+        chunk = ids[i:i + _BATCH]
+        out += [(r, f"model version {v}") for r, v in conn.execute(
+            select(model_versions.c.run_id, model_versions.c.id).where(
+                model_versions.c.run_id.in_(chunk)))]
+        out += [(r, f"model report {v}") for r, v in conn.execute(
+            select(model_reports.c.run_id, model_reports.c.id).where(
+                model_reports.c.run_id.in_(chunk)))]
+    return out
+
+
+def delete_runs(conn: Connection, run_ids: Sequence[str]) -> set[str]:
+    """Delete these runs and everything recorded under them (metrics, summaries, artifacts,
+    audio, images, tables); the sha256 of every blob their artifacts named comes back, for
+    the caller to collect those no other record names. A child run of one of them must be
+    among them (its parent_id refers to it)."""
+    ids = list(run_ids)
+    shas: set[str] = set()
+    for i in range(0, len(ids), _BATCH):  # unlink parents first: batches go in any order
+        conn.execute(update(runs).where(runs.c.id.in_(ids[i:i + _BATCH]),
+                                        runs.c.parent_id.is_not(None)).values(parent_id=None))
+    for i in range(0, len(ids), _BATCH):
+        chunk = ids[i:i + _BATCH]
+        shas.update(conn.execute(select(artifacts.c.sha256).where(
+            artifacts.c.run_id.in_(chunk))).scalars())
+        for table in (media, audio_samples, artifacts, metric_chunks, run_summaries):
+            conn.execute(delete(table).where(table.c.run_id.in_(chunk)))
+        conn.execute(delete(runs).where(runs.c.id.in_(chunk)))
+    return shas
+
+
+def set_archived(conn: Connection, run_ids: Sequence[str], at: float | None) -> None:
+    """Archive these runs at ``at`` (None: unarchive them)."""
+    ids = list(run_ids)
+    for i in range(0, len(ids), _BATCH):
+        conn.execute(update(runs).where(runs.c.id.in_(ids[i:i + _BATCH]))
+                     .values(archived_at=at))

@@ -76,9 +76,14 @@ runs = Table(
     Column("seed", Integer),
     Column("env_id", Integer, ForeignKey("environments.id")),
     Column("error", Text),
+    Column("archived_at", Float),  # archived runs are hidden unless asked for (0008)
     Index("ix_runs_project", "project_id", "created_at"),
     Index("ix_runs_status", "status"),
     Index("ix_runs_study", "study_id"),
+    # the runs table's default order, within a project and across all (0008)
+    Index("ix_runs_project_started", "project_id", "started_at"),
+    Index("ix_runs_started", "started_at"),
+    Index("ix_runs_parent", "parent_id"),
 )
 
 metric_chunks = Table(
@@ -110,6 +115,31 @@ run_summaries = Table(
     Column("nan_count", Integer, nullable=False),
     Column("inf_count", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # the metric keys in scope, and a sort or filter on one key's summary (0008)
+    Index("ix_run_summaries_key", "key", "run_id"),
+    # a sort walks one key's summaries in order; a filter reads a range of them (0009)
+    Index("ix_run_summaries_last", "key", "last", "run_id"),
+    Index("ix_run_summaries_min", "key", "min", "run_id"),
+    Index("ix_run_summaries_max", "key", "max", "run_id"),
+)
+
+# Who changed which run, when (revision 0008): renames, tags, notes, archiving and deletes,
+# from the API (the token) or the CLI (the local user). run_id has no foreign key: a deleted
+# run's events stay.
+RUN_EVENT_ACTIONS = ("rename", "tags", "note", "archive", "unarchive", "delete")
+
+run_events = Table(
+    "run_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(32), nullable=False),
+    Column("project_id", Integer, ForeignKey("projects.id"), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("detail", JSON, nullable=False),  # what it was before and after
+    Column("at", Float, nullable=False),
+    Index("ix_run_events_run", "run_id", "at"),
+    Index("ix_run_events_project", "project_id", "at"),
 )
 
 blobs = Table(
@@ -177,7 +207,7 @@ media = Table(
 # Ablation studies (revision 0002). A study is a validated study file; a trial is one
 # (arm, seed) of it, pointing at the run that executed it; a finding is one comparison the
 # analysis made, kept so evidence can be pooled across studies.
-STUDY_TRIAL_STATUSES = ("pending", "running", "finished", "failed", "crashed")
+STUDY_TRIAL_STATUSES = ("pending", "running", "finished", "failed", "timed_out", "crashed")
 
 studies = Table(
     "studies",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import Connection, select
@@ -25,11 +25,16 @@ class Summary:
 
 
 def upsert(conn: Connection, run_id: str, changed: dict[str, Summary], now: float) -> None:
-    if not changed:
+    upsert_many(conn, {run_id: changed}, now)
+
+
+def upsert_many(conn: Connection, changed: Mapping[str, Mapping[str, Summary]],
+                now: float) -> None:
+    """The summaries of many runs (run id -> key -> summary) in one executemany."""
+    rows = [{"run_id": run_id, "key": k, **asdict(s), "updated_at": now}
+            for run_id, keys in changed.items() for k, s in keys.items()]
+    if not rows:
         return
-    rows = [
-        {"run_id": run_id, "key": k, **asdict(s), "updated_at": now} for k, s in changed.items()
-    ]
     stmt = insert_for(conn, run_summaries)
     updated = {c: stmt.excluded[c] for c in rows[0] if c not in ("run_id", "key")}
     conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_=updated), rows)

@@ -13,7 +13,6 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from tympan.errors import StudyNotFoundError
 from tympan.store import Store, preferences, projects, studies
 from tympan.study.analysis import StudyAnalysis, analyse
 from tympan.study.records import find_study, load_stored_study, settle
@@ -68,7 +67,7 @@ def list_studies(store: Store, project: str | None = None) -> list[StudyOverview
             metrics=[m.key for m in spec.metrics], seeds=spec.seed_list,
             trials={"total": sum(counts.values()),
                     **{s: counts.get(s, 0) for s in
-                       ("finished", "failed", "crashed", "running", "pending")}},
+                       ("finished", "failed", "timed_out", "crashed", "running", "pending")}},
             running=row.runner_pid is not None,
         ))
     return out
@@ -83,18 +82,10 @@ def analysed_study(store: Store, text: str, project: str | None = None,
     """``analyse()`` of the study named by ``text`` (id, id prefix or name; ``project``
     picks among same-named ones). ``visible``: the study must belong to that project, else
     it is not found."""
-    try:
-        row = settle(store, find_study(store, text, project if project is not None else visible))
-    except StudyNotFoundError:
-        if visible is None:
-            raise
-        raise StudyNotFoundError(f"no study {text!r}") from None  # no other projects' names
+    row = settle(store, find_study(store, text, project, visible))
     with store.read() as conn:
-        owner = projects.names(conn)[row.project_id]
         trials = studies.trials_of(conn, row.id)
         heard = preferences.fingerprint(conn, row.id)  # new judgements change a metric
-    if visible is not None and owner != visible:
-        raise StudyNotFoundError(f"no study {text!r}")
     fingerprint = (store.where, row.id, row.spec_hash, row.updated_at, heard,
                    tuple((t.key, t.status, t.run_id, t.ended_at, t.attempts) for t in trials))
     with _lock:

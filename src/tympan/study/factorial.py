@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tympan.errors import InvalidInputError
-from tympan.study.stats import Effect, effect_from_differences
+from tympan.study.stats import SIGN_FLIP, Effect, effect_from_differences
 
 Observation = tuple[Mapping[str, str], int, float]
 
@@ -107,6 +107,7 @@ def factorial_effects(
     confidence: float = 0.95,
     seed: int = 0,
     on_too_few: str = "raise",
+    test: str = SIGN_FLIP,
 ) -> list[FactorialEffect]:
     """Every main effect, then every two-way interaction, of a full factorial study.
 
@@ -114,6 +115,7 @@ def factorial_effects(
     level; a NaN value is a failed trial. A seed missing a cell that an effect needs is
     dropped from that effect only. An effect left with fewer than 2 seeds raises
     InvalidInputError (``on_too_few="raise"``, the default) or is left out (``"skip"``).
+    ``test`` is the paired test of :func:`effect_from_differences`.
     """
     if on_too_few not in ("raise", "skip"):
         raise InvalidInputError(f"on_too_few must be 'raise' or 'skip', got {on_too_few!r}")
@@ -136,7 +138,8 @@ def factorial_effects(
             )
         diffs = per_cell[complete].mean(axis=1)
         effect = effect_from_differences(diffs, lower_is_better=lower_is_better,
-                                         n_boot=n_boot, confidence=confidence, seed=seed)
+                                         n_boot=n_boot, confidence=confidence, seed=seed,
+                                         test=test)
         out.append(FactorialEffect(kind, fs, lvs, tuple(baselines[f] for f in fs), effect,
                                    tuple(float(d) for d in diffs)))
 

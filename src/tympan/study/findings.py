@@ -9,9 +9,10 @@ three studies" is worth knowing too.
 and pools them:
 
 - counts of studies where the level improves, hurts, or made no detectable difference;
-- a pooled effect with its 95% interval from a DerSimonian-Laird random-effects
-  meta-analysis, each study's standard error read back from its interval as
-  ``(high - low) / (2 z)`` (z for the study's confidence level), and the heterogeneity I²;
+- a pooled effect with its 95% interval from a random-effects meta-analysis (DerSimonian-
+  Laird tau², the Hartung-Knapp-Sidik-Jonkman interval, each study's standard error read
+  from its interval and pooled over the studies: :mod:`tympan.study.pooling`), and the
+  heterogeneity I²;
 - ``contradiction`` when one study says improves and another hurts.
 
 A comparison stored the other way round in another study (``gru`` against baseline ``conv``
@@ -25,31 +26,33 @@ only with the same interaction the same way round.
 
 from __future__ import annotations
 
-import math
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scipy.stats import norm
-
 from tympan.store import Store
-from tympan.store import findings as records
 from tympan.study import stats
 from tympan.study.analysis import StudyAnalysis
+from tympan.study.pooling import interval_standard_error, pooled_standard_errors, random_effects
+from tympan.study.source import StudySource, studies_of
 
 FLIPPED_VERDICT = {stats.IMPROVES: stats.HURTS, stats.HURTS: stats.IMPROVES}
-_SE_FLOOR = 1e-12  # a zero-width interval (identical differences) still gets a finite weight
 
 
-def record_findings(store: Store, analysis: StudyAnalysis) -> int:
-    """Replace the study's findings with one row per comparison; returns how many."""
+def record_findings(where: Store | StudySource, analysis: StudyAnalysis) -> int:
+    """Replace the study's findings with one row per comparison (in a store opened here or
+    through a team server); returns how many."""
+    return studies_of(where).record_findings(analysis)
+
+
+def finding_rows(analysis: StudyAnalysis) -> list[dict[str, Any]]:
+    """The findings rows of an analysed study: one per comparison."""
     now = time.time()
     context = {**analysis.context, "confidence": analysis.spec.analysis.confidence,
                "alpha": analysis.spec.analysis.alpha}
-    rows = [{
+    return [{
         "kind": c.kind, "component": c.factor, "level": c.level, "baseline": c.baseline,
         "metric": c.metric.key, "direction": c.metric.direction,
         "effect": c.effect.estimate, "low": c.effect.low, "high": c.effect.high,
@@ -57,9 +60,6 @@ def record_findings(store: Store, analysis: StudyAnalysis) -> int:
         "prob_improvement": c.effect.prob_improvement, "n": c.effect.n,
         "verdict": c.verdict, "context": context, "created_at": now,
     } for c in analysis.comparisons]
-    with store.write() as conn:
-        records.replace_for_study(conn, analysis.study_id, rows)
-    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,10 @@ class Evidence:
 
     @property
     def standard_error(self) -> float:
-        z = float(norm.ppf(0.5 + self.confidence / 2))
-        return max((self.high - self.low) / (2 * z), _SE_FLOOR)
+        """The study's standard error, read back from its interval: half its width over the
+        Student t quantile for ``n - 1`` degrees of freedom (exact for a Student t interval,
+        the right scale for the others); over z with one seed (utterances resampled only)."""
+        return interval_standard_error(self.low, self.high, self.n, self.confidence)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class PooledFinding:
     direction: str  # "lower" or "higher" is better
     evidence: list[Evidence]
     estimate: float  # pooled effect (random effects), metric units
-    low: float  # its 95% interval
+    low: float  # its 95% interval (Hartung-Knapp-Sidik-Jonkman)
     high: float
     i_squared: float | None  # heterogeneity, 0..1; None with one study
     tau_squared: float  # between-study variance
@@ -166,34 +168,12 @@ class PooledFinding:
         }
 
 
-def random_effects(estimates: Sequence[float], standard_errors: Sequence[float],
-                   confidence: float = 0.95) -> tuple[float, float, float, float, float | None]:
-    """DerSimonian-Laird pooling: (estimate, low, high, tau², I²); I² is None for one study."""
-    y = [float(v) for v in estimates]
-    v = [max(float(s), _SE_FLOOR) ** 2 for s in standard_errors]
-    z = float(norm.ppf(0.5 + confidence / 2))
-    w = [1 / vi for vi in v]
-    fixed = sum(wi * yi for wi, yi in zip(w, y, strict=True)) / sum(w)
-    k = len(y)
-    tau2, i2 = 0.0, None
-    if k > 1:
-        q = sum(wi * (yi - fixed) ** 2 for wi, yi in zip(w, y, strict=True))
-        c = sum(w) - sum(wi * wi for wi in w) / sum(w)
-        tau2 = max(0.0, (q - (k - 1)) / c) if c > 0 else 0.0
-        i2 = max(0.0, (q - (k - 1)) / q) if q > 0 else 0.0
-    w_star = [1 / (vi + tau2) for vi in v]
-    pooled = sum(wi * yi for wi, yi in zip(w_star, y, strict=True)) / sum(w_star)
-    se = math.sqrt(1 / sum(w_star))
-    return pooled, pooled - z * se, pooled + z * se, tau2, i2
-
-
-def pooled_findings(store: Store, component: str | None = None,
+def pooled_findings(where: Store | StudySource, component: str | None = None,
                     metric: str | None = None, project: str | None = None
                     ) -> list[PooledFinding]:
     """Every (component, level, baseline, metric) with evidence, pooled across studies
-    (``project``: only that project's studies)."""
-    with store.read() as conn:
-        rows = records.query(conn, component=component, metric=metric, project=project)
+    (``project``: only that project's studies), read from a store or a team server."""
+    rows = studies_of(where).finding_rows(component=component, metric=metric, project=project)
     groups: dict[tuple, list[Any]] = {}
     for row in rows:
         pair = (row.level, row.baseline) if row.kind == "interaction" else tuple(
@@ -212,8 +192,9 @@ def _pool(rows: list[Any]) -> PooledFinding:
     level, baseline = max(orientations, key=lambda o: orientations[o])
     evidence = [_evidence(row, flipped=(row.level, row.baseline) != (level, baseline))
                 for row in rows]
-    estimate, low, high, tau2, i2 = random_effects([e.effect for e in evidence],
-                                                   [e.standard_error for e in evidence])
+    errors = pooled_standard_errors([e.standard_error for e in evidence],
+                                    [e.n for e in evidence])
+    estimate, low, high, tau2, i2 = random_effects([e.effect for e in evidence], errors)
     if len(evidence) == 1:  # one study: its own interval, not a normal approximation of it
         estimate, low, high = evidence[0].effect, evidence[0].low, evidence[0].high
     return PooledFinding(rows[0].component, level, baseline, rows[0].metric, rows[0].direction,
@@ -234,7 +215,7 @@ def _evidence(row: Any, flipped: bool) -> Evidence:
 
 # -- the wiki --------------------------------------------------------------------------------
 
-def export_wiki(store: Store, out_dir: str | Path,
+def export_wiki(where: Store | StudySource, out_dir: str | Path,
                 link_base: str | None = None) -> list[Path]:
     """One Markdown page per component (``<component>.md``), one per project
     (``project-<name>.md``) and ``index.md``; returns the paths, index last. Study ids link
@@ -242,10 +223,13 @@ def export_wiki(store: Store, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     by_component: dict[str, list[PooledFinding]] = {}
-    for finding in pooled_findings(store):
+    for finding in pooled_findings(where):
         by_component.setdefault(finding.component, []).append(finding)
     paths, index = [], ["# Findings", "", "What tympan studies found, by component. Each "
-                        "page pools every study's evidence (see `tympan findings`).", ""]
+                        "page pools every study's evidence (see `tympan findings`): a "
+                        "random-effects meta-analysis with the Hartung-Knapp-Sidik-Jonkman "
+                        "95% interval, which holds its level with as few as 2 studies of 3 "
+                        "seeds (tympan's docs/statistics.md).", ""]
     used: set[str] = set()
     pages: dict[str, str] = {}
     for component, found in sorted(by_component.items()):
@@ -268,7 +252,7 @@ def export_wiki(store: Store, out_dir: str | Path,
     for project in projects:
         name = _page_name(f"project-{project}", used)
         path = out / name
-        found = pooled_findings(store, project=project)
+        found = pooled_findings(where, project=project)
         path.write_text(_project_page(project, found, pages), encoding="utf-8")
         paths.append(path)
         index.append(f"- [{_md(project)}]({name}): {len(found)} comparison"

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from tympan.errors import InvalidInputError, NotFoundError
-from tympan.store import Store, preferences, samples
+from tympan.store import Store, preferences
 from tympan.store.schema import PREFERENCE_SIDES
 from tympan.store.summaries import Summary
 
@@ -107,13 +107,13 @@ def pairs_for(stored: Any, arm: str) -> list[Pair]:
         if t.status == "finished" and t.run_id and t.arm in (arm, BASELINE):
             runs.setdefault(t.arm, {})[t.seed] = t.run_id
     out = []
-    with stored.store.read() as conn:
-        for seed in sorted(set(runs.get(arm, {})) & set(runs.get(BASELINE, {}))):
-            mine = _last_clips(samples.for_run(conn, runs[arm][seed]))
-            theirs = _last_clips(samples.for_run(conn, runs[BASELINE][seed]))
-            for key in sorted(set(mine) & set(theirs)):
-                out.append(Pair(seed, key, mine[key].id, theirs[key].id, runs[arm][seed],
-                                runs[BASELINE][seed], (mine[key].caption, theirs[key].caption)))
+    clips = stored.studies.runs.audio_samples
+    for seed in sorted(set(runs.get(arm, {})) & set(runs.get(BASELINE, {}))):
+        mine = _last_clips(clips(runs[arm][seed]))
+        theirs = _last_clips(clips(runs[BASELINE][seed]))
+        for key in sorted(set(mine) & set(theirs)):
+            out.append(Pair(seed, key, mine[key].id, theirs[key].id, runs[arm][seed],
+                            runs[BASELINE][seed], (mine[key].caption, theirs[key].caption)))
     return out
 
 

@@ -2,7 +2,8 @@
 
 An arm is one assignment of a level to every factor. ``one-at-a-time`` has the baseline arm
 plus one arm per non-baseline level (the other factors at their baselines); ``full`` has
-every combination. Every arm runs the same seeds, so arms are compared seed by seed. Trials
+every combination, and so has ``learning_curve`` (every data size, at every training length
+if it varies those too). Every arm runs the same seeds, so arms are compared seed by seed. Trials
 are ordered seed-major: after the first seed finishes, every comparison has its first pair.
 """
 
@@ -37,7 +38,7 @@ def arms(study: StudyFile) -> list[dict[str, str]]:
     """Every arm's factor levels, the baseline arm first."""
     spec = study.spec
     baseline = {name: f.baseline_name for name, f in spec.factors.items()}
-    if spec.design == "full":
+    if spec.design in ("full", "learning_curve"):
         names = list(spec.factors)
         combos = itertools.product(*(spec.factors[n].level_names for n in names))
         out = [dict(zip(names, combo, strict=True)) for combo in combos]

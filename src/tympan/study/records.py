@@ -5,16 +5,18 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tympan import settings
 from tympan.errors import StudyNotFoundError
 from tympan.records.query import RunFilter, RunQuery
 from tympan.records.record import RunRecord
-from tympan.records.table import find_runs
 from tympan.store import Store, projects, runs, studies
 from tympan.study.spec import Metric, StudySpec
 from tympan.track import liveness
+
+if TYPE_CHECKING:
+    from tympan.study.source import LocalStudies, StudySource
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class StoredStudy:
     meta: dict[str, Any]  # path, config_sha256, trial_keys, data_path (see runner.register)
     trials: list[TrialRow]
     runs: dict[str, RunRecord] = field(repr=False)
-    store: Store = field(repr=False)
+    studies: StudySource = field(repr=False)  # where its records were read from
     runner: tuple[str, int] | None = None  # (host, pid) of the runner holding it, if any
 
     @property
@@ -101,7 +103,7 @@ class StoredStudy:
         """The trial's captured output (stdout and stderr), or '' if none was kept."""
         if trial.log_sha256 is None:
             return ""
-        return self.store.blobs.read(trial.log_sha256).decode("utf-8", "replace")
+        return self.studies.read_log(self.id, trial.log_sha256).decode("utf-8", "replace")
 
 
 def first_line(text: str | None) -> str:
@@ -158,8 +160,24 @@ def settle(store: Store, row: Any) -> Any:
         return studies.get(conn, row.id)
 
 
-def find_study(store: Store, text: str, project: str | None = None) -> Any:
-    """The studies row named by an id, a unique id prefix, or a name (within ``project``)."""
+def find_study(store: Store, text: str, project: str | None = None,
+               visible: str | None = None) -> Any:
+    """The studies row named by an id, a unique id prefix, or a name (within ``project``).
+    ``visible``: the study must belong to that project, else it is not found (and the
+    message names no other project's studies)."""
+    if visible is None:
+        return _find_study(store, text, project)
+    try:
+        row = _find_study(store, text, project if project is not None else visible)
+    except StudyNotFoundError:
+        raise StudyNotFoundError(f"no study {text!r}") from None
+    with store.read() as conn:
+        if projects.names(conn)[row.project_id] != visible:
+            raise StudyNotFoundError(f"no study {text!r}")
+    return row
+
+
+def _find_study(store: Store, text: str, project: str | None) -> Any:
     with store.read() as conn:
         row = studies.get(conn, text)
         if row is not None:
@@ -181,24 +199,51 @@ def find_study(store: Store, text: str, project: str | None = None) -> Any:
                              "--project")
 
 
-def load_stored_study(store: Store, text: str, project: str | None = None) -> StoredStudy:
-    """The study with its trials and runs; a runner that is gone is seen (see :func:`settle`)."""
-    row = settle(store, find_study(store, text, project))
+def load_stored_study(where: Store | StudySource, text: str,
+                      project: str | None = None) -> StoredStudy:
+    """The study with its trials and runs, from a store opened here or a
+    :class:`~tympan.study.source.StudySource` (a team server); a runner that is gone is seen
+    (see :func:`settle`)."""
+    from tympan.study.source import studies_of
+
+    return studies_of(where).load(text, project)
+
+
+def load_from_store(source: LocalStudies, text: str, project: str | None = None,
+                    visible: str | None = None) -> StoredStudy:
+    """``load_stored_study`` over the store of ``source`` (``visible``: see find_study)."""
+    from tympan.records.table import find_runs
+
+    store = source.store
+    row = settle(store, find_study(store, text, project, visible))
     with store.read() as conn:
         trial_rows = [TrialRow.from_row(r) for r in studies.trials_of(conn, row.id)]
         project_name = projects.names(conn)[row.project_id]
         holder = (row.runner_host, row.runner_pid) if row.runner_pid is not None else None
+    records = {r.id: r for r in find_runs(store, RunQuery(RunFilter(study=row.id)))}
+    stored = stored_study(row, project_name, trial_rows, records, source, holder)
+    # Listening tests give each judged trial run one more metric (study/listening.py).
+    from tympan.study.listening import listening_metrics
+
+    with_listening(stored, listening_metrics(store, stored))
+    return stored
+
+
+def stored_study(row: Any, project: str, trials: list[TrialRow], records: dict[str, RunRecord],
+                 source: StudySource, runner: tuple[str, int] | None) -> StoredStudy:
+    """A StoredStudy from a ``studies`` row (or its JSON on the server API)."""
     stored_spec = dict(row.spec)
     spec = StudySpec.model_validate(stored_spec.pop("spec"))
-    records = {r.id: r for r in find_runs(store, RunQuery(RunFilter(study=row.id)))}
-    stored = StoredStudy(id=row.id, name=row.name, project=project_name, spec=spec,
-                         spec_hash=row.spec_hash, source=row.source, created_at=row.created_at,
-                         updated_at=row.updated_at, meta=stored_spec, trials=trial_rows,
-                         runs=records, store=store, runner=holder)
-    # Listening tests give each judged trial run one more metric (study/listening.py).
-    from tympan.study.listening import METRIC, listening_metrics
+    return StoredStudy(id=row.id, name=row.name, project=project, spec=spec,
+                       spec_hash=row.spec_hash, source=row.source, created_at=row.created_at,
+                       updated_at=row.updated_at, meta=stored_spec, trials=trials,
+                       runs=records, studies=source, runner=runner)
 
-    for run_id, summary in listening_metrics(store, stored).items():
-        if run_id in records:
-            records[run_id].summary[METRIC] = summary
-    return stored
+
+def with_listening(stored: StoredStudy, summaries: dict[str, Any]) -> None:
+    """The ``listen/preference`` summaries put on the trial runs they belong to."""
+    from tympan.study.listening import METRIC
+
+    for run_id, summary in summaries.items():
+        if run_id in stored.runs:
+            stored.runs[run_id].summary[METRIC] = summary

@@ -21,19 +21,32 @@ from tympan.study import stats
 from tympan.study.analysis import Comparison, StudyAnalysis, TrialResult, analyse
 from tympan.study.forest import forest_svg, number, verdict_colour
 from tympan.study.records import first_line, load_stored_study
+from tympan.study.source import StudySource
 
 __all__ = ["forest_svg", "make_report", "render_html", "render_markdown", "write_report"]
 
 MAX_SEEDS = 64  # stats.seeds_needed looks no further than this many seeds
 KIND_TITLES = {"level": "Verdicts", "main": "Main effects", "interaction": "Interactions"}
 INTERVALS = {
-    "bootstrap-t": "studentized bootstrap (bootstrap-t) intervals from resampled seeds",
-    "student-t": "Student t intervals (too few seeds for bootstrap-t)",
+    "bootstrap-t": "studentized bootstrap (bootstrap-t) intervals from resampled seeds (too "
+                   "few seeds for a bounded sign-flip interval, or analysis.test: t-test)",
+    "student-t": "Student t intervals (too few seeds for bootstrap-t), which assume normal "
+                 "noise",
+    "sign-flip+bootstrap-t": "intervals that invert the sign-flip test, widened where the "
+                             "studentized bootstrap (bootstrap-t) interval reaches further",
     "percentile": "percentile bootstrap intervals, resampling seeds and test utterances",
     "degenerate": "zero-width intervals where every seed gave the same difference",
 }
-VERDICT_COLUMNS = ["comparison", "baseline", "metric", "effect [CI]", "Holm p",
+TESTS = {
+    "sign-flip": "exact sign-flip randomisation tests of the seed-paired differences (no "
+                 "normality assumed; with n seeds the smallest p is 2/2^n: 0.25 with 3 seeds, "
+                 "so 6 or more are needed to reach 0.05)",
+    "t-test": "paired t-tests (analysis.test: t-test; exact under normal noise, too liberal "
+              "under skewed noise)",
+}
+VERDICT_COLUMNS = ["comparison", "baseline", "metric", "seeds", "effect [CI]", "Holm p",
                    "P(improvement)", "verdict", "seeds to decide"]
+NUMERIC_COLUMNS = ("seeds", "effect [CI]", "Holm p", "P(improvement)")
 
 
 # -- the content, as plain strings -----------------------------------------------------------
@@ -88,8 +101,10 @@ def seeds_text(c: Comparison) -> str:
 
 
 def verdict_cells(c: Comparison) -> list[str]:
-    return [c.label, c.baseline, c.metric.key, effect_text(c), p_text(c.p_adjusted),
-            f"{c.effect.prob_improvement:.0%}", c.verdict, seeds_text(c)]
+    """The cells of VERDICT_COLUMNS; ``seeds`` is the seeds used (``2 of 3`` when some were
+    dropped: the notes say which and why)."""
+    return [c.label, c.baseline, c.metric.key, c.seeds_text, effect_text(c),
+            p_text(c.p_adjusted), f"{c.effect.prob_improvement:.0%}", c.verdict, seeds_text(c)]
 
 
 def comparison_tables(analysis: StudyAnalysis) -> list[tuple[str, list[Comparison]]]:
@@ -128,13 +143,15 @@ def reading_guide(analysis: StudyAnalysis) -> list[str]:
         "metric's own units: every arm ran with the same seeds, and each seed's treatment "
         "result is compared with the baseline's result for that seed. In the forest plot a "
         "point is the effect, the bar its interval and the dashed line zero; the better side "
-        "of zero is labelled.",
+        "of zero is labelled. The seeds column counts the seeds a comparison used: a seed "
+        "whose trial failed, timed out, or gave a missing, NaN or infinite metric in either "
+        "arm is left out, and the notes say which and why.",
         f"Intervals are {spec.confidence:.0%} confidence intervals: {methods}"
         + (f" ({', '.join(map(str, n_boot))} resamples)."
            if {"bootstrap-t", "percentile"} & set(kinds) else ".")
-        + " p-values are two-sided paired t-tests, adjusted with Holm's step-down correction "
-        f"over all {m} comparisons of the study (every comparison of every metric is one "
-        "hypothesis).",
+        + f" p-values are two-sided {TESTS.get(analysis.spec.analysis.test, '')}, adjusted "
+        f"with Holm's step-down correction over all {m} comparisons of the study (every "
+        "comparison of every metric is one hypothesis).",
         f"A verdict is decided (improves or hurts) only when the Holm-adjusted p is below "
         f"α = {spec.alpha:g} and the interval excludes zero on the side of the estimate; "
         "otherwise it is \"no detectable effect\". P(improvement) is the share of bootstrap "
@@ -172,13 +189,16 @@ def render_markdown(analysis: StudyAnalysis, forest: str = "forest.svg") -> str:
     lines = [f"# Study {_md(analysis.name)}", ""]
     if analysis.spec.description:
         lines += [_md(analysis.spec.description.strip()), ""]
-    lines += [verdict_counts(analysis) + ".", "", "## Context", ""]
+    lines += [verdict_counts(analysis) + ".", ""]
+    if analysis.warnings:
+        lines += ["## Warnings", "", *(f"- ⚠ {_md(w)}" for w in analysis.warnings), ""]
+    lines += ["## Context", ""]
     lines += _md_table(["", ""], context_rows(analysis))
     lines += ["", "## Forest plot", "", f"![forest plot]({forest})", ""]
     for title, rows in comparison_tables(analysis):
         lines += [f"## {title}", ""]
         lines += _md_table(VERDICT_COLUMNS, [verdict_cells(c) for c in rows],
-                           right=["effect [CI]", "Holm p", "P(improvement)"])
+                           right=NUMERIC_COLUMNS)
         lines.append("")
     if not analysis.comparisons:
         lines += ["## Verdicts", "", "No comparisons yet.", ""]
@@ -236,6 +256,8 @@ tbody tr:hover { background:#fbfcfd; }
 .legend span::before { content:""; display:inline-block; width:10px; height:10px;
   border-radius:50%; margin-right:6px; background:var(--dot); }
 .muted { color:var(--muted); }
+.warnings { border-left:4px solid #bf8700; background:#fff8c5; padding:4px 16px; margin-top:24px; }
+.warnings h2 { margin-top:12px; border:0; }
 a { color:#0969da; text-decoration:none; } a:hover { text-decoration:underline; }
 footer { margin-top:48px; color:var(--muted); font-size:13px; }
 """
@@ -250,6 +272,9 @@ def render_html(analysis: StudyAnalysis, link_base: str | None = None) -> str:
         body.append(f'<p class="lede">{e(analysis.spec.description.strip())}</p>')
     body.append(f'<p class="summary">{e(verdict_counts(analysis))} · '
                 f"{analysis.finished} of {len(analysis.trials)} trials finished</p></header>")
+    if analysis.warnings:
+        items = "".join(f"<li>{e(w)}</li>" for w in analysis.warnings)
+        body.append(f'<section class="warnings"><h2>Warnings</h2><ul>{items}</ul></section>')
     facts = "".join(f"<dt>{e(k)}</dt><dd>{e(str(v))}</dd>" for k, v in context_rows(analysis))
     body.append(f'<section><h2>Context</h2><dl class="facts">{facts}</dl></section>')
     legend = "".join(f'<span style="--dot:{verdict_colour(v)}">{label}</span>'
@@ -279,17 +304,16 @@ def render_html(analysis: StudyAnalysis, link_base: str | None = None) -> str:
 
 
 def _verdict_table(rows: list[Comparison]) -> str:
-    numeric = {"effect [CI]", "Holm p", "P(improvement)"}
-    head = "".join(f'<th class="num">{c}</th>' if c in numeric else f"<th>{escape(c)}</th>"
-                   for c in VERDICT_COLUMNS)
+    head = "".join(f'<th class="num">{c}</th>' if c in NUMERIC_COLUMNS
+                   else f"<th>{escape(c)}</th>" for c in VERDICT_COLUMNS)
     out = []
     for c in rows:
         cells = verdict_cells(c)
         tds = [f"<td>{escape(v)}</td>" for v in cells[:3]]
-        tds += [f'<td class="num">{escape(v)}</td>' for v in cells[3:6]]
+        tds += [f'<td class="num">{escape(v)}</td>' for v in cells[3:7]]
         tds.append(f'<td><span class="badge" style="background:{verdict_colour(c.verdict)}">'
                    f"{escape(c.verdict)}</span></td>")
-        tds.append(f'<td class="muted">{escape(cells[7])}</td>')
+        tds.append(f'<td class="muted">{escape(cells[8])}</td>')
         out.append("<tr>" + "".join(tds) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(out)}</tbody></table>"
 
@@ -333,15 +357,15 @@ def write_report(analysis: StudyAnalysis, out_dir: str | Path,
     return paths
 
 
-def make_report(store: Store, study: str, out_dir: str | Path | None = None, *,
+def make_report(where: Store | StudySource, study: str, out_dir: str | Path | None = None, *,
                 project: str | None = None,
                 link_base: str | None = None) -> tuple[StudyAnalysis, dict[str, Path]]:
     """Analyse a stored study, write its report (default ``reports/<study name>``) and
-    record its findings in the store."""
+    record its findings where the study is stored."""
     from tympan.study.findings import record_findings
 
-    analysis = analyse(load_stored_study(store, study, project))
+    analysis = analyse(load_stored_study(where, study, project))
     paths = write_report(analysis, out_dir if out_dir is not None
                          else Path("reports") / analysis.name, link_base)
-    record_findings(store, analysis)
+    record_findings(where, analysis)
     return analysis, paths

@@ -15,7 +15,15 @@ never starts half-right.
     seeds: 3                           # or [0, 1, 2]: the same seeds in every arm
     metrics:
       - {name: wer, split: test, direction: lower}
-    resources: {cpus: 1, gpus: 0.25, timeout: 900}
+    resources: {cpus: 1, gpus: 0.25, timeout: 900}   # seconds; default 3 h; none: no limit
+
+A learning-curve study varies the training data instead (docs/quantify.md): nested subsets
+of the corpus, so that each larger set contains every smaller one, on the same seeds::
+
+    design: learning_curve
+    data_size: {key: train_fraction, fractions: [1/16, 1/8, 1/4, 1/2, 1],
+                measure: data/train_hours}   # the run metric that says how much data it had
+    steps: {key: epochs, values: [10, 20]}    # optional: training length as a second axis
 """
 
 from __future__ import annotations
@@ -102,16 +110,40 @@ class Metric(_Strict):
         return self.direction == "lower"
 
 
+DEFAULT_TRIAL_TIMEOUT = 3 * 3600.0  # seconds: a hung trial cannot hold a study forever
+
+
 class Resources(_Strict):
-    """What one trial needs: CPU cores (its thread count), GPUs (fractions share a GPU)."""
+    """What one trial needs: CPU cores (its thread count), GPUs (fractions share a GPU), and
+    how long it may run: ``timeout`` seconds, unset for the default (3 hours), ``none`` for
+    no limit."""
 
     cpus: float = Field(1, gt=0)
     gpus: float = Field(0, ge=0)
-    timeout: float | None = Field(None, gt=0, description="seconds before a trial is stopped")
+    timeout: float | Literal["none"] | None = Field(
+        None, description="seconds before a trial is stopped; none: no limit")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _positive_or_none(cls, timeout: Any) -> Any:
+        if isinstance(timeout, str) and timeout.strip().lower() == "none":
+            return "none"
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float, type(None))) or (
+                timeout is not None and not timeout > 0):
+            raise ValueError(f"{timeout!r} is not a timeout: give a positive number of seconds "
+                             "per trial (e.g. 10800 for 3 hours), or none for no limit")
+        return timeout
 
     @property
     def threads(self) -> int:
         return max(1, int(self.cpus))
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        """Seconds a trial may run (None: no limit)."""
+        if self.timeout == "none":
+            return None
+        return DEFAULT_TRIAL_TIMEOUT if self.timeout is None else float(self.timeout)
 
 
 class Analysis(_Strict):
@@ -121,6 +153,63 @@ class Analysis(_Strict):
     alpha: float = Field(0.05, gt=0, lt=1)
     confidence: float = Field(0.95, gt=0.5, lt=1)
     resample: Literal["seeds", "utterances"] = "seeds"
+    # sign-flip: exact randomisation test, no normality assumed (needs 6+ seeds to decide at
+    # 0.05); t-test: paired t-test, exact under normal noise, liberal under skewed noise.
+    test: Literal["sign-flip", "t-test"] = "sign-flip"
+
+
+# (section, field, default) of fields added after studies were stored: see StudySpec.digest.
+# section None: a top-level field.
+_LATER_FIELDS = (("analysis", "test", "sign-flip"), (None, "data_size", None),
+                 (None, "steps", None))
+
+
+class DataSize(_Strict):
+    """A learning-curve study's data axis: the config key that takes a fraction of the
+    corpus (the recipe takes nested subsets: ``train_fraction`` in the bundled recipes),
+    the fractions, and the metric each run logs with the amount of data it trained on."""
+
+    key: str = "train_fraction"
+    fractions: list[float] = [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1]
+    measure: str | None = "data/train_hours"  # None: sizes are the fractions themselves
+
+    @field_validator("fractions", mode="before")
+    @classmethod
+    def _parse_fractions(cls, fractions: Any) -> Any:
+        if not isinstance(fractions, list):
+            return fractions
+        out = []
+        for value in fractions:
+            if isinstance(value, str) and "/" in value:
+                top, _, bottom = value.partition("/")
+                try:
+                    value = float(top) / float(bottom)
+                except (ValueError, ZeroDivisionError):
+                    raise ValueError(f"{value!r} is not a fraction such as 1/16") from None
+            out.append(value)
+        return out
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, fractions: list[float]) -> list[float]:
+        if len(fractions) < 3:
+            raise ValueError("a learning curve needs at least 3 data sizes")
+        if any(not 0 < f <= 1 for f in fractions):
+            raise ValueError("fractions of the corpus are in (0, 1]")
+        if len(set(fractions)) != len(fractions):
+            raise ValueError("fractions are repeated")
+        return sorted(fractions)
+
+
+class Steps(_Strict):
+    """A learning-curve study's optional second axis: training length (epochs or steps)."""
+
+    key: str = "epochs"
+    values: list[int] = Field(min_length=2)
+
+
+DATA_FACTOR = "data_size"  # the factor a learning-curve study varies (findings name it so)
+STEPS_FACTOR = "steps"
 
 
 class StudySpec(_Strict):
@@ -132,7 +221,9 @@ class StudySpec(_Strict):
     config: str | None = None
     overrides: dict[str, Scalar | None] = {}
     factors: dict[str, Factor]
-    design: Literal["one-at-a-time", "full"] = "one-at-a-time"
+    design: Literal["one-at-a-time", "full", "learning_curve"] = "one-at-a-time"
+    data_size: DataSize | None = None
+    steps: Steps | None = None
     seeds: int | list[int]
     seed_key: str = "seed"
     metrics: list[Metric]
@@ -160,9 +251,34 @@ class StudySpec(_Strict):
     @field_validator("factors")
     @classmethod
     def _some_factors(cls, factors: dict[str, Factor]) -> dict[str, Factor]:
-        if not factors:
+        if not factors:  # a learning curve's come from data_size (below)
             raise ValueError("list at least one factor to vary")
         return factors
+
+    @model_validator(mode="before")
+    @classmethod
+    def _learning_curve_factors(cls, data: Any) -> Any:
+        """A learning curve's axes become factors (data size, and steps if given), each with
+        its largest level as the baseline, so reports and findings treat data size as a
+        component like any other."""
+        if not isinstance(data, dict):
+            return data
+        if data.get("design") != "learning_curve":
+            if data.get("data_size") is not None or data.get("steps") is not None:
+                raise ValueError("data_size and steps belong to design: learning_curve")
+            return data
+        size = DataSize.model_validate(data.get("data_size") or {})
+        factors = {DATA_FACTOR: {"levels": size.fractions, "baseline": size.fractions[-1],
+                                 "key": size.key}}
+        if data.get("steps") is not None:
+            steps = Steps.model_validate(data["steps"])
+            factors[STEPS_FACTOR] = {"levels": steps.values, "baseline": max(steps.values),
+                                     "key": steps.key}
+        given = data.get("factors")
+        if given and given != factors:
+            raise ValueError("a learning_curve study varies data size (data_size:) and "
+                             "optionally training length (steps:); it takes no factors")
+        return {**data, "factors": factors, "data_size": size.model_dump()}
 
     @field_validator("seeds")
     @classmethod
@@ -209,9 +325,15 @@ class StudySpec(_Strict):
         return self.project or self.name
 
     def digest(self) -> str:
-        """A hash of everything that decides what the trials run (not of comments)."""
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True)
-                              .encode()).hexdigest()
+        """A hash of everything that decides what the trials run (not of comments). Fields
+        added later are left out while they hold their default, so a study run before they
+        existed keeps its digest."""
+        dump = self.model_dump(mode="json")
+        for section, key, default in _LATER_FIELDS:
+            fields = dump if section is None else dump[section]
+            if key in fields and fields[key] == default:
+                del fields[key]
+        return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()
 
 
 class StudyFile(BaseModel):

@@ -5,9 +5,16 @@ as the baseline arm, so comparisons are paired by seed: the unit of evidence is 
 difference ``treatment - baseline`` in metric units. docs/statistics.md explains each
 number, the method behind it, and the simulations that check it.
 
-- Interval: studentized (bootstrap-t) interval of the mean difference, from ``n_boot``
-  resamples of the seeds; the Student t interval where bootstrap-t is undefined (3 seeds).
-- p-value: two-sided one-sample (paired) t-test of the differences.
+- p-value (``test="sign-flip"``, the default): the exact sign-flip randomisation test of the
+  paired differences (all 2^n sign patterns up to 16 seeds, ``n_boot`` random ones above).
+  It needs no normality, but its smallest p is 2 / 2^n: 0.25 with 3 seeds, 0.0625 with 5,
+  so fewer than 6 seeds can never reach 0.05.
+- Interval: the interval that inverts the sign-flip test, widened where the studentized
+  (bootstrap-t) interval reaches further; with too few seeds for a bounded sign-flip interval
+  (5 or fewer at 95%) the bootstrap-t interval alone, or the Student t interval where
+  bootstrap-t is undefined (3 seeds).
+- ``test="t-test"``: the paired t-test and the bootstrap-t interval (exact under normal noise
+  at any n, too liberal under skewed noise).
 - ``prob_improvement``: share of bootstrap means on the better side, ties counting half.
 - ``utterance_effect``: two-way (seeds x utterances) "pigeonhole" bootstrap of corpus rates.
 """
@@ -22,6 +29,7 @@ import numpy as np
 from scipy import stats as _sps
 
 from tympan.errors import InvalidInputError
+from tympan.study.signflip import seeds_to_decide, sign_flip
 
 IMPROVES = "improves"
 HURTS = "hurts"
@@ -43,14 +51,23 @@ class Effect:
     n: int  # number of pairs (seeds) used
     n_boot: int
     method: str  # what was resampled: "seeds", "utterances" or "seeds+utterances"
-    interval: str = "bootstrap-t"  # "bootstrap-t", "student-t", "percentile" or "degenerate"
+    interval: str = "bootstrap-t"  # see INTERVALS
+    test: str = "t-test"  # how p_value was computed: see TESTS
 
 
-def _check_options(n_boot: int, confidence: float) -> None:
+SIGN_FLIP, T_TEST = "sign-flip", "t-test"
+TESTS = (SIGN_FLIP, T_TEST)
+SIGN_FLIP_INTERVAL = "sign-flip+bootstrap-t"
+INTERVALS = ("bootstrap-t", "student-t", SIGN_FLIP_INTERVAL, "percentile", "degenerate")
+
+
+def _check_options(n_boot: int, confidence: float, test: str = T_TEST) -> None:
     if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 100:
         raise InvalidInputError(f"n_boot must be an integer >= 100, got {n_boot!r}")
     if not 0.0 < confidence < 1.0:
         raise InvalidInputError(f"confidence must be between 0 and 1, got {confidence!r}")
+    if test not in TESTS:
+        raise InvalidInputError(f"unknown test {test!r}: use {' or '.join(TESTS)}")
 
 
 def _as_float_array(values: object, name: str, ndim: int) -> np.ndarray:
@@ -99,13 +116,19 @@ def effect_from_differences(
     n_boot: int = 10_000,
     confidence: float = 0.95,
     seed: int = 0,
+    test: str = SIGN_FLIP,
 ) -> Effect:
     """Effect of paired differences (treatment - baseline, one per seed); NaNs are dropped.
 
-    Zero spread is answered exactly: all-zero differences give p = 1 and the interval [0, 0];
-    identical nonzero differences give p = 0 and the interval [d, d] (``interval="degenerate"``).
+    ``test="sign-flip"`` (default): the exact sign-flip test and the interval that inverts it,
+    widened to the bootstrap-t interval where that reaches further (docs/statistics.md).
+    ``test="t-test"``: the paired t-test and the bootstrap-t interval.
+
+    Zero spread is answered exactly: the interval is [d, d] (``interval="degenerate"``);
+    all-zero differences give p = 1; identical nonzero ones p = 0 under the t-test and
+    2 / 2^n (the smallest it can give) under the sign-flip test.
     """
-    _check_options(n_boot, confidence)
+    _check_options(n_boot, confidence, test)
     d = _as_float_array(diffs, "diffs", 1)
     d = d[~np.isnan(d)]
     if d.size < 2:
@@ -116,12 +139,14 @@ def effect_from_differences(
     mean = float(d.mean())
     scale = float(np.abs(d).max())
     sd = float(d.std(ddof=1))
+    rng = np.random.default_rng(seed)
     if _no_spread(sd, scale):
         means = np.full(1, mean)
-        return Effect(mean, mean, mean, _t_test(mean, 0.0, n),
-                      _prob_better(means, lower_is_better), n, n_boot, "seeds", "degenerate")
+        p = _t_test(mean, 0.0, n) if test == T_TEST else sign_flip(d, confidence, rng, n_boot,
+                                                                   _RELATIVE_TOLERANCE)[0]
+        return Effect(mean, mean, mean, p, _prob_better(means, lower_is_better), n, n_boot,
+                      "seeds", "degenerate", test)
     se = sd / math.sqrt(n)
-    rng = np.random.default_rng(seed)
     means = np.empty(n_boot)
     sds = np.empty(n_boot)
     rows = max(1, _CHUNK_ELEMENTS // n)
@@ -141,16 +166,25 @@ def effect_from_differences(
     else:  # too few seeds for bootstrap-t (always so with 3): the Student t interval
         half = float(_sps.t.ppf(1.0 - tail, n - 1)) * se
         low, high, interval = mean - half, mean + half, "student-t"
+    if test == T_TEST:
+        p_value = _t_test(mean, sd, n)
+    else:
+        p_value, flip_low, flip_high = sign_flip(d, confidence, rng, n_boot,
+                                                 _RELATIVE_TOLERANCE)
+        if flip_low is not None and flip_high is not None:
+            low, high = min(low, flip_low), max(high, flip_high)
+            interval = SIGN_FLIP_INTERVAL
     return Effect(
         estimate=mean,
         low=float(low),
         high=float(high),
-        p_value=_t_test(mean, sd, n),
+        p_value=p_value,
         prob_improvement=_prob_better(means, lower_is_better),
         n=n,
         n_boot=n_boot,
         method="seeds",
         interval=interval,
+        test=test,
     )
 
 
@@ -162,6 +196,7 @@ def paired_effect(
     n_boot: int = 10_000,
     confidence: float = 0.95,
     seed: int = 0,
+    test: str = SIGN_FLIP,
 ) -> Effect:
     """Effect of ``treatment`` against ``baseline``, paired by position (seed order).
 
@@ -181,7 +216,7 @@ def paired_effect(
         )
     return effect_from_differences(
         t[keep] - b[keep], lower_is_better=lower_is_better, n_boot=n_boot,
-        confidence=confidence, seed=seed,
+        confidence=confidence, seed=seed, test=test,
     )
 
 
@@ -278,6 +313,7 @@ def utterance_effect(
         n_boot=n_boot,
         method="seeds+utterances" if n_seeds > 1 else "utterances",
         interval="percentile",
+        test="bootstrap",
     )
 
 
@@ -319,6 +355,7 @@ def seeds_needed(
     max_seeds: int = 64,
     n_sim: int = 2000,
     seed: int = 0,
+    test: str = T_TEST,
 ) -> int | None:
     """Smallest seed count n' in n+1..max_seeds that detects the observed effect with ``power``.
 
@@ -329,6 +366,10 @@ def seeds_needed(
     every n' (its first n' values), so power is computed for all n' at once. ``None`` means
     more than ``max_seeds`` (or no effect at all). ``lower_is_better`` does not change the
     answer: power to detect the effect is the same whichever side is better.
+
+    ``test="sign-flip"``: n' is at least :func:`seeds_to_decide` at ``alpha`` (below that the
+    test cannot reach ``alpha``); above it, the t-test's power stands in for the sign-flip
+    test's (the two agree closely from 10 seeds on: docs/statistics.md).
     """
     del lower_is_better  # the test is two-sided; kept for a uniform call signature
     d = _as_float_array(diffs, "diffs", 1)
@@ -337,12 +378,15 @@ def seeds_needed(
         raise InvalidInputError(f"need at least 2 paired differences, got {d.size}")
     if not (0 < alpha < 1 and 0 < power < 1):
         raise InvalidInputError("alpha and power must be between 0 and 1")
+    if test not in TESTS:
+        raise InvalidInputError(f"unknown test {test!r}: use {' or '.join(TESTS)}")
     n = int(d.size)
+    floor = seeds_to_decide(alpha) if test == SIGN_FLIP else 2
     mean = float(d.mean())
     if n >= max_seeds:
         return None
     if np.ptp(d) == 0.0:
-        return None if mean == 0.0 else n + 1
+        return None if mean == 0.0 else (max(n + 1, floor) if floor <= max_seeds else None)
     pool = mean + math.sqrt(n / (n - 1)) * (d - mean)
     x = pool[np.random.default_rng(seed).integers(0, n, size=(n_sim, max_seeds))]
     k = np.arange(1, max_seeds + 1, dtype=float)
@@ -356,5 +400,5 @@ def seeds_needed(
     same_side = np.sign(means) == np.sign(mean)
     t_abs = np.divide(np.abs(means), se, out=np.full_like(means, np.inf), where=se > 0)
     rejects = same_side & (means != 0) & (t_abs > crit)
-    enough = np.flatnonzero(rejects.mean(axis=0) >= power)
+    enough = np.flatnonzero((rejects.mean(axis=0) >= power) & (ks >= floor))
     return int(ks[enough[0]]) if enough.size else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from tympan.errors import InvalidInputError
 from tympan.track import active
 
 if TYPE_CHECKING:
@@ -26,19 +27,29 @@ def init(
     study: str | None = None,
     system_metrics: bool | None = None,
     console: bool | None = None,
+    notes: str | None = None,
 ) -> Run:
     """Start recording a run (or, with ``resume=RUN_ID``, continue one) and make it active.
 
     ``config`` may be a dict, a dataclass, an argparse Namespace or a pydantic model.
     ``store`` defaults to TYMPAN_STORE, else ``./.tympan``. ``system_metrics`` (CPU, memory,
     I/O, GPUs under ``system/``) and ``console`` (stdout and stderr as ``console.log``)
-    default to TYMPAN_SYSTEM_METRICS and TYMPAN_CONSOLE, both on.
+    default to TYMPAN_SYSTEM_METRICS and TYMPAN_CONSOLE, both on. ``notes`` is W&B's name
+    for ``note``.
+
+    With ``resume``, ``config`` keys the run does not have yet are added to its config; a
+    key it has with another value, or a ``project``, ``name``, ``tags``, ``note``,
+    ``parent`` or ``study`` other than the run's own, is refused (a resumed run keeps what
+    it was started with; change its config explicitly with ``run.update_config``).
     """
     from tympan.track import start
 
+    note = _one_note(note, notes)
     background = start.Background(system_metrics, console)
     if resume is not None:
-        return start.resume_run(resume, store=store, background=background)
+        return start.resume_run(resume, store=store, background=background,
+                                given=start.ResumeArgs(project, name, config, tags, note,
+                                                       parent, study))
     seed = _pending_seed.pop() if _pending_seed else None
     return start.start_run(project=project, name=name, config=config, tags=tags, note=note,
                            store=store, parent=parent, study=study, seed=seed,
@@ -75,8 +86,19 @@ def log_artifact(source: str | os.PathLike[str] | bytes, name: str | None = None
 
 
 def finish(status: str = "finished") -> None:
-    """Finish the active run."""
-    active.require().finish(status)
+    """Finish the active run; with no active run, do nothing (as ``wandb.finish()``)."""
+    run = active.current()
+    if run is not None:
+        run.finish(status)
+
+
+def _one_note(note: str, notes: str | None) -> str:
+    if notes is None:
+        return note
+    if note and note != notes:
+        raise InvalidInputError(
+            "init() got note= and notes= with different texts: pass one of them")
+    return notes
 
 
 def active_run() -> Run | None:

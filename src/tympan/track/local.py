@@ -6,6 +6,7 @@ is written by exactly this code.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from tympan.errors import RunNotFoundError, RunStateError, StoreError
+from tympan.errors import RunNotFoundError, RunStateError, StoreError, StoreUnavailableError
 from tympan.records.record import resolve_run_id
 from tympan.store import (
     Store,
@@ -39,6 +40,8 @@ from tympan.track.transport import (
     media_path,
 )
 
+log = logging.getLogger("tympan")
+
 COMPACT_ABOVE = 16  # chunks per series before finish() merges them
 COMPACT_TARGET = 1 << 20  # points per merged chunk: a 1M-point series reads as one row
 
@@ -49,6 +52,10 @@ class LocalTransport:
     def __init__(self, store: Store, project: str | None = None) -> None:
         self.store = store
         self.where = store.where
+        self.ui_url = None
+        # SQLite: a transaction of 128k points (~3 MiB) keeps the WAL near its checkpoint size
+        # (store/engine.py), so a backlog never needs room for two copies of itself.
+        self.max_piece = 1 << 17 if store.location.sqlite_path is not None else 1 << 20
         # The project a served token is bound to: run references resolve among its runs only.
         self.project = project
 
@@ -115,9 +122,20 @@ class LocalTransport:
         with self.store.write() as conn:
             self._require(conn, run_id)
             runs.set_status(conn, run_id, status, ended_at, error)
-            for key, count in metrics.chunk_counts(conn, run_id).items():
-                if count > COMPACT_ABOVE:
+            counts = metrics.chunk_counts(conn, run_id)
+        # Merging is only for faster reads, and it briefly needs room for a second copy of the
+        # series: one transaction per series, after the status, and skipped on a full disk,
+        # so a run always finishes (on a nearly full disk this used to be retried forever).
+        for key, count in counts.items():
+            if count <= COMPACT_ABOVE:
+                continue
+            try:
+                with self.store.write() as conn:
                     metrics.compact(conn, run_id, key, COMPACT_TARGET)
+            except StoreUnavailableError as exc:
+                log.warning("tympan: run %s: could not merge the stored chunks of its series "
+                            "(%s); every point is stored, reads are only slower", run_id, exc)
+                return
 
     # -- metrics ----------------------------------------------------------------------------
     def write_metrics(self, batch: MetricBatch) -> None:
@@ -130,6 +148,9 @@ class LocalTransport:
     def summary(self, run_id: str) -> dict[str, Summary]:
         with self.store.read() as conn:
             return summary_records.for_runs(conn, [run_id])[run_id]
+
+    def send_leftovers(self, wait: bool) -> None:
+        """Nothing: a local store is written directly, never journaled."""
 
     # -- files ------------------------------------------------------------------------------
     def keep_bytes(self, data: bytes) -> Blob:
@@ -194,6 +215,22 @@ class LocalTransport:
                 row = runs.get(conn, run_id)
                 found[run_id] = None if row is None else names[row.project_id]
         return found
+
+    def ensure_project(self, name: str, now: float) -> int:
+        """The project's id, created if it does not exist (MLflow's experiments/create)."""
+        with self.store.write() as conn:
+            return projects.ensure(conn, name, now)
+
+    def describe_run(self, run_id: str, *, name: str | None = None,
+                     tags: list[str] | None = None, note: str | None = None,
+                     parent_id: str | None = None) -> None:
+        """Change what a run is called and labelled (MLflow's run name and tags)."""
+        fields = {k: v for k, v in (("name", name), ("tags", tags), ("note", note),
+                                    ("parent_id", parent_id)) if v is not None}
+        with self.store.write() as conn:
+            self._require(conn, run_id)
+            if fields:
+                runs.set_fields(conn, run_id, **fields)
 
     def run_status(self, run_id: str) -> str:
         with self.store.read() as conn:

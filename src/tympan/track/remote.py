@@ -11,6 +11,10 @@ happens to the data:
   server's message, never retried.
 
 Retrying is safe because every write is idempotent on the server (see ``transport.py``).
+While the server is down, writes are not held in memory but appended to the process's disk
+journal (``journal.py``), in order, so they survive the process; from then on every write goes
+behind them into the journal until the writer thread, retrying with the same backoff, has sent
+it all (``sync.py``). Heartbeats are not journaled: a late one would say nothing.
 Files logged as artifacts are copied at once into a private folder (the "outbox") and
 uploaded from there, so a checkpoint overwritten right after ``log_artifact()`` is recorded
 as it was; each copy is deleted once the server has it.
@@ -21,22 +25,25 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from tympan import errors
+from tympan import errors, settings
 from tympan.errors import StoreError, StoreUnavailableError, TympanError
 from tympan.store.blobs import copy_hashing
 from tympan.store.location import redact
 from tympan.store.summaries import Summary
 from tympan.track import wire
+from tympan.track.journal import Journal, JournalFullError, server_folder
 from tympan.track.transport import AudioClip, Blob, MediaItem, MetricBatch, NewRun, RunState
 
 if TYPE_CHECKING:
@@ -49,14 +56,27 @@ CHECK_BEFORE_UPLOAD = 1 << 20  # bigger blobs: ask whether the server has them f
 _COPY_CHUNK = 1 << 20
 _RETRYABLE = {408, 429}
 
+log = logging.getLogger("tympan")
+
+# A write as a journal record, with the bytes or the file that a blob record uploads.
+Entry = tuple[dict[str, Any], bytes | str | None]
+
 
 class HttpTransport:
     """Writes a run's data to a tympan server's ingest API (``/api/ingest/...``)."""
 
     def __init__(self, url: str, token: str | None) -> None:
         self._client, self.where, self._token = server_client(url, token, timeout=30.0)
+        self.ui_url = self.where
+        self.max_piece = 1 << 20  # points per request
         self._outbox: str | None = None
         self._outbox_lock = threading.Lock()
+        self._journal: Journal | None = None  # while the server is down: where writes go
+        self._journal_lock = threading.RLock()
+        self._journal_full = False  # warned that it is full, until it takes writes again
+        self._failures = 0
+        self._next_try = 0.0  # time.monotonic() before which the journal is not sent
+        self._leftovers_sent = False
 
     def close(self) -> None:
         self._client.close()
@@ -70,11 +90,11 @@ class HttpTransport:
         self._call("GET", "/api/ingest/access", params={"project": project})
 
     def create_run(self, run: NewRun) -> None:
-        self._call("POST", "/api/ingest/runs", json={
+        self._write([({"op": "call", "method": "POST", "path": "/api/ingest/runs", "body": {
             "id": run.id, "project": run.project, "name": run.name, "config": run.config,
             "tags": run.tags, "note": run.note, "parent": run.parent, "study": run.study,
             "host": run.host, "pid": run.pid, "seed": run.seed, "created_at": run.created_at,
-        })
+        }, "what": "create run", "runs": [run.id]}, None)])
 
     def run_state(self, ref: str) -> RunState:
         data = self._call("GET", "/api/ingest/state", params={"run": ref}).json()
@@ -87,22 +107,22 @@ class HttpTransport:
         )
 
     def reopen_run(self, run_id: str, host: str, pid: int, now: float) -> None:
-        self._call("POST", f"{_run(run_id)}/reopen", json={"host": host, "pid": pid, "now": now})
+        self._write([_post(run_id, "reopen", {"host": host, "pid": pid, "now": now})])
 
     def set_environment(self, run_id: str, digest: str, data: dict[str, Any],
                         now: float) -> None:
-        self._call("POST", f"{_run(run_id)}/environment",
-                   json={"digest": digest, "data": data, "now": now})
+        self._write([_post(run_id, "environment", {"digest": digest, "data": data, "now": now})])
 
     def set_seed(self, run_id: str, seed: int) -> None:
-        self._call("POST", f"{_run(run_id)}/seed", json={"seed": seed})
+        self._write([_post(run_id, "seed", {"seed": seed})])
 
     def set_config(self, run_id: str, config: dict[str, Any]) -> None:
-        self._call("POST", f"{_run(run_id)}/config", json={"config": config})
+        self._write([_post(run_id, "config", {"config": config})])
 
     def finish_run(self, run_id: str, status: str, ended_at: float, error: str | None) -> None:
-        self._call("POST", f"{_run(run_id)}/finish",
-                   json={"status": status, "ended_at": ended_at, "error": error})
+        self._next_try = 0.0  # a run's end tries the server at once: the process may end next
+        self._write([_post(run_id, "finish",
+                           {"status": status, "ended_at": ended_at, "error": error})])
 
     def summary(self, run_id: str) -> dict[str, Summary]:
         data = self._call("GET", f"{_run(run_id)}/summary").json()
@@ -122,6 +142,14 @@ class HttpTransport:
                 parts[-1].setdefault(run.run_id, []).append(wire.chunk(chunk))
                 points += len(chunk.steps)
         summaries = {r.run_id: r.summaries for r in batch.runs}
+        if not summaries:  # a heartbeat alone: sent when it can be, never journaled
+            with self._journal_lock:
+                if self._journal is None or self._send_journal():
+                    with contextlib.suppress(StoreUnavailableError):
+                        self._call("POST", "/api/ingest/metrics",
+                                   json={"now": batch.now, "live": batch.live, "runs": []})
+            return
+        entries: list[Entry] = []
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
             ids = list(part) + [r for r in summaries if last and r not in part]
@@ -131,7 +159,11 @@ class HttpTransport:
                                if last else {})}
                 for run_id in ids
             ]}
-            self._call("POST", "/api/ingest/metrics", json=body)
+            points = sum(len(c.steps) for r in batch.runs if r.run_id in part for c in r.chunks)
+            entries.append(({"op": "call", "method": "POST", "path": "/api/ingest/metrics",
+                             "body": body, "what": "metrics", "runs": ids, "points": points},
+                            None))
+        self._write(entries)
 
     # -- files ------------------------------------------------------------------------------
     def keep_bytes(self, data: bytes) -> Blob:
@@ -150,30 +182,27 @@ class HttpTransport:
     def record_artifact(self, run_id: str, path: str, blob: Blob, media_type: str,
                         created_at: float) -> None:
         with _discarding_when_final(blob):
-            self._upload(blob)
-            self._call("POST", f"{_run(run_id)}/artifacts", json={
+            self._write([_blob(blob), _post(run_id, "artifacts", {
                 "path": path, "sha256": blob.sha256, "size": blob.size,
                 "media_type": media_type, "created_at": created_at,
-            })
+            }, what=f"artifact {path}")])
 
     def record_audio(self, run_id: str, clip: AudioClip, blob: Blob) -> None:
         with _discarding_when_final(blob):
-            self._upload(blob)
-            self._call("POST", f"{_run(run_id)}/audio", json={
+            self._write([_blob(blob), _post(run_id, "audio", {
                 "key": clip.key, "step": clip.step, "sha256": blob.sha256, "size": blob.size,
                 "sample_rate": clip.sample_rate, "frames": clip.frames,
                 "duration": clip.duration, "channels": clip.channels, "caption": clip.caption,
                 "peak": clip.peak, "gain": clip.gain, "created_at": clip.created_at,
-            })
+            }, what=f"audio {clip.key} step {clip.step}")])
 
     def record_media(self, run_id: str, item: MediaItem, blob: Blob) -> None:
         with _discarding_when_final(blob):
-            self._upload(blob)
-            self._call("POST", f"{_run(run_id)}/media", json={
+            self._write([_blob(blob), _post(run_id, "media", {
                 "kind": item.kind, "key": item.key, "step": item.step, "sha256": blob.sha256,
                 "size": blob.size, "caption": item.caption, "info": item.info,
                 "created_at": item.created_at,
-            })
+            }, what=f"{item.kind} {item.key} step {item.step}")])
 
     def _upload(self, blob: Blob) -> None:
         url = f"/api/ingest/blobs/{blob.sha256}"
@@ -186,6 +215,93 @@ class HttpTransport:
         else:
             assert blob.staged is not None
             self._call("PUT", url, content=_read_chunks(blob.staged), headers=headers)
+
+    # -- the disk journal -------------------------------------------------------------------
+    def _write(self, entries: list[Entry]) -> None:
+        """Send ``entries`` in order or, from the first the server cannot take on, append
+        them to the journal; while the journal holds anything, they go behind it."""
+        with self._journal_lock:
+            if self._journal is not None and not self._send_journal():
+                self._to_journal(entries)
+                return
+            for i, (record, source) in enumerate(entries):
+                try:
+                    self.send_record(record, source)
+                except StoreUnavailableError as exc:
+                    self._next_try = time.monotonic() + self.retry_delay(1)
+                    self._failures = 1
+                    self._to_journal(entries[i:], exc)
+                    return
+
+    def send_record(self, record: dict[str, Any], source: bytes | str | None) -> None:
+        """One write, as a journal record says it: a blob upload or a JSON request."""
+        if record["op"] == "blob":
+            data = source if isinstance(source, bytes) else None
+            staged = source if isinstance(source, str) else None
+            self._upload(Blob(record["sha256"], record["size"], data=data, staged=staged))
+        else:
+            self._call(record["method"], record["path"], json=record["body"])
+
+    def _to_journal(self, entries: list[Entry], exc: BaseException | None = None) -> None:
+        if self._journal is None:
+            try:
+                self._journal = Journal.create(server_folder(self.where), self.where)
+            except OSError as error:
+                raise StoreUnavailableError(
+                    f"{exc}; and the disk spool under {server_folder(self.where).parent} "
+                    f"cannot be written ({error}): set TYMPAN_SPOOL_DIR to a writable folder"
+                ) from None
+            log.warning(
+                "tympan: %s; training goes on: what it logs is journaled on disk in %s (at "
+                "most TYMPAN_SPOOL_DISK_MB=%d MiB) and sent when the server is back, or by "
+                "`tympan sync` (or the next tympan.init against this server) if this process "
+                "ends first", exc, self._journal.folder, settings.get("TYMPAN_SPOOL_DISK_MB"))
+        journaled = [(_quiet(record), source) for record, source in entries]
+        try:
+            self._journal.append(journaled)
+        except JournalFullError as full:
+            if not self._journal_full:
+                self._journal_full = True
+                log.warning("tympan: %s; it keeps the oldest writes, and newer points wait "
+                            "in memory (at most TYMPAN_SPOOL_POINTS per run), lost if this "
+                            "process dies before the server is back", full)
+            raise
+        except OSError as error:
+            raise StoreUnavailableError(
+                f"cannot write the disk spool {self._journal.folder} ({error})") from None
+
+    def _send_journal(self) -> bool:
+        """Try to send the journal (no sooner than the backoff allows): True once it is all
+        sent and removed, False while the server is still down."""
+        from tympan.track.sync import send_journal
+
+        assert self._journal is not None
+        if time.monotonic() < self._next_try:
+            return False
+        try:
+            sent = send_journal(self, self._journal, stop_at_refusal=False)
+        except StoreUnavailableError:
+            self._failures += 1
+            self._next_try = time.monotonic() + self.retry_delay(self._failures)
+            return False
+        self._journal, self._failures, self._journal_full = None, 0, False
+        log.warning("tympan: the tympan server at %s is back; sent what was journaled on disk "
+                    "while it was down (%d records, %d points)", self.where, sent.records,
+                    sent.points)
+        return True
+
+    def send_leftovers(self, wait: bool) -> None:
+        """Send the journals that earlier processes left for this server (once per process):
+        in the background, or first (``wait``: a resumed run's journaled points must come
+        before what it logs now)."""
+        from tympan.track.sync import send_leftovers
+
+        with self._journal_lock:
+            if self._leftovers_sent:
+                return
+            self._leftovers_sent = True
+        own = self._journal.folder if self._journal is not None else None
+        send_leftovers(self, own, wait)
 
     def _outbox_dir(self) -> str:
         with self._outbox_lock:
@@ -251,6 +367,24 @@ def server_said(where: str, response: httpx.Response) -> tuple[str, str]:
 
 def _run(run_id: str) -> str:
     return f"/api/ingest/runs/{quote(run_id, safe='')}"
+
+
+def _post(run_id: str, route: str, body: dict[str, Any], what: str | None = None) -> Entry:
+    """A write about one run, as a journal record; ``what`` names it in listings."""
+    return ({"op": "call", "method": "POST", "path": f"{_run(run_id)}/{route}", "body": body,
+             "what": what or route, "runs": [run_id]}, None)
+
+
+def _blob(blob: Blob) -> Entry:
+    return ({"op": "blob", "sha256": blob.sha256, "size": blob.size},
+            blob.data if blob.data is not None else blob.staged)
+
+
+def _quiet(record: dict[str, Any]) -> dict[str, Any]:
+    """A journaled metrics request carries no heartbeat: sent late, it would say nothing."""
+    if record.get("what") == "metrics":
+        return {**record, "body": {**record["body"], "live": []}}
+    return record
 
 
 def _dumps(payload: Any) -> bytes:

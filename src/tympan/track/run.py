@@ -20,6 +20,7 @@ from tympan.store.summaries import Summary
 from tympan.track import active, audio_sample
 from tympan.track.commands import Command
 from tympan.track.keeping import keep_artifact, keep_encoded
+from tympan.track.mappings import RunConfig, RunSummary
 from tympan.track.sink import Sink
 from tympan.track.transport import AudioClip, MediaItem, Transport
 from tympan.track.validate import check_key, check_step, check_text, to_config, to_number
@@ -42,7 +43,7 @@ class Run:
         self.id = id
         self.name = name
         self.project = project
-        self.config = config
+        self._config = RunConfig(config, self._change_config)
         self.tags = tags
         self.transport = transport  # the local store or the tympan server it is logged to
         self._writer = writer
@@ -122,16 +123,29 @@ class Run:
             f"log() takes a dict of metric name -> number, got {type(data).__name__}"
         )
 
+    @property
+    def config(self) -> RunConfig:
+        """The run's config, a dict: ``run.config["lr"] = 3e-4``, ``run.config.update(...)``
+        and deletions, at any depth, are stored (raise once the run has finished)."""
+        return self._config
+
+    @config.setter
+    def config(self, values: Any) -> None:
+        self._config.replace_all(to_config(values))
+
     def update_config(self, values: Any) -> None:
         """Merge ``values`` (a dict, dataclass, Namespace or pydantic model) into the run's
         config and store it: nested dicts merge key by key, anything else replaces."""
+        self._config.replace_all(_merged(to_config(self._config), to_config(values)))
+
+    def _change_config(self, change: Any) -> Any:
+        """Apply a change to ``run.config`` and store the whole config (see RunConfig)."""
         self._check_open()
-        merged = _merged(self.config, to_config(values))
-        self.config.clear()
-        self.config.update(merged)
-        snapshot = to_config(merged)  # a copy: later changes go in a later write
+        result = change()
+        snapshot = to_config(self._config)  # a copy: later changes go in a later write
         self._writer.submit(Command(self.transport,
                                     lambda t: t.set_config(self.id, snapshot), "config"))
+        return result
 
     @property
     def step(self) -> int:
@@ -235,11 +249,19 @@ class Run:
         self._writer.barrier(self.transport).result(timeout)
 
     @property
-    def summary(self) -> dict[str, Summary]:
-        """Per-key last/min/max/count of what was logged so far (flushes first)."""
+    def summary(self) -> RunSummary:
+        """Per-key last/min/max/count of what was logged so far (flushes first), a dict.
+        ``run.summary[key] = value`` logs ``value`` at the current step, so it is stored and
+        summarised like any metric (W&B's ``run.summary[...] = ...``)."""
+        return RunSummary(self._read_summary(), self._log_at_current_step, self._read_summary)
+
+    def _read_summary(self) -> dict[str, Summary]:
         if self._closed is None:
             self.flush()
         return self.transport.summary(self.id)
+
+    def _log_at_current_step(self, values: dict[str, Any]) -> None:
+        self.log(values, step=max(self._next_step - 1, 0))
 
     @property
     def status(self) -> str:

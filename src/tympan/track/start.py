@@ -18,7 +18,7 @@ from tympan.track.naming import new_run_id, new_run_name
 from tympan.track.run import Run
 from tympan.track.sink import Sink
 from tympan.track.stores import shared_transport
-from tympan.track.transport import NewRun, Transport
+from tympan.track.transport import NewRun, RunState, Transport
 from tympan.track.validate import check_name, check_tags, check_text, to_config
 from tympan.track.writer import get_writer, on_exit
 
@@ -73,6 +73,7 @@ def start_run(*, project: str | None, name: str | None, config: Any, tags: Any, 
     tag_list = check_tags(tags)
     transport = shared_transport(store)
     transport.check_access(project)  # a bad token or an unreachable server fails here, at once
+    transport.send_leftovers(wait=False)
     writer = get_writer()
     if study is None:
         study = settings.get("TYMPAN_STUDY")
@@ -89,6 +90,7 @@ def start_run(*, project: str | None, name: str | None, config: Any, tags: Any, 
     run = Run(id=new.id, name=new.name, project=project, config=config_dict, tags=tag_list,
               transport=transport, writer=writer, sink=sink)
     _activate(run)
+    _announce(run)
     background.start(run)
     return run
 
@@ -101,10 +103,65 @@ def _preassigned_run_id() -> str | None:
     return run_id
 
 
-def resume_run(run: str, *, store: Any, background: Background = Background()) -> Run:
+@dataclass(frozen=True)
+class ResumeArgs:
+    """What ``init(resume=...)`` was also given: checked against the stored run."""
+
+    project: str | None = None
+    name: str | None = None
+    config: Any = None
+    tags: Any = None
+    note: str = ""
+    parent: str | None = None
+    study: str | None = None
+
+    def new_config(self, state: RunState) -> dict[str, Any]:
+        """The config keys to add to the resumed run; refuses any other change."""
+        conflicts = []
+        for what, given, stored in (("project", self.project, state.project),
+                                    ("name", self.name, state.name)):
+            if given is not None and given != stored:
+                conflicts.append(f"{what}={given!r} (the run's is {stored!r})")
+        if self.tags is not None and sorted(check_tags(self.tags)) != sorted(state.tags):
+            conflicts.append(f"tags={check_tags(self.tags)!r} (the run's are {state.tags!r})")
+        for what, given in (("note", self.note), ("parent", self.parent),
+                            ("study", self.study)):
+            if given:
+                conflicts.append(f"{what}={given!r}")
+        config = to_config(self.config)
+        changed = _changed_keys(state.config, config)
+        if changed:
+            conflicts.append("config values " + ", ".join(
+                f"{key}={new!r} (the run's is {old!r})" for key, old, new in changed))
+        if conflicts:
+            raise RunStateError(
+                f"init(resume={state.id!r}) continues run {state.id} as it was started, but "
+                f"was also given {'; '.join(conflicts)}: drop them, start a new run, or "
+                "change the resumed run's config with run.update_config(...)")
+        return config
+
+
+def _changed_keys(stored: dict[str, Any], given: dict[str, Any], prefix: str = ""
+                  ) -> list[tuple[str, Any, Any]]:
+    changed = []
+    for key, value in given.items():
+        if key not in stored:
+            continue
+        old = stored[key]
+        if isinstance(old, dict) and isinstance(value, dict):
+            changed += _changed_keys(old, value, f"{prefix}{key}.")
+        elif old != value:
+            changed.append((f"{prefix}{key}", old, value))
+    return changed
+
+
+def resume_run(run: str, *, store: Any, background: Background = Background(),
+               given: ResumeArgs = ResumeArgs()) -> Run:
     transport = shared_transport(store)
+    transport.send_leftovers(wait=True)  # the run's journaled points come before new ones
     state = transport.run_state(run)
     run_id = state.id
+    new_config = given.new_config(state)
     if run_id in {r.id for r in active.open_runs()}:
         raise RunStateError(f"run {run_id} is already open in this process")
     if state.status == "running" and not liveness.is_gone(
@@ -128,8 +185,18 @@ def resume_run(run: str, *, store: Any, background: Background = Background()) -
                   tags=state.tags, transport=transport, writer=writer, sink=sink,
                   next_step=0 if state.last_step is None else state.last_step + 1)
     _activate(resumed)
+    if new_config:
+        resumed.update_config(new_config)
+    _announce(resumed)
     background.start(resumed)
     return resumed
+
+
+def _announce(run: Run) -> None:
+    """Where to watch the run, on stderr, when its store is a server with a web UI."""
+    if run.transport.ui_url:
+        sys.stderr.write(f"tympan: run {run.name} ({run.id}): {run.transport.ui_url}/runs/"
+                         f"{run.id}\n")
 
 
 def _capture_environment_later(writer: Any, transport: Transport, run_id: str) -> None:

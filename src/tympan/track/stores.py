@@ -9,8 +9,8 @@ import threading
 from tympan import settings
 from tympan.errors import StoreURLError
 from tympan.store import Store, open_store
-from tympan.store.location import redact
-from tympan.track.transport import Transport, is_remote
+from tympan.store.location import is_remote, redact
+from tympan.track.transport import Transport
 
 _stores: dict[str, Store] = {}
 _transports: dict[str, Transport] = {}
@@ -25,9 +25,9 @@ def shared_store(where: str | os.PathLike[str] | None, *, create: bool = False) 
     key = _where(where)
     if is_remote(key):
         raise StoreURLError(
-            f"{redact(key)} is a tympan server: runs log to it (tympan.init), but reading runs "
-            "back from Python needs the store itself; browse the server in a web browser, use "
-            "its JSON API (/api/runs), or pass the server's own store location"
+            f"{redact(key)} is a tympan server: runs log to it (tympan.init) and are read back "
+            "through it (tympan runs/show/diff/export, tympan.load_run, tympan.find_runs), "
+            "but this needs the store itself: pass the server's own store location"
         )
     with _lock:
         store = _stores.get(key)

@@ -143,6 +143,8 @@ class Transport(Protocol):
     """The writes (and the two reads) a run makes, wherever its store is."""
 
     where: str  # for messages: a path, a redacted database URL or the server URL
+    ui_url: str | None  # the web UI showing these runs, when the store is a tympan server
+    max_piece: int  # points per write at most: a flush fits in one, a backlog goes in pieces
 
     def retry_delay(self, failures: int) -> float:
         """Seconds to wait before retrying after ``failures`` failed attempts in a row."""
@@ -191,7 +193,9 @@ class Transport(Protocol):
 
     def summary(self, run_id: str) -> dict[str, Summary]: ...
 
+    def send_leftovers(self, wait: bool) -> None:
+        """Send what earlier processes journaled on disk for this store while it was down (a
+        tympan server: see ``sync.py``), in the background or, ``wait``, first."""
+        ...
 
-def is_remote(where: str) -> bool:
-    """Does a store location name a tympan server rather than a store?"""
-    return where.strip().lower().startswith(("http://", "https://"))
+

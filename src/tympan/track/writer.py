@@ -5,8 +5,9 @@ column buffers and returns. Every ``flush_interval`` (or sooner when a buffer gr
 writer swaps the buffers out, turns them into per-key arrays (``sink.py``), and writes one
 transaction per store: metric chunks, summaries and heartbeats together, so a SIGKILL loses
 at most one interval and a summary never counts a point the store does not hold. A backlog
-(after an outage) goes in pieces of at most ``MAX_PIECE`` points, halved after each failed
-try, so a disk short of space takes what fits instead of refusing one transaction forever.
+(after an outage) goes in pieces of at most the transport's ``max_piece`` points, halved after
+each failed try, so a disk short of space takes what fits instead of refusing one transaction
+forever.
 A run whose points the store refuses for good (deleted or ended elsewhere) is written on
 its own from then on: its points are dropped, and said so once, never other runs' points.
 
@@ -46,7 +47,6 @@ from tympan.track.transport import MetricBatch, RunMetrics, Transport
 log = logging.getLogger("tympan")
 
 WAKE_ROWS = 20_000  # a buffer of this many log() calls wakes the writer early
-MAX_PIECE = 1 << 20  # points per transaction: a flush fits in one, a backlog goes in pieces
 MIN_PIECE = 1 << 10  # the smallest piece a disk short of space is tried with
 
 
@@ -80,8 +80,12 @@ class Writer:
         if command.replaces is not None:
             with self._lock:
                 earlier = self._latest.get(command.replaces)
-                if earlier is not None and not earlier.running:
-                    earlier.moot = True  # the same artifact logged again: keep the newest
+                if earlier is not None:
+                    # The same artifact logged again: keep the newest. Also when the earlier
+                    # copy is being tried right now (a slow or loaded machine): its attempt
+                    # ends, it is not retried, and its bytes no longer count against the spool
+                    # (otherwise each save on a full disk could be refused by its own past).
+                    earlier.moot = True
                     self._release(earlier)
                 self._latest[command.replaces] = command
         self._commands.append(command)
@@ -177,7 +181,7 @@ class Writer:
         if not live and not any(s.pending for s in sinks):
             return True
         while True:
-            limit = self._piece_limit.get(key, MAX_PIECE)
+            limit = self._piece_limit.get(key, transport.max_piece)
             parts = _piece(sinks, limit)
             try:
                 transport.write_metrics(MetricBatch([p.metrics for p in parts], live, now))
@@ -194,7 +198,7 @@ class Writer:
             for part in parts:
                 part.sink.stored(part.units, part.seqs, part.metrics.summaries)
                 part.sink.rejected = None
-            self._piece_limit[key] = min(MAX_PIECE, limit * 2)
+            self._piece_limit[key] = min(transport.max_piece, limit * 2)
             self._store_recovered(transport)
             if not any(s.pending for s in sinks):
                 return True

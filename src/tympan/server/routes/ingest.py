@@ -69,7 +69,9 @@ Int32 = Annotated[int, Field(ge=-_INT32 - 1, le=_INT32)]
 Count = Annotated[int, Field(ge=0, le=_INT32)]
 Step = Annotated[int, Field(ge=0, lt=2**62)]
 Size = Annotated[int, Field(ge=0, lt=2**63)]
-Time = Annotated[float, Field(allow_inf_nan=False, ge=0)]
+# Seconds since the epoch; below 2**53 ms, so every time also fits MLflow's integer
+# milliseconds (a time near the float maximum became infinity there: a 500 on every read).
+Time = Annotated[float, Field(allow_inf_nan=False, ge=0, lt=2**53 / 1000)]
 Number = float | Literal["nan", "inf", "-inf"] | None
 
 
@@ -304,6 +306,13 @@ def blob_exists(sha256: ShaPath, principal: Writer, store: StoreDep) -> BlobOut:
 async def put_blob(sha256: ShaPath, request: Request, principal: Writer,
                    store: StoreDep) -> BlobOut:
     """Upload a blob; the bytes must hash to ``sha256`` (else 400 and nothing is stored)."""
+    blob = await receive_blob(request, store, sha256)
+    return BlobOut(sha256=sha256, size=blob.size)
+
+
+async def receive_blob(request: Request, store: Store, sha256: str | None = None) -> Blob:
+    """Store a request's body as a blob, streamed through a staged file; when ``sha256`` is
+    given the bytes must hash to it (else 400 and nothing is stored)."""
     digest = hashlib.sha256()
     size = 0
     fd, staged = tempfile.mkstemp(prefix="tympan-upload-")
@@ -313,16 +322,16 @@ async def put_blob(sha256: ShaPath, request: Request, principal: Writer,
                 digest.update(part)
                 out.write(part)
                 size += len(part)
-        if digest.hexdigest() != sha256:
+        if sha256 is not None and digest.hexdigest() != sha256:
             raise InvalidInputError(
                 f"the uploaded bytes ({size}) have sha256 {digest.hexdigest()}, not {sha256}: "
                 "the upload was cut short or changed on the way; send it again"
             )
-        if not await run_in_threadpool(store.blobs.exists, sha256):
+        if not await run_in_threadpool(store.blobs.exists, digest.hexdigest()):
             await run_in_threadpool(store.blobs.put_file, staged)
     finally:
         os.unlink(staged)
-    return BlobOut(sha256=sha256, size=size)
+    return Blob(digest.hexdigest(), size)
 
 
 def _stored(store: Store, sha256: str, size: int) -> Blob:

@@ -51,7 +51,7 @@ def get_artifact(principal: Reader, store: StoreDep, run_id: str, path: str) -> 
                                f'filename="{_ascii(filename)}"',
         "Content-Length": str(row.size),
     }
-    return StreamingResponse(_blob_chunks(store, row.sha256), media_type=media_type,
+    return StreamingResponse(blob_chunks(store, row.sha256), media_type=media_type,
                              headers=headers)
 
 
@@ -64,7 +64,7 @@ def check_artifact_path(path: str) -> None:
                                 "artifact was logged under, like model/weights.pt")
 
 
-def _blob_chunks(store: Store, sha256: str) -> Iterator[bytes]:
+def blob_chunks(store: Store, sha256: str) -> Iterator[bytes]:
     with store.blobs.open(sha256) as f:
         while chunk := f.read(_CHUNK):
             yield chunk
@@ -144,6 +144,12 @@ def audio_spectrogram(principal: Reader, store: StoreDep, run_id: str, sample_id
         "X-Tympan-Mel-Bands": str(spectrogram.MEL_BANDS),
         "X-Tympan-Fmax": str(clip.sample_rate / 2),
     })
+
+
+@router.get("/spectrogram/scale")
+def spectrogram_scale(principal: Reader) -> Response:
+    """The spectrograms' colour map and the dB each end stands for (the page's colour bar)."""
+    return json_response(spectrogram.colour_scale())
 
 
 @router.get("/runs/{run_id}/audio/{sample_id}/waveform.json")

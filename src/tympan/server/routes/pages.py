@@ -1,6 +1,6 @@
 """The web UI's pages: every page path answers the single-page app's ``index.html``.
 
-    /  /runs  /runs/{run_id}  /runs/{run_id}/probe  /compare  /studies  /studies/{study}
+    /  /runs  /runs/{run_id}  /runs/{run_id}/probe  /compare  /plots  /studies  /studies/{study}
     /findings  /models  /models/{name}  /models/{name}/versions/{version}
 
 The page's own script (``/static/js/main.js``) routes on the URL and reads everything from the
@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from tympan.server.routes.session import link_sign_in
 
 INDEX = Path(__file__).resolve().parent.parent / "static" / "index.html"
-PAGE_PATHS = ["/runs", "/runs/{run_id}", "/runs/{run_id}/probe", "/compare", "/studies",
+PAGE_PATHS = ["/runs", "/runs/{run_id}", "/runs/{run_id}/probe", "/compare", "/plots", "/studies",
               "/studies/{study}", "/findings", "/models", "/models/{name}",
               "/models/{name}/versions/{version}"]
 HEADERS = {
@@ -39,6 +39,11 @@ router = APIRouter(include_in_schema=False)
 def _index(request: Request) -> Response:
     return link_sign_in(request) or HTMLResponse(INDEX.read_text(encoding="utf-8"),
                                                  headers=HEADERS)
+
+
+def not_found_page() -> Response:
+    """The page for a path no page has: the app, which says so (status 404)."""
+    return HTMLResponse(INDEX.read_text(encoding="utf-8"), status_code=404, headers=HEADERS)
 
 
 @router.get("/")

@@ -84,15 +84,17 @@ def list_groups(
     metric: str | None = None,
     confidence: Annotated[float, Query(ge=0.5, le=0.999)] = 0.95,
     desc: bool = False,
+    members: Annotated[int, Query(ge=0, le=100_000)] = 100,
 ) -> Response:
-    """Runs grouped by config keys with the mean and Student t interval of a metric."""
-    result = group_runs(store, filters, listed(by), metric or None, confidence, desc)
+    """Runs grouped by config keys with the mean and Student t interval of a metric; each
+    group lists its first ``members`` runs (by seed) and counts them all in ``size``."""
+    result = group_runs(store, filters, listed(by), metric or None, confidence, desc, members)
     return json_response({
         "by": result.by, "metric": result.metric, "summary": result.summary,
         "confidence": result.confidence, "total": result.total,
         "groups": [{
             "values": g.values, "n": g.n, "mean": g.mean, "std": g.std, "low": g.low,
-            "high": g.high, "runs": [asdict(m) for m in g.members],
+            "high": g.high, "size": g.size, "runs": [asdict(m) for m in g.members],
         } for g in result.groups],
     })
 
@@ -134,7 +136,8 @@ def _table_row(run: TableRun) -> dict[str, Any]:
         "id": run.id, "name": run.name, "project": run.project, "status": run.status,
         "created_at": run.created_at, "started_at": run.started_at,
         "ended_at": run.ended_at, "duration": run.duration, "tags": run.tags,
-        "seed": run.seed, "study_id": run.study_id, "config": run.config,
+        "seed": run.seed, "study_id": run.study_id, "parent_id": run.parent_id,
+        "config": run.config, "archived_at": run.archived_at,
         "metrics": {key: {"last": s.last, "min": s.min, "max": s.max, "count": s.count}
                     for key, s in sorted(run.metrics.items())},
     }

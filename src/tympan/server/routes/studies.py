@@ -57,9 +57,10 @@ def study(principal: Reader, store: StoreDep, study: str, project: str | None = 
         "metrics": [{"key": m.key, "direction": m.direction, "summary": m.summary}
                     for m in a.spec.metrics],
         "comparisons": [comparison_fields(c) for c in a.comparisons],
-        "trials": [{**asdict(t.trial), "run_name": t.run_name, "values": t.values}
-                   for t in sorted_trials(a)],
+        "trials": [{**asdict(t.trial), "run_name": t.run_name, "values": t.values,
+                    "missing": t.missing} for t in sorted_trials(a)],
         "notes": a.notes,
+        "warnings": a.warnings,
     })
 
 
@@ -69,8 +70,9 @@ def comparison_fields(c: Comparison) -> dict[str, Any]:
             "label": c.label, "metric": c.metric.key, "direction": c.metric.direction,
             "estimate": e.estimate, "low": e.low, "high": e.high, "p_value": e.p_value,
             "p_adjusted": c.p_adjusted, "prob_improvement": e.prob_improvement, "n": e.n,
-            "n_boot": e.n_boot, "method": e.method, "interval": e.interval,
-            "verdict": c.verdict, "seeds_needed": c.seeds_needed}
+            "n_boot": e.n_boot, "method": e.method, "interval": e.interval, "test": e.test,
+            "verdict": c.verdict, "seeds_needed": c.seeds_needed, "seeds_total": c.seeds_total,
+            "dropped": [asdict(d) for d in c.dropped]}
 
 
 @router.get("/studies/{study}/forest.svg")
@@ -89,6 +91,22 @@ def report(principal: Reader, store: StoreDep, study: str, project: str | None =
     """The standalone HTML report, run ids linking to the run pages."""
     html = render_html(_analysis(principal, store, study, project), link_base="/runs/")
     return Response(html, media_type="text/html",
+                    headers={"Content-Security-Policy": REPORT_CSP,
+                             "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/studies/{study}/quantify.html")
+def quantification(principal: Reader, store: StoreDep, study: str, target: str | None = None,
+                   metric: str | None = None, project: str | None = None) -> Response:
+    """A learning-curve study's quantification page: the curve with its band, the target
+    line, the estimate and its interval (``?target=test/wer=0.1``; without it, the curve)."""
+    from tympan.study.curves_report import quantification_page
+    from tympan.study.quantify import parse_target, quantify
+
+    key, value = parse_target(target) if target else (metric or None, None)
+    result = quantify(store, study, metric=key, target=value,
+                      project=scoped_project(principal, project))
+    return Response(quantification_page(result), media_type="text/html",
                     headers={"Content-Security-Policy": REPORT_CSP,
                              "X-Content-Type-Options": "nosniff"})
 

@@ -27,6 +27,7 @@ def run_page(record: RunRecord) -> dict[str, Any]:
     environment = record.environment()
     page = run_fields(record)
     page.update({
+        "archived_at": record.archived_at,
         "config_flat": flatten(record.config or {}),
         "environment": environment,
         "environment_facts": None if environment is None else environment_facts(environment),

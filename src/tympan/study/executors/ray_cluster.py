@@ -3,7 +3,8 @@ GPUs while its command runs as a child process of the Ray worker.
 
 Ray sets ``CUDA_VISIBLE_DEVICES`` for a task that holds GPUs, so several small trials can
 share one GPU (``gpus: 0.25``). Nodes need the project's folder at the same path and a store
-they can reach (PostgreSQL, or a SQLite file on a shared disk).
+they can reach: a team server (``TYMPAN_STORE=http://...``; the trials get its address and
+the runner's token), PostgreSQL, or a SQLite file on a shared disk.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tympan.errors import MissingDependencyError, StudyError
+from tympan.errors import MissingDependencyError, StudyError, TympanError
 from tympan.study.executors import TrialJob, TrialResult
 
 _RAY_MISSING = "the ray executor needs Ray: pip install 'tympan[ray]'"
@@ -34,17 +35,20 @@ def _run_trial(job: TrialJob) -> tuple[int | None, float, bytes, bool]:
     return code, seconds, output, proc.timed_out
 
 
-def _check_reachable(address: str) -> None:
-    """Fail in seconds, not minutes: ray.init() retries an unreachable address for long."""
+def check_reachable(address: str, error: type[TympanError] = StudyError) -> None:
+    """Fail in seconds, not minutes: ray.init() retries an unreachable address for long.
+    ``auto`` (the cluster this machine knows of) is left to Ray."""
     import socket
 
+    if address == "auto":
+        return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=5):
             return
     except (OSError, ValueError) as exc:
-        raise StudyError(f"cannot connect to Ray at {address}: {exc} (start it with `ray "
-                         "start --head`, or leave out --address for a local Ray)") from None
+        raise error(f"cannot connect to Ray at {address}: {exc} (start it with `ray start "
+                    "--head`, or leave out --address for a local Ray)") from None
 
 
 class RayExecutor:
@@ -55,8 +59,8 @@ class RayExecutor:
             raise MissingDependencyError(_RAY_MISSING) from exc
         self._ray = ray
         self._started_ray = not ray.is_initialized()
-        if self._started_ray and address not in (None, "auto"):
-            _check_reachable(address)
+        if self._started_ray and address is not None:
+            check_reachable(address)
         if self._started_ray:
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False,

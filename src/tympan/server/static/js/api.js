@@ -64,6 +64,7 @@ async function request(method, path, { params, body, quiet = false, retry = true
 export const api = {
   get: (path, params, opts = {}) => request("GET", path, { params, ...opts }),
   post: (path, body, opts = {}) => request("POST", path, { body, ...opts }),
+  patch: (path, body, opts = {}) => request("PATCH", path, { body, ...opts }),
   del: (path, opts = {}) => request("DELETE", path, opts),
 };
 

@@ -1,6 +1,7 @@
 // Audio samples: waveform + log-mel spectrogram with a playhead, and a per-key step browser.
 import { api, apiUrl, enc } from "./api.js";
 import { h, fmt } from "./dom.js";
+import { ticks } from "./chart.js";
 import { byKey, stepNav } from "./step-nav.js";
 
 export function fmtClock(seconds) {
@@ -78,6 +79,37 @@ function freqAxis(fmax) {
     style: { bottom: `${((mel(f) / mel(fmax)) * 100).toFixed(2)}%` } }, f >= 1000 ? `${f / 1000}k` : `${f}`)));
 }
 
+let scale = null;  // the spectrograms' colour map, asked once
+
+/** The spectrogram's dB colour bar: the server's own colour map, 0 dB (the clip's loudest
+ *  cell) at the top down to its floor; labels in the page's colours, so either theme reads them. */
+function dbBar() {
+  const gradient = h("div.db-gradient");
+  const labels = h("div.db-labels");
+  const bar = h("div.db-bar", { title: "power in dB relative to the clip's loudest moment" }, gradient, labels);
+  scale ??= api.get("spectrogram/scale", {}, { quiet: true });
+  scale.then(({ floor_db: floor, top_db: top, colours }) => {
+    gradient.style.background = `linear-gradient(to top, ${colours.join(", ")})`;
+    const marks = ticks(floor, top, 4);
+    labels.replaceChildren(...marks.map((v) => h("span", { style: { bottom: `${(((v - floor) / (top - floor)) * 100).toFixed(2)}%` } },
+      `${fmt(v)}${v === top ? " dB" : ""}`)));
+    bar.dataset.floor = floor;
+  }).catch(() => { bar.hidden = true; });
+  return bar;
+}
+
+/** Seconds under the picture, at round steps that fit its width. */
+function drawTimeAxis(axis, duration) {
+  const width = axis.clientWidth;
+  if (!width || !(duration > 0)) return;
+  const marks = ticks(0, duration, Math.max(2, Math.floor(width / 100)));
+  axis.replaceChildren(...marks.map((v) => {
+    const at = v / duration;
+    return h("span", { class: at > 0.9 ? "end" : at === 0 ? "start" : "", style: { left: `${(at * 100).toFixed(3)}%` } },
+      `${Number(v.toFixed(3))} s`);
+  }));
+}
+
 /** One clip: waveform, spectrogram, a playhead over both; `audio` is its <audio> element. */
 export class AudioView {
   constructor(runId, sample, { colour = "#2563eb", controls = true, label = null } = {}) {
@@ -109,9 +141,10 @@ export class AudioView {
     this.time = h("span.clock", `0:00.0 / ${fmtClock(sample.duration)}`);
     this.visual = h("div.audio-visual", { title: "Click to seek" },
       this.waveform, h("div.spec-wrap", this.spectrogram, freqAxis(sample.sample_rate / 2)), this.playhead);
+    this.timeAxis = h("div.time-axis", { "aria-hidden": "true" });
     this.root = h("div.audio-view", { dataset: { run: runId, sample: sample.sample_id } },
       label,
-      this.visual,
+      h("div.audio-figure", this.visual, dbBar(), this.timeAxis),
       h("div.audio-foot", this.audio, this.time,
         h("span.audio-meta", `${fmt(sample.sample_rate)} Hz · ${fmtClock(sample.duration)}`),
         sample.caption ? h("span.caption", { title: sample.caption }, sample.caption) : null));
@@ -130,6 +163,7 @@ export class AudioView {
     for (const type of ["pause", "seeked", "timeupdate", "loadedmetadata", "ended"]) {
       this.audio.addEventListener(type, () => this.update());
     }
+    this.audio.addEventListener("loadedmetadata", () => this.redraw());
     this.peaks = null;
     loadPeaks(runId, sample.sample_id).then((peaks) => { this.peaks = peaks; this.redraw(); });
     this.resizer = new ResizeObserver(() => this.redraw());
@@ -159,7 +193,10 @@ export class AudioView {
     this.time.textContent = `${fmtClock(t)} / ${fmtClock(this.duration())}`;
   }
 
-  redraw() { drawWaveform(this.waveform, this.peaks, this.colour); }
+  redraw() {
+    drawWaveform(this.waveform, this.peaks, this.colour);
+    drawTimeAxis(this.timeAxis, this.duration());
+  }
 
   destroy() {
     this.destroyed = true;
@@ -170,23 +207,29 @@ export class AudioView {
   }
 }
 
-/** Samples of one run grouped by key, each key browsable by step with a slider. */
-export function audioBrowser(runId, samples) {
+/** Samples of one run grouped by key, each key browsable by step with a slider. `at`
+ *  ({key, step}) opens that key at that step (the link's); `onStep(key, step)` hears the
+ *  reader move a key to another step (the page keeps it in the URL). */
+export function audioBrowser(runId, samples, { at = null, onStep = () => {} } = {}) {
   const root = h("div.audio-browser");
   for (const [key, list] of byKey(samples)) {
     const steps = [...new Set(list.map((s) => s.step))];
     const holder = h("div.audio-holder");
     const section = h("div.audio-key", { dataset: { key } });
     let views = [];
+    let first = true;
     const nav = stepNav(steps, key, (i) => {
       views.forEach((v) => v.destroy());
       views = list.filter((s) => s.step === steps[i]).map((s) => new AudioView(runId, s));
       holder.replaceChildren(...views.map((v) => v.root));
       section.dataset.step = steps[i];
+      if (!first) onStep(key, steps[i]);
+      first = false;
     });
     section.append(h("div.audio-key-head", h("h3", key), nav.root), holder);
     root.append(section);
-    nav.show(steps.length - 1);
+    const linked = at && at.key === key ? steps.indexOf(Number(at.step)) : -1;
+    nav.show(linked >= 0 ? linked : steps.length - 1);
   }
   return root;
 }

@@ -10,6 +10,16 @@ function region() {
   return el;
 }
 
+/** A short note that something the user asked for was done (green edge, fades out). */
+export function showNotice(message, { timeout = 9000 } = {}) {
+  const close = h("button.banner-close", { type: "button", title: "Dismiss", "aria-label": "Dismiss" }, "×");
+  const el = h("div.banner.banner-notice", { dataset: { message } }, h("span", message), close);
+  close.addEventListener("click", () => el.remove());
+  region().append(el);
+  if (timeout) setTimeout(() => el.remove(), timeout);
+  return el;
+}
+
 export function showError(error, { timeout = 9000 } = {}) {
   const type = error.type || "Error";
   const message = error.message || String(error);

@@ -15,8 +15,14 @@ export function niceStep(range, count) {
 export function ticks(min, max, count) {
   if (!(max > min)) return [min];
   const step = niceStep(max - min, count);
+  // a range below the numbers' resolution (an EMA of a constant wobbles by an ulp) has no
+  // steps to take: v += step would never move, and the array would grow until it throws
+  if (!(step > 0) || min + step === min || max - step === max) return [min];
   const out = [];
-  for (let v = Math.ceil(min / step) * step; v <= max + step * 1e-9; v += step) {
+  const first = Math.ceil(min / step);
+  for (let i = 0; i <= count * 4 + 2; i++) {
+    const v = (first + i) * step;
+    if (v > max + step * 1e-9) break;
     out.push(Math.abs(v) < step * 1e-9 ? 0 : v);
   }
   return out;
@@ -89,9 +95,12 @@ export class LineChart {
     this.bindEvents();
   }
 
-  /** series: [{name, colour, x: number[], y: number[], dashed?}] — x ascending. */
+  /** series: [{name, colour, x: number[], y: number[], dashed?, faint?, low?, high?}] — x
+   *  ascending; low/high (null where unknown) draw a shaded band around y (a seed group's
+   *  interval); a faint series is drawn thin and pale (a group's own runs behind its mean). */
   setSeries(series) {
-    this.series = series.map((s) => ({ ...s, x: Array.from(s.x), y: Array.from(s.y) }));
+    this.series = series.map((s) => ({ ...s, x: Array.from(s.x), y: Array.from(s.y),
+      low: s.low ? Array.from(s.low) : null, high: s.high ? Array.from(s.high) : null }));
     this.smooth();
     this.draw();
   }
@@ -127,7 +136,10 @@ export class LineChart {
   destroy() { this.resizer.disconnect(); this.root.remove(); }
 
   smooth() {
-    for (const s of this.series) s.ys = ema(s.y, this.options.smoothing);
+    for (const s of this.series) {
+      s.ys = ema(s.y, this.options.smoothing);
+      if (s.low) { s.lows = ema(s.low, this.options.smoothing); s.highs = ema(s.high, this.options.smoothing); }
+    }
   }
 
   fullRange() {
@@ -149,7 +161,7 @@ export class LineChart {
       const from = Math.max(0, lowerBound(s.x, x0) - 1);
       const to = Math.min(s.x.length, lowerBound(s.x, x1) + 1);
       for (let i = from; i < to; i++) {
-        for (const v of [s.y[i], s.ys[i]]) {
+        for (const v of s.low ? [s.y[i], s.ys[i], s.lows[i], s.highs[i]] : [s.y[i], s.ys[i]]) {
           if (!Number.isFinite(v) || (logY && v <= 0)) continue;
           if (v < lo) lo = v;
           if (v > hi) hi = v;
@@ -157,6 +169,7 @@ export class LineChart {
       }
     }
     if (!Number.isFinite(lo)) return logY ? [0.1, 10] : [0, 1];
+    if (hi - lo <= Math.max(Math.abs(lo), Math.abs(hi)) * 1e-9) hi = lo;  // constant, bar rounding
     if (logY) {
       if (lo === hi) return [lo / 2, hi * 2];
       const span = Math.log10(hi) - Math.log10(lo);
@@ -234,7 +247,9 @@ export class LineChart {
     ctx.rect(plot.left, plot.top - 2, plot.right - plot.left, plot.bottom - plot.top + 4);
     ctx.clip();
     const smoothing = this.options.smoothing > 0;
+    for (const s of this.series) if (s.low) this.band(s, L);
     for (const s of this.series) {
+      if (s.faint) { this.path(s.x, smoothing ? s.ys : s.y, L, s.colour, 0.45, s.dashed); continue; }
       if (smoothing) this.path(s.x, s.y, L, s.colour, 0.22, s.dashed);
       this.path(s.x, smoothing ? s.ys : s.y, L, s.colour, 1, s.dashed);
       if (s.x.length === 1) {
@@ -255,6 +270,32 @@ export class LineChart {
     if (this.hoverX !== null && !this.drag) this.drawHover(L);
     this.canvas.dataset.x0 = xr[0];
     this.canvas.dataset.x1 = xr[1];
+  }
+
+  /** The shaded interval of a series, one polygon per stretch where both ends are known. */
+  band(s, L) {
+    const ctx = this.ctx;
+    const { sx, sy, xr } = L;
+    const lows = s.lows, highs = s.highs;
+    const ok = (i) => Number.isFinite(lows[i]) && Number.isFinite(highs[i])
+      && !(this.options.logY && lows[i] <= 0);
+    const from = Math.max(0, lowerBound(s.x, xr[0]) - 1);
+    const to = Math.min(s.x.length, lowerBound(s.x, xr[1]) + 2);
+    ctx.globalAlpha = 0.18;
+    ctx.fillStyle = s.colour;
+    for (let i = from; i < to;) {
+      if (!ok(i)) { i++; continue; }
+      let j = i;
+      while (j + 1 < to && ok(j + 1)) j++;
+      ctx.beginPath();
+      for (let k = i; k <= j; k++) ctx.lineTo(sx(s.x[k]), sy(highs[k]));
+      for (let k = j; k >= i; k--) ctx.lineTo(sx(s.x[k]), sy(lows[k]));
+      if (i === j) { ctx.rect(sx(s.x[i]) - 1.5, sy(highs[i]), 3, sy(lows[i]) - sy(highs[i])); }
+      ctx.closePath();
+      ctx.fill();
+      i = j + 1;
+    }
+    ctx.globalAlpha = 1;
   }
 
   path(xs, ys, L, colour, alpha, dashed) {
@@ -299,9 +340,10 @@ export class LineChart {
       const i = this.nearest(s, this.hoverX);
       if (i < 0) continue;
       const x = s.x[i];
+      if (s.faint) continue;  // the mean speaks for its group
       const shown = this.options.smoothing > 0 ? s.ys[i] : s.y[i];
       if (anchorX === null || Math.abs(x - this.hoverX) < Math.abs(anchorX - this.hoverX)) anchorX = x;
-      rows.push({ s, x, raw: s.y[i], shown });
+      rows.push({ s, x, raw: s.y[i], shown, low: s.low ? s.low[i] : null, high: s.high ? s.high[i] : null });
       if (Number.isFinite(shown) && !(this.options.logY && shown <= 0)) {
         ctx.fillStyle = s.colour;
         ctx.beginPath(); ctx.arc(sx(x), sy(shown), 3.2, 0, Math.PI * 2); ctx.fill();
@@ -320,10 +362,11 @@ export class LineChart {
   renderTooltip(rows, anchorX, px, L) {
     const tip = this.tooltip;
     tip.replaceChildren(h("div.tip-x", this.options.formatX(anchorX)),
-      ...rows.slice(0, 12).map(({ s, raw, shown }) => h("div.tip-row",
+      ...rows.slice(0, 12).map(({ s, raw, shown, low, high }) => h("div.tip-row",
         h("i", { style: { background: s.colour } }),
         h("span.tip-name", s.name || ""),
         h("b", fmt(shown, 5)),
+        Number.isFinite(low) ? h("span.tip-raw", `[${fmt(low, 4)}, ${fmt(high, 4)}]`) : null,
         this.options.smoothing > 0 ? h("span.tip-raw", `(${fmt(raw, 4)})`) : null)));
     if (rows.length > 12) tip.append(h("div.tip-more", `+${rows.length - 12} more`));
     tip.hidden = false;

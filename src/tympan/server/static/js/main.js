@@ -8,12 +8,15 @@ import { state, setProject, onProject, leavePage, adoptProject } from "./state.j
 import { runsPage } from "./pages/runs.js";
 import { runPage } from "./pages/run.js";
 import { comparePage } from "./pages/compare.js";
+import { plotsPage } from "./pages/plots.js";
 import { studiesPage, studyPage } from "./pages/studies.js";
 import { findingsPage } from "./pages/findings.js";
 import { listenPage } from "./pages/listen.js";
 import { probePage } from "./pages/probe.js";
 import { modelsPage, modelPage } from "./pages/models.js";
 import { modelVersionPage } from "./pages/models-version.js";
+import { loopPage } from "./pages/loop.js";
+import { installShortcuts } from "./shortcuts.js";
 
 const app = document.getElementById("app");
 
@@ -27,18 +30,22 @@ applyTheme(localStorage.getItem("tympan.theme") ||
 document.getElementById("theme").addEventListener("click", () =>
   applyTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark"));
 
+installShortcuts();
+
 setUnauthorizedHandler(() => askForToken("Your session ended or the token was revoked: sign in again."));
 
 route("/runs", runsPage);
 route("/runs/:id/probe", probePage);
 route("/runs/:id", runPage);
 route("/compare", comparePage);
+route("/plots", plotsPage);
 route("/studies", studiesPage);
 route("/studies/:name", studyPage);
 route("/studies/:name/listen", listenPage);
 route("/findings", findingsPage);
 route("/models", modelsPage);
 route("/models/:name/versions/:version", modelVersionPage);
+route("/models/:name/loop", loopPage);
 route("/models/:name", modelPage);
 
 let renderTicket = 0;
@@ -81,8 +88,11 @@ function notFound(path) {
 async function loadProjects() {
   const select = document.getElementById("project");
   const { projects } = await api.get("projects");
-  select.replaceChildren(h("option", { value: "" }, "All projects"),
-    ...projects.map((p) => h("option", { value: p.name }, `${p.name} (${p.runs})`)));
+  const fill = (list) => select.replaceChildren(h("option", { value: "" }, "All projects"),
+    ...list.map((p) => h("option", { value: p.name }, `${p.name} (${p.runs})`)));
+  fill(projects);
+  // live pages that saw the project list change (a new project, new runs) hand it on
+  document.addEventListener("tympan:projects", (event) => { fill(event.detail); select.value = state.project; });
   if (state.project && !projects.some((p) => p.name === state.project)) setProject("");
   if (!state.project && projects.length === 1) setProject(projects[0].name);
   select.value = state.project;

@@ -4,8 +4,10 @@
 import { api, enc, encKey } from "./api.js";
 import { LineChart } from "./chart.js";
 import { h, fmt, fmtDuration, debounce } from "./dom.js";
+import { fetchBand, bandSeries } from "./seed-bands.js";
 
 const POINTS = 1200;
+const BAND_COLOUR = "#f08c00";  // a seed group's mean and band, apart from every run's colour
 
 function fetchSeries(runId, key, xMode, range) {
   const params = { x: xMode, points: POINTS };
@@ -20,12 +22,13 @@ function groupOf(key) {
 }
 
 /**
- * sources: [{runId, name, colour}], keys: metric keys to chart.
+ * sources: [{runId, name, colour}], keys: metric keys to chart. `seeds`: the sources are one
+ * config's seeds, so each chart can draw their mean with its 95% band (on unless ?band=0).
  * Returns {root, charts} — root carries the toolbar and the chart grid.
  */
-export function metricPanel(sources, keys, { title = "Metrics", state = {}, onState = () => {} } = {}) {
+export function metricPanel(sources, keys, { title = "Metrics", state = {}, onState = () => {}, seeds = false } = {}) {
   const settings = { smoothing: Number(state.smooth || 0), logY: state.log === "1",
-    xMode: state.x === "time" ? "time" : "step", filter: state.filter || "" };
+    xMode: state.x === "time" ? "time" : "step", filter: state.filter || "", band: seeds && state.band !== "0" };
   const charts = new Map(); // key -> {chart, info, load}
 
   const smoothingValue = h("output.slider-value", settings.smoothing.toFixed(2));
@@ -34,8 +37,8 @@ export function metricPanel(sources, keys, { title = "Metrics", state = {}, onSt
   smoothing.addEventListener("input", () => {
     settings.smoothing = Number(smoothing.value);
     smoothingValue.textContent = settings.smoothing.toFixed(2);
-    for (const { chart } of charts.values()) chart.setSmoothing(settings.smoothing);
     save();
+    for (const { chart } of charts.values()) chart.setSmoothing(settings.smoothing);
   });
   const logY = h("input.log-y", { type: "checkbox", checked: settings.logY });
   logY.addEventListener("change", () => {
@@ -58,9 +61,17 @@ export function metricPanel(sources, keys, { title = "Metrics", state = {}, onSt
     for (const { chart } of charts.values()) chart.reset();
   } }, "Reset zoom");
 
+  const band = h("input.seed-band", { type: "checkbox", checked: settings.band });
+  band.addEventListener("change", () => {
+    settings.band = band.checked;
+    root.querySelector(".band-legend").hidden = !settings.band;
+    for (const entry of charts.values()) if (entry.loaded) entry.load(entry.chart.view);
+    save();
+  });
+
   function save() {
     onState({ smooth: settings.smoothing || "", log: settings.logY ? "1" : "",
-      x: settings.xMode === "time" ? "time" : "", filter: settings.filter });
+      x: settings.xMode === "time" ? "time" : "", filter: settings.filter, band: seeds && !settings.band ? "0" : "" });
   }
 
   const grid = h("div.chart-groups");
@@ -69,9 +80,13 @@ export function metricPanel(sources, keys, { title = "Metrics", state = {}, onSt
     h("label.control", "Smoothing", smoothing, smoothingValue),
     h("label.control", logY, "Log scale"),
     h("label.control", "x", xMode),
+    seeds ? h("label.control", { title: "The runs differ only by seed: draw their mean at each step, shaded with the 95% CI (Student t, as the group table)" },
+      band, `Mean ± 95% band of ${sources.length} seeds`) : null,
     resetAll);
   const legend = sources.length > 1 ? h("div.legend", sources.map((s) =>
-    h("span.legend-item", h("i.swatch", { style: { background: s.colour } }), s.name))) : null;
+    h("span.legend-item", h("i.swatch", { style: { background: s.colour } }), s.name)),
+  seeds ? h("span.legend-item.band-legend", { hidden: !settings.band }, h("i.swatch", { style: { background: BAND_COLOUR } }),
+    `mean ± 95% CI of the ${sources.length} seeds`) : null) : null;
   const root = h("div.metric-panel", toolbar, legend, grid);
 
   const observer = new IntersectionObserver((entries) => {
@@ -105,7 +120,10 @@ export function metricPanel(sources, keys, { title = "Metrics", state = {}, onSt
       entry.loaded = true;
       const ticket = ++entry.requests;
       cardEl.classList.add("loading");
-      const results = await Promise.all(sources.map((s) => fetchSeries(s.runId, key, settings.xMode, range)));
+      const withBand = settings.band && settings.xMode === "step";  // steps are what seeds share
+      const [results, seedBand] = await Promise.all([
+        Promise.all(sources.map((s) => fetchSeries(s.runId, key, settings.xMode, range))),
+        withBand ? fetchBand(sources.map((s) => s.runId), key).then((b) => (b.runs.length > 1 ? b : null), () => null) : null]);
       if (ticket !== entry.requests) return;
       cardEl.classList.remove("loading");
       if (settings.xMode === "time" && !range) {
@@ -113,9 +131,11 @@ export function metricPanel(sources, keys, { title = "Metrics", state = {}, onSt
         origin = firsts.length ? Math.min(...firsts) : 0;
         if (origin < 1e8) origin = 0; // already relative seconds
       }
-      entry.chart.setSeries(results.map((r, i) => ({
-        name: sources[i].name, colour: sources[i].colour, x: r.x || [], y: r.y || [],
-      })));
+      const runs = results.map((r, i) => ({
+        name: sources[i].name, colour: sources[i].colour, x: r.x || [], y: r.y || [], faint: Boolean(seedBand),
+      }));
+      entry.chart.setSeries(seedBand ? [...runs, bandSeries(seedBand, `mean of ${seedBand.runs.length} seeds`, BAND_COLOUR)] : runs);
+      cardEl.dataset.band = seedBand ? "1" : "";
       const downsampled = results.some((r) => r.downsampled);
       const total = results.reduce((n, r) => n + (r.total || (r.x ? r.x.length : 0)), 0);
       const shown = results.reduce((n, r) => n + (r.x ? r.x.length : 0), 0);

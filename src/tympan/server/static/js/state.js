@@ -32,3 +32,6 @@ export function leavePage() {
     try { cleanups.pop()(); } catch (err) { console.error(err); }
   }
 }
+
+/** How often a live page asks again, in seconds (window.tympanLiveSeconds overrides it). */
+export function liveSeconds(fallback) { return Number(window.tympanLiveSeconds) || fallback; }

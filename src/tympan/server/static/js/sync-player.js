@@ -9,11 +9,13 @@ import { h, colour as paletteColour } from "./dom.js";
  * clip from the same moment, in turn).
  */
 export class SyncPlayer {
-  constructor(entries, { segment = 3 } = {}) {
+  /** `active`: the run heard first (a link's A/B choice); `onSwitch(i)` hears every change. */
+  constructor(entries, { segment = 3, active = 0, onSwitch = () => {} } = {}) {
     // entries: [{runId, name, sample, colour}]
     this.entries = entries;
     this.segment = segment;
-    this.active = 0;
+    this.active = active >= 0 && active < entries.length ? active : 0;
+    this.onSwitch = onSwitch;
     this.position = 0;
     this.sequence = null;
     this.views = entries.map((e, i) => new AudioView(e.runId, e.sample, {
@@ -85,6 +87,7 @@ export class SyncPlayer {
   }
 
   select(i) {
+    if (i !== this.active) this.onSwitch(i);
     this.active = i;
     this.renderState();
   }
@@ -97,6 +100,7 @@ export class SyncPlayer {
     const t = wasPlaying ? this.current().audio.currentTime : this.position;
     this.current().audio.pause();
     this.active = i;
+    this.onSwitch(i);
     this.seek(t);
     if (wasPlaying) this.play();
     this.renderState();

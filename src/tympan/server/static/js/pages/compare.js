@@ -1,15 +1,18 @@
 // The compare page: N runs' metrics overlaid (one colour per run), their config diff, a
 // summary table, their audio at the same step with one synchronized A/B transport, and their
-// images and tables at the same step.
+// images and tables at the same step. While one of the runs is running the page follows them
+// (status, duration, charts, summary) and stops asking once none is.
 import { api, enc } from "../api.js";
 import { SyncPlayer } from "../sync-player.js";
 import { h, fmt, fmtDuration, statusBadge, link, empty, colour } from "../dom.js";
 import { metricPanel } from "../metrics.js";
 import { setQuery, navigate } from "../router.js";
-import { onLeave } from "../state.js";
+import { onLeave, liveSeconds } from "../state.js";
 import { tabs } from "../tabs.js";
 import { imagesCompareTab } from "../images.js";
 import { tablesCompareTab } from "../tables.js";
+
+const LIVE_SECONDS = 5;
 
 function configDiff(data, colours) {
   const { runs, config_diff: diff } = data;
@@ -51,7 +54,10 @@ function summaryTable(data, colours, directionOf) {
     }))));
 }
 
-function audioCompare(data, colours) {
+/** The A/B letter of run i, as the player's buttons and the URL (?ab=B) say it. */
+const abLetter = (i) => String.fromCharCode(65 + i);
+
+function audioCompare(data, colours, state, save) {
   if (!data.audio.length) return empty("These runs have no audio key and step in common.");
   const keys = [...new Set(data.audio.map((a) => a.key))];
   const keySel = h("select#audio-key", { "aria-label": "audio key" }, keys.map((k) => h("option", { value: k }, k)));
@@ -67,12 +73,17 @@ function audioCompare(data, colours) {
     return cache.get(id);
   };
   let entries = [];
+  // the key, the step and the audible run live in the URL (?akey=&astep=&ab=B)
+  if (keys.includes(state.akey)) keySel.value = state.akey;
+  let linkedStep = state.astep;
   const fillSteps = () => {
     entries = data.audio.filter((a) => a.key === keySel.value);
     stepSel.replaceChildren(...entries.map((a, i) => h("option", { value: i }, `step ${fmt(a.step)}${a.in_all ? "" : " (not in all runs)"}`)));
     slider.max = entries.length - 1;
     const last = entries.length - 1 - [...entries].reverse().findIndex((a) => a.in_all);
-    stepSel.value = slider.value = last < entries.length ? last : entries.length - 1;
+    const linked = entries.findIndex((a) => String(a.step) === String(linkedStep));
+    linkedStep = undefined;
+    stepSel.value = slider.value = linked >= 0 ? linked : last < entries.length ? last : entries.length - 1;
   };
   const show = async () => {
     const entry = entries[Number(stepSel.value)];
@@ -86,8 +97,11 @@ function audioCompare(data, colours) {
       const sample = perRun[i].find((s) => String(s.sample_id) === String(sampleId));
       if (sample) items.push({ runId: r.id, name: r.name, sample, colour: colours[i] });
     });
+    const heard = player ? player.active : Math.max(0, (state.ab || "A").charCodeAt(0) - 65);
     if (player) player.destroy();
-    player = new SyncPlayer(items);
+    player = new SyncPlayer(items, { active: heard,
+      onSwitch: (i) => save({ ab: i ? abLetter(i) : "" }) });
+    save({ akey: entry.key, astep: String(entry.step), ab: player.active ? abLetter(player.active) : "" });
     const missing = data.runs.filter((_, i) => entry.samples[i] === null || entry.samples[i] === undefined);
     holder.replaceChildren(player.root);
     if (missing.length) holder.append(h("p.muted", `No sample at this step for: ${missing.map((r) => r.name).join(", ")}`));
@@ -116,24 +130,63 @@ export async function comparePage({ query }) {
   const save = (patch) => { Object.assign(state, patch); setQuery(state); };
   const lowerIsBetter = (k) => !/(acc|accuracy|f1|precision|recall|auc|bleu|mos|snr|pesq|stoi|score)/i.test(k);
   const remove = (id) => navigate(`/compare?runs=${data.runs.map((r) => r.id).filter((r) => r !== id).join(",")}`);
-  const chips = h("div.run-chips", data.runs.map((r, i) => h("span.run-chip", { dataset: { id: r.id } },
+  const chips = h("div.run-chips");
+  const renderChips = () => chips.replaceChildren(...data.runs.map((r, i) => h("span.run-chip", { dataset: { id: r.id, status: r.status } },
     h("i.swatch", { style: { background: colours[i] } }), link(`/runs/${r.id}`, r.name), statusBadge(r.status),
-    h("span.muted", fmtDuration(r.duration)),
+    r.status === "running" ? h("span.live", { title: `the page follows the running runs: it asks again every ${liveSeconds(LIVE_SECONDS)} s` }, "live") : null,
+    h("span.muted.duration", fmtDuration(r.duration)),
     data.runs.length > 2 ? h("button.chip-x", { type: "button", title: "Remove from comparison", onclick: () => remove(r.id) }, "×") : null)));
-  const keys = [...data.metric_keys.shared, ...data.metric_keys.all.filter((k) => !data.metric_keys.shared.includes(k))]
+  renderChips();
+  const chartKeys = (d) => [...d.metric_keys.shared, ...d.metric_keys.all.filter((k) => !d.metric_keys.shared.includes(k))]
     .filter((k) => !k.startsWith("probe/"));
+  let keys = chartKeys(data);
   const sources = data.runs.map((r, i) => ({ runId: r.id, name: r.name, colour: colours[i] }));
+  // runs whose configs differ only by seed are one config's seeds: charts draw their band
+  const seeds = data.config_diff.keys.every((k) => /(^|\.)seed$/.test(k));
+  // the charts and the summary, once their tab was opened, follow running runs
+  let panel = null;
+  const metricsHolder = h("div.metrics-holder");
+  const showMetrics = () => { panel = metricPanel(sources, keys, { state, onState: save, seeds }); metricsHolder.replaceChildren(panel.root); };
+  const summaryHolder = h("div.summary-holder");
+  const showSummary = () => summaryHolder.replaceChildren(summaryTable(data, colours, (k) => (lowerIsBetter(k) ? "lower" : "higher")));
   const items = [
-    { id: "metrics", label: "Metrics", count: keys.length, render: () => metricPanel(sources, keys, { state, onState: save }).root },
-    { id: "audio", label: "Audio", count: new Set(data.audio.map((a) => a.key)).size, render: () => audioCompare(data, colours) },
+    { id: "metrics", label: "Metrics", count: keys.length, render: () => { showMetrics(); return metricsHolder; } },
+    { id: "audio", label: "Audio", count: new Set(data.audio.map((a) => a.key)).size, render: () => audioCompare(data, colours, state, save) },
     imagesCompareTab(data, colours),
     tablesCompareTab(data, colours),
     { id: "config", label: "Config diff", count: data.config_diff.keys.length, render: () => configDiff(data, colours) },
-    { id: "summary", label: "Summary", render: () => summaryTable(data, colours, (k) => (lowerIsBetter(k) ? "lower" : "higher")) },
+    { id: "summary", label: "Summary", render: () => { showSummary(); return summaryHolder; } },
   ];
   const tabbed = tabs(items, { initial: query.tab || "metrics", onChange: (id) => save({ tab: id === "metrics" ? "" : id }) });
-  return h("div.compare-page",
+  const root = h("div.compare-page",
     h("div.page-head", h("div.title-block", h("div.crumbs", link("/runs", "Runs"), h("span", "/"), h("span", "Compare")),
       h("h1", `Compare ${data.runs.length} runs`)), chips),
     tabbed.root);
+
+  // Live: while a run is running, ask again (status, durations, metric keys, charts, the
+  // summary) until none is; nothing is asked while the tab is hidden.
+  let timer = null;
+  onLeave(() => clearTimeout(timer));
+  const running = () => data.runs.filter((r) => r.status === "running").length;
+  const follow = () => {
+    timer = setTimeout(async () => {
+      if (!document.body.contains(root)) return;
+      if (document.hidden) { follow(); return; }
+      let fresh;
+      try { fresh = await api.get("compare", { runs: ids.join(",") }, { quiet: true }); } catch { follow(); return; }
+      if (!document.body.contains(root)) return;
+      data.runs = fresh.runs;
+      data.metric_keys = fresh.metric_keys;
+      renderChips();
+      const now = chartKeys(fresh);
+      if (panel && now.join("\n") !== keys.join("\n")) { keys = now; showMetrics(); } else if (panel) panel.refresh();
+      keys = now;
+      if (summaryHolder.isConnected) showSummary();
+      root.dataset.running = String(running());
+      if (running()) follow();
+    }, liveSeconds(LIVE_SECONDS) * 1000);
+  };
+  root.dataset.running = String(running());
+  if (running()) follow();
+  return root;
 }

@@ -4,6 +4,7 @@ import { api } from "../api.js";
 import { h, fmt, fmtSigned, link, empty } from "../dom.js";
 import { navigate, setQuery } from "../router.js";
 import { verdictBadge } from "./studies.js";
+import { ticks } from "../chart.js";
 
 function forestRows(f) {
   const values = [f.low, f.high, f.estimate, 0, ...f.evidence.flatMap((e) => [e.low, e.high])].filter((v) => typeof v === "number" && Number.isFinite(v));
@@ -19,9 +20,14 @@ function forestRows(f) {
       h(cls === "pooled" ? "span.diamond" : "span.ci-mean", { style: { left: pos(e.effect ?? e.estimate) } })),
     h("span.forest-num", `${fmtSigned(e.effect ?? e.estimate, 3)} [${fmtSigned(e.low, 3)}, ${fmtSigned(e.high, 3)}]`),
     e.verdict ? verdictBadge(e.verdict) : h("span"));
+  // the shared axis under the rows: tick marks with their values (effect vs the baseline)
+  const axis = h("div.forest-row.forest-axis", { "aria-hidden": "true" }, h("span"),
+    h("div.forest-ticks", ticks(lo, hi, 5).map((v) => h("span.forest-tick", { style: { left: pos(v) } }, fmt(v, 3)))),
+    h("span.muted.forest-axis-label", `effect on ${f.metric}`), h("span"));
   return h("div.forest-mini",
     f.evidence.map((e) => row(h("span", link(`/studies/${encodeURIComponent(e.study)}`, e.study), e.flipped ? h("span.muted", " (flipped)") : null, h("span.muted", ` n=${e.n}`)), e, "study")),
-    row(h("b", "pooled"), { ...f, verdict: f.pooled_verdict }, "pooled"));
+    row(h("b", "pooled"), { ...f, verdict: f.pooled_verdict }, "pooled"),
+    axis);
 }
 
 export async function findingsPage({ query }) {

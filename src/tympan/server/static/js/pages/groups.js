@@ -1,6 +1,7 @@
 // The grouped runs view: one row per config group, with n, mean ± half-width of the 95% CI
 // (Student t across seeds), an interval plot on a shared axis, and the member runs.
-import { h, fmt, link, statusBadge } from "../dom.js";
+import { h, fmt, link, statusBadge, colour } from "../dom.js";
+import { groupCurves } from "../seed-bands.js";
 
 function halfWidth(g) {
   return g.low !== null && g.high !== null && g.low !== undefined ? (g.high - g.low) / 2 : null;
@@ -8,7 +9,9 @@ function halfWidth(g) {
 
 function intervalBar(g, lo, hi) {
   if (g.mean === null || g.mean === undefined || !(hi > lo)) return h("div.ci-bar.no-value");
-  const pos = (v) => `${(((v - lo) / (hi - lo)) * 100).toFixed(2)}%`;
+  // the axis may start at 0 for a metric that never goes below it (WER, loss): an interval
+  // reaching past the axis is drawn to its end (the numbers beside it stay exact)
+  const pos = (v) => `${(((Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo)) * 100).toFixed(2)}%`;
   const bar = h("div.ci-bar");
   if (g.low !== null && g.high !== null) {
     bar.append(h("span.ci-range", { style: { left: pos(g.low), width: `calc(${pos(g.high)} - ${pos(g.low)})` } }));
@@ -20,7 +23,9 @@ function intervalBar(g, lo, hi) {
   return bar;
 }
 
-export function groupsView(data, { selected, onSelect }) {
+/** The group table, and under it the groups' curves with their bands (`metricKeys`: what
+ *  the curves may show). */
+export function groupsView(data, { selected, onSelect, metricKeys = [] }) {
   const groups = data.groups;
   let lo = Infinity, hi = -Infinity;
   for (const g of groups) {
@@ -29,7 +34,9 @@ export function groupsView(data, { selected, onSelect }) {
     }
   }
   const pad = (hi - lo) * 0.06 || Math.abs(hi) * 0.05 || 1;
-  lo -= pad; hi += pad;
+  const nonNegative = groups.every((g) => g.runs.every((r) => typeof r.value !== "number" || r.value >= 0));
+  lo = nonNegative ? Math.max(0, lo - pad) : lo - pad;
+  hi += pad;
   const metricLabel = data.metric ? `${data.metric}${data.summary && data.summary !== "last" ? ` (${data.summary})` : ""}` : null;
   const level = Math.round((data.confidence || 0.95) * 100);
   const rows = [];
@@ -47,16 +54,16 @@ export function groupsView(data, { selected, onSelect }) {
     const check = h("input.group-check", { type: "checkbox", checked: allSelected, "aria-label": "select the group's runs",
       onchange: (event) => { ids.forEach((id) => (event.target.checked ? selected.add(id) : selected.delete(id))); onSelect(); } });
     rows.push(h("tr.group", { dataset: { group: gi, n: g.n, mean: g.mean ?? "", low: g.low ?? "", high: g.high ?? "" } },
-      h("td.check", check, toggle),
+      h("td.check", check, toggle, h("i.swatch", { style: { background: colour(gi) }, title: "the group's colour in the curves" })),
       data.by.map((k) => h("td.group-value", g.values[k] === null || g.values[k] === undefined ? h("span.muted", "(none)") : fmt(g.values[k]))),
-      h("td.num.n", `${g.n}`, g.runs.length !== g.n ? h("span.muted", ` / ${g.runs.length}`) : null),
+      h("td.num.n", `${g.n}`, (g.size ?? g.runs.length) !== g.n ? h("span.muted", ` / ${g.size ?? g.runs.length}`) : null),
       h("td.num.mean-ci", g.mean === null || g.mean === undefined ? "–"
         : [h("b.mean", fmt(g.mean)), hw !== null ? h("span.pm", ` ± ${fmt(hw, 3)}`) : h("span.muted.pm", " (n < 2)")]),
       h("td.num.interval", g.low !== null && g.low !== undefined ? `[${fmt(g.low)}, ${fmt(g.high)}]` : "–"),
       h("td.ci-cell", intervalBar(g, lo, hi))));
     rows.push(members);
   });
-  return h("section.card.groups-card",
+  const table = h("section.card.groups-card",
     h("header.card-head",
       h("h2", `${groups.length} group${groups.length === 1 ? "" : "s"} by ${data.by.join(" × ")}`),
       metricLabel ? h("span.muted", `${metricLabel}: mean ± ${level}% CI (Student t across seeds) · ${data.total} runs`) : null),
@@ -65,4 +72,5 @@ export function groupsView(data, { selected, onSelect }) {
         h("th.num", metricLabel ? `${metricLabel} mean ± CI` : "mean"), h("th.num", `${level}% CI`),
         h("th.ci-head", h("div.ci-scale", h("span", fmt(lo, 3)), h("span", fmt(hi, 3)))))),
       h("tbody", rows))));
+  return h("div.groups-view", table, metricKeys.length ? groupCurves(data, metricKeys, data.metric) : null);
 }

@@ -74,6 +74,14 @@ export async function listenPage({ params, query }) {
     tests.tests.map((t) => h("option", { value: t.arm, selected: t.arm === arm }, `${t.arm} vs baseline (${t.pairs} pairs)`)));
   const holder = h("div.listen-body");
   const ctx = { study, arm, listener: "", data: null };
+  // the pair on screen lives in the URL (?pair=N, from 1): a reload or a shared link opens it
+  let linkedPair = Number(query.pair) || 0;
+  const showPair = (i) => {
+    const view = pairView(ctx, i);
+    const shown = holder.querySelector(".listen-pair, .listen-done");
+    if (shown) shown.replaceWith(view);
+    setQuery({ arm: ctx.arm, pair: i + 1 });
+  };
 
   const render = () => {
     const { data } = ctx;
@@ -81,15 +89,19 @@ export async function listenPage({ params, query }) {
     const next = data.pairs.findIndex((p) => !p.choice);
     const dots = h("div.listen-progress", { title: `${judged} of ${data.pairs.length} judged` },
       data.pairs.map((p, i) => h("button.dot", { type: "button", class: p.choice ? "dot done" : "dot", title: `pair ${i + 1}`,
-        onclick: () => { holder.querySelector(".listen-pair")?.replaceWith(pairView(ctx, i)); } })));
-    const done = next < 0;
+        onclick: () => showPair(i) })));
+    const linked = linkedPair >= 1 && linkedPair <= data.pairs.length ? linkedPair - 1 : -1;
+    linkedPair = 0;
+    const at = linked >= 0 ? linked : next;
+    const done = at < 0;
+    setQuery({ arm: ctx.arm, pair: done ? "" : at + 1 });
     holder.replaceChildren(
       h("div.listen-status", h("span", `${judged} of ${data.pairs.length} pairs judged`), dots),
       data.pairs.length ? (done ? h("section.card.listen-done", h("div.card-body", h("p", "You have judged every pair. Thank you!"),
-        h("p.muted", "Click a dot above to hear a pair again and change your choice."))) : pairView(ctx, next))
+        h("p.muted", "Click a dot above to hear a pair again and change your choice."))) : pairView(ctx, at))
         : empty("This arm and the baseline share no clip yet (their runs logged no audio under the same key)."),
       h("section.card.listen-results", h("header.card-head", h("h2", `${arm} vs baseline`)),
-        h("div.card-body", done ? resultView(data.result)
+        h("div.card-body", next < 0 ? resultView(data.result)
           : h("p.muted", "The result shows once you have judged every pair, so that it cannot sway you."))));
   };
 
@@ -101,7 +113,7 @@ export async function listenPage({ params, query }) {
   const load = async () => {
     ctx.arm = armSelect.value;
     ctx.listener = nameInput.value.trim();
-    setQuery({ arm: ctx.arm });
+    setQuery({ arm: ctx.arm, pair: linkedPair || "" });
     if (!ctx.listener) { holder.replaceChildren(h("p.muted", "Enter your name to start: each listener's choices are kept apart.")); return; }
     localStorage.setItem(LISTENER_KEY, ctx.listener);
     ctx.data = await api.get(`studies/${enc(study)}/listening/${enc(ctx.arm)}`, { listener: ctx.listener });

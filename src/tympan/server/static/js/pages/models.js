@@ -116,7 +116,8 @@ export async function modelPage({ params }) {
       h("h1", model.name, h("span.count-label", ` ${model.versions.length} version${model.versions.length === 1 ? "" : "s"}`)),
       h("p.lead", "Aliases: ", Object.keys(model.aliases).length ? Object.entries(model.aliases).map(([a, v]) =>
         h("span.alias-pair", aliasBadges([a], name, model.protected), " → ", link(`/models/${enc(name)}/versions/${v}`, `v${v}`), " ")) : "none",
-        model.protected.length ? h("span.muted", ` · protected: ${model.protected.map((a) => `@${a}`).join(", ")}`) : null))),
+        model.protected.length ? h("span.muted", ` · protected: ${model.protected.map((a) => `@${a}`).join(", ")}`) : null)),
+      h("div.head-actions", link(`/models/${enc(name)}/loop`, h("span.btn#loop-link", "Continuous training")))),
     h("section.card", h("header.card-head", h("h2", "Versions")), h("div.card-body.table-wrap", versions)),
     h("section.card", h("header.card-head", h("h2", "Alias history"), h("span.muted", "every change, append-only")),
       h("div.card-body", aliasTimeline(events), h("div.table-wrap", events.length ? eventsTable(events, name) : null))));

@@ -67,30 +67,73 @@ function statsSection(runId, probe, query, highlight, onLayer) {
     h("div.tools", h("label.control", "statistic", statSel), viewSel, scaleSel)), h("div.card-body", body));
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+// The z profile of one input as a small bar plot: a bar per stage (layers, then the model's
+// output scores), its height the calibrated z (floored at 0), the stage where the divergence
+// enters in red; the dashed line is z = 3.
+function zPlot(stages, z, entry) {
+  const w = 8, gap = 2, height = 28, values = stages.map((s) => (z && typeof z[s] === "number" ? z[s] : (z && s in z ? Infinity : 0)));
+  const top = Math.max(3, ...values.filter(Number.isFinite));
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "z-plot");
+  svg.setAttribute("width", String(stages.length * (w + gap)));
+  svg.setAttribute("height", String(height));
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = stages.map((s, i) => `${s}: z ${Number.isFinite(values[i]) ? values[i].toFixed(1) : "inf"}`).join("\n");
+  svg.appendChild(title);
+  stages.forEach((s, i) => {
+    const v = Number.isFinite(values[i]) ? Math.max(0, values[i]) : top;
+    const bh = Math.max(1, (v / top) * (height - 2));
+    const bar = document.createElementNS(SVG, "rect");
+    bar.setAttribute("x", String(i * (w + gap)));
+    bar.setAttribute("y", String(height - bh));
+    bar.setAttribute("width", String(w));
+    bar.setAttribute("height", String(bh));
+    bar.setAttribute("fill", s === entry ? "#e03131" : "#868e96");
+    bar.dataset.stage = s;
+    svg.appendChild(bar);
+  });
+  const line = document.createElementNS(SVG, "line");
+  const y = String(height - (3 / top) * (height - 2));
+  line.setAttribute("x1", "0"); line.setAttribute("x2", String(stages.length * (w + gap)));
+  line.setAttribute("y1", y); line.setAttribute("y2", y);
+  line.setAttribute("stroke", "#adb5bd"); line.setAttribute("stroke-dasharray", "2,2");
+  svg.appendChild(line);
+  return svg;
+}
+
 function anomalyReport(report, onLayer) {
   const layers = report.layers;
-  const rows = [...report.inputs].sort((a, b) => (b.flagged - a.flagged) || (a.p_value - b.p_value));
-  const firsts = rows.filter((r) => r.flagged && r.first_divergent_layer).map((r) => r.first_divergent_layer);
+  const stages = report.stages || layers;
+  const entryOf = (r) => r.entry_layer !== undefined ? r.entry_layer : r.first_divergent_layer;
+  const score = (r) => (r.anomaly_score === null || r.anomaly_score === undefined ? Infinity : r.anomaly_score);
+  const rows = [...report.inputs].sort((a, b) => (b.flagged - a.flagged) || (a.p_value - b.p_value) || (score(b) - score(a)));
+  const firsts = rows.filter((r) => r.flagged && entryOf(r)).map(entryOf);
   const counts = firsts.reduce((m, l) => m.set(l, (m.get(l) || 0) + 1), new Map());
   const top = [...counts.entries()].sort((a, b) => b[1] - a[1])[0];
+  const floor = report.n_calibration ? ` · smallest p-value 1/${report.n_calibration + 1} = ${fmt(1 / (report.n_calibration + 1), 3)}` : "";
   return h("section.card.anomaly", { dataset: { label: report.label } },
     h("header.card-head", h("h2", `Anomaly report: ${report.label}`),
-      h("span.muted", `α = ${fmt(report.alpha)} · ${report.flagged} of ${report.inputs.length} inputs flagged`),
-      top ? h("span.badge.first-layer", { title: "the layer where most flagged inputs first diverge" }, `most often first divergent: ${top[0]} (${top[1]})`) : null),
+      h("span.muted", `α = ${fmt(report.alpha)} · ${report.flagged} of ${report.inputs.length} inputs flagged${floor}`),
+      top ? h("span.badge.first-layer", { title: "the stage where most flagged inputs' divergence enters (largest rise of the z profile)" }, `divergence most often enters at: ${top[0]} (${top[1]})`) : null),
     h("div.card-body.table-wrap",
       h("table.grid.anomaly-table",
-        h("thead", h("tr", h("th", "input"), h("th.num", "p-value"), h("th", "flagged"), h("th", "first divergent layer"),
+        h("thead", h("tr", h("th", "input"), h("th.num", { title: "combined anomaly score: the largest calibrated z of any layer or output score" }, "score"), h("th.num", "p-value"), h("th", "flagged"), h("th", "enters at"),
+          h("th", { title: `calibrated z by stage: ${stages.join(" → ")}` }, "z profile"),
           layers.map((l) => h("th.layer-col", { title: l }, h("span", l))))),
-        h("tbody", rows.map((inp) => h("tr", { class: inp.flagged ? "flagged" : "", dataset: { input: inp.id, first: inp.first_divergent_layer || "" } },
-          h("td", h("code", inp.id)), h("td.num", fmt(inp.p_value, 3)),
+        h("tbody", rows.map((inp) => h("tr", { class: inp.flagged ? "flagged" : "", dataset: { input: inp.id, first: entryOf(inp) || "" } },
+          h("td", h("code", inp.id)), h("td.num.anomaly-score", Number.isFinite(score(inp)) ? fmt(score(inp), 3) : "∞"), h("td.num", fmt(inp.p_value, 3)),
           h("td", inp.flagged ? h("span.badge.status-failed", "flagged") : h("span.muted", "–")),
-          h("td", inp.first_divergent_layer ? h("button.linklike.first-layer-link", { type: "button", onclick: () => onLayer(inp.first_divergent_layer) }, inp.first_divergent_layer) : h("span.muted", "–")),
+          h("td", entryOf(inp) ? h("button.linklike.first-layer-link", { type: "button", onclick: () => onLayer(entryOf(inp)) }, entryOf(inp)) : h("span.muted", "–")),
+          h("td.z-cell", inp.z ? zPlot(stages, inp.z, entryOf(inp)) : h("span.muted", "–")),
           layers.map((l) => {
             const p = inp.p_values ? inp.p_values[l] : undefined;
-            const first = l === inp.first_divergent_layer;
+            const first = l === entryOf(inp);
             const strength = typeof p === "number" ? Math.min(1, -Math.log10(Math.max(p, 1e-6)) / 4) : 0;
+            const z = inp.z ? inp.z[l] : undefined;
             return h("td.layer-cell", { class: first ? "layer-cell first-divergent" : "layer-cell",
-              title: `${l}: score ${fmt(inp.scores ? inp.scores[l] : undefined)}, p ${fmt(p, 3)}${first ? " — first divergent layer" : ""}`,
+              title: `${l}: score ${fmt(inp.scores ? inp.scores[l] : undefined)}, z ${fmt(z, 3)}, p ${fmt(p, 3)}${first ? " — the divergence enters here" : ""}`,
               style: { background: `rgba(224, 49, 49, ${(strength * 0.85).toFixed(3)})` } }, fmt(p, 2));
           })))))));
 }
@@ -108,8 +151,8 @@ export async function probePage({ params, query }) {
   let highlighted = query.layer || null;
   if (!highlighted) {
     for (const report of probe.anomaly) {
-      const first = report.inputs.find((i) => i.flagged && i.first_divergent_layer);
-      if (first) { highlighted = first.first_divergent_layer; break; }
+      const first = report.inputs.find((i) => i.flagged && (i.entry_layer || i.first_divergent_layer));
+      if (first) { highlighted = first.entry_layer || first.first_divergent_layer; break; }
     }
   }
   const head = h("div.page-head", h("div.title-block",

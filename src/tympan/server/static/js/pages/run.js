@@ -4,13 +4,14 @@ import { api, apiUrl, enc } from "../api.js";
 import { audioBrowser } from "../audio.js";
 import { h, fmt, fmtDuration, fmtTime, fmtBytes, statusBadge, link, kvTable, empty, debounce, colour } from "../dom.js";
 import { metricPanel } from "../metrics.js";
-import { setQuery } from "../router.js";
-import { onLeave } from "../state.js";
+import { setQuery, navigate } from "../router.js";
+import { onLeave, liveSeconds } from "../state.js";
 import { tabs } from "../tabs.js";
 import { defaultMetrics } from "./runs.js";
 import { imagesTab } from "../images.js";
 import { tablesTab } from "../tables.js";
 import { consoleTab } from "../console.js";
+import { runEditor, historyView } from "../run-manage.js";
 
 const LIVE_SECONDS = 10;
 
@@ -124,7 +125,9 @@ async function healthView(run) {
 }
 
 function summaryTiles(run) {
-  const ordered = defaultMetrics(Object.keys(run.metrics), 6);
+  // interval bounds (KEY_low / KEY_high) go with their metric, not in a tile of their own
+  const keys = Object.keys(run.metrics).filter((k) => !/_(low|high|lo|hi)$/.test(k));
+  const ordered = defaultMetrics(keys, 6);
   return h("div.tiles", ordered.map((k) => {
     const s = run.metrics[k];
     return h("div.tile", h("div.tile-label", { title: k }, k), h("div.tile-value", fmt(s.last)),
@@ -149,13 +152,15 @@ export async function runPage({ params, query }) {
   const probeKeys = metricKeys.length - chartKeys.length;
   const audioCount = run.audio ? run.audio.count : 0;
   const state = { ...query };
+  let panel = null;  // the charts, once their tab was opened
   const save = (patch) => { Object.assign(state, patch); setQuery(state); };
 
+  const durationEl = h("span.duration", fmtDuration(run.duration));
   const facts = [
     ["id", h("code", run.id)],
     ["project", run.project],
     ["started", fmtTime(run.started_at)],
-    ["duration", fmtDuration(run.duration)],
+    ["duration", durationEl],
     gitFact(run),
     run.host ? ["host", `${run.host}${run.pid ? ` · pid ${run.pid}` : ""}`] : null,
     run.seed !== null && run.seed !== undefined ? ["seed", String(run.seed)] : null,
@@ -163,31 +168,39 @@ export async function runPage({ params, query }) {
       run.study.trial ? h("span.muted", ` · ${run.study.trial.arm} · seed ${run.study.trial.seed}`) : null)] : null,
     run.parent_id ? ["parent", link(`/runs/${run.parent_id}`, run.parent_id.slice(0, 8))] : null,
   ].filter(Boolean);
+  const statusSlot = h("span.status-slot");
+  const showStatus = (r) => statusSlot.replaceChildren(statusBadge(r.status),
+    ...(r.status === "running" ? [h("span.live", { title: `the page follows the run: it asks again every ${liveSeconds(LIVE_SECONDS)} s` }, "live")] : []));
+  showStatus(run);
+  // the audit trail, once its tab was opened, is read again after every change made here
+  const historySlot = h("div.history-slot");
+  const showHistory = async () => historySlot.replaceChildren(await historyView(run.id));
+  const editor = runEditor(run, {
+    onChange: (now) => { document.title = `${now.name} · tympan`; if (historySlot.isConnected) showHistory(); },
+    onDeleted: () => navigate("/runs"),
+  });
   const head = h("div.run-head",
     h("div.title-block",
       h("div.crumbs", link("/runs", "Runs"), h("span", "/"), h("span", run.project)),
-      h("h1", run.name, statusBadge(run.status),
-        run.status === "running" ? h("span.live", { title: `charts refresh every ${LIVE_SECONDS} s` }, "live") : null),
+      h("h1", editor.name, statusSlot, editor.archived),
       h("div.facts", facts.map(([k, v]) => h("span.fact", h("span.fact-key", k), v))),
-      run.tags && run.tags.length ? h("div.tag-row", run.tags.map((t) => h("span.tag", t))) : null,
-      run.note ? h("p.note", run.note) : null),
+      editor.tags,
+      h("p.note", editor.note)),
     h("div.head-actions",
       run.probe && run.probe.available ? h("a.btn", { href: `/runs/${run.id}/probe`, "data-link": "" }, "Probe") : null,
-      h("a.btn", { href: "/runs", "data-link": "" }, "All runs")));
+      h("a.btn", { href: "/runs", "data-link": "" }, "All runs"),
+      editor.actions));
 
   const items = [
     { id: "charts", label: "Charts", count: chartKeys.length, render: () => {
-      const panel = metricPanel([{ runId: run.id, name: run.name, colour: colour(0) }], chartKeys, { state, onState: save });
-      if (run.status === "running") {  // a live run: its charts follow what it logs
-        const timer = setInterval(() => { if (!document.hidden) panel.refresh(); }, LIVE_SECONDS * 1000);
-        onLeave(() => clearInterval(timer));
-      }
+      panel = metricPanel([{ runId: run.id, name: run.name, colour: colour(0) }], chartKeys, { state, onState: save });
       return h("div", panel.root, probeKeys ? h("p.muted.small-note", `${probeKeys} probe statistics are on the `, link(`/runs/${run.id}/probe`, "probe page"), ".") : null);
     } },
     { id: "audio", label: "Audio", count: audioCount, render: async () => {
       if (!audioCount) return empty("No audio samples were logged (run.log_audio).");
       const { samples } = await api.get(`runs/${enc(run.id)}/audio`);
-      const view = audioBrowser(run.id, samples);
+      const view = audioBrowser(run.id, samples, { at: { key: state.akey, step: state.astep },
+        onStep: (akey, astep) => save({ akey, astep }) });
       onLeave(() => view.querySelectorAll("audio").forEach((a) => a.pause()));
       return view;
     } },
@@ -198,9 +211,34 @@ export async function runPage({ params, query }) {
     consoleTab(run),
     { id: "artifacts", label: "Artifacts", count: (run.artifacts || []).length, render: () => artifactsView(run) },
     { id: "health", label: "Health", count: (run.probe && run.probe.events) || (run.error ? 1 : null), render: () => healthView(run) },
+    { id: "history", label: "History", render: async () => { await showHistory(); return historySlot; } },
   ];
   const initial = query.tab || (chartKeys.length ? "charts" : audioCount ? "audio"
     : run.images && run.images.count ? "images" : run.tables && run.tables.count ? "tables" : "config");
   const tabbed = tabs(items, { initial, onChange: (id) => save({ tab: id === "charts" ? "" : id }) });
-  return h("div.run-page", head, chartKeys.length ? summaryTiles(run) : null, tabbed.root);
+  const tilesSlot = h("div.tiles-slot", chartKeys.length ? summaryTiles(run) : null);
+  const root = h("div.run-page", head, tilesSlot, tabbed.root);
+
+  // A running run: status, duration, tiles and charts follow it until it ends (finished,
+  // failed, or crashed when its process is gone), then the page stops asking.
+  let timer = null;
+  onLeave(() => clearTimeout(timer));
+  const follow = () => {
+    timer = setTimeout(async () => {
+      if (!document.body.contains(root)) return;
+      if (document.hidden) { follow(); return; }
+      let fresh;
+      try { fresh = await api.get(`runs/${enc(run.id)}`, undefined, { quiet: true }); } catch { follow(); return; }
+      if (!document.body.contains(root)) return;
+      showStatus(fresh);
+      durationEl.textContent = fmtDuration(fresh.duration);
+      if (Object.keys(fresh.metrics).some((k) => !k.startsWith("probe/"))) tilesSlot.replaceChildren(summaryTiles(fresh));
+      if (panel) panel.refresh();
+      root.dataset.status = fresh.status;
+      if (fresh.status === "running") follow();
+    }, liveSeconds(LIVE_SECONDS) * 1000);
+  };
+  root.dataset.status = run.status;
+  if (run.status === "running") follow();
+  return root;
 }

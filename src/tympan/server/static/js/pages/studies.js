@@ -11,7 +11,7 @@ export function verdictBadge(verdict) {
 function progress(trials) {
   const total = trials.total || 1;
   const part = (n, cls) => (n ? h(`span.seg.${cls}`, { style: { width: `${(n / total) * 100}%` }, title: `${n} ${cls}` }) : null);
-  return h("div.progress-cell", h("div.progress", part(trials.finished, "finished"), part(trials.failed + (trials.crashed || 0), "failed"),
+  return h("div.progress-cell", h("div.progress", part(trials.finished, "finished"), part(trials.failed + (trials.timed_out || 0) + (trials.crashed || 0), "failed"),
     part(trials.running, "running")), h("span.muted", `${trials.finished}/${trials.total}`));
 }
 
@@ -40,7 +40,7 @@ function comparisonsTable(comparisons) {
       h("td", h("b", c.label), h("span.muted", ` vs ${c.baseline}`), c.kind !== "level" ? h("span.badge.muted", c.kind) : null),
       h("td", c.metric, h("span.muted", c.direction === "lower" ? " ↓" : " ↑")),
       h("td.num", fmtSigned(c.estimate, 3)), h("td.num", `[${fmtSigned(c.low, 3)}, ${fmtSigned(c.high, 3)}]`),
-      h("td.num", fmt(c.p_adjusted, 3)), h("td.num", fmt(c.prob_improvement, 3)), h("td.num", String(c.n)),
+      h("td.num", fmt(c.p_adjusted, 3)), h("td.num", fmt(c.prob_improvement, 3)), h("td.num", { title: (c.dropped || []).map((d) => `seed ${d.seed} (${d.arm}: ${d.why})`).join("\n") }, c.seeds_total && c.n < c.seeds_total ? `${c.n} of ${c.seeds_total}` : String(c.n)),
       h("td", verdictBadge(c.verdict)), h("td.num", c.verdict === "no detectable effect" ? (c.seeds_needed ? String(c.seeds_needed) : "> 64") : "")))));
 }
 
@@ -69,8 +69,10 @@ export async function studyPage({ params, query }) {
       study.description ? h("p.lead", study.description) : null),
     h("div.head-actions",
       h("a.btn", { href: apiUrl(`studies/${enc(study.id)}/report.html`), target: "_blank", rel: "noopener" }, "Standalone report"),
+      study.design === "learning_curve" ? h("a.btn#quantify-link", { href: apiUrl(`studies/${enc(study.id)}/quantify.html`), target: "_blank", rel: "noopener" }, "How much data") : null,
       h("a.btn", { href: `/runs?project=&study=${encodeURIComponent(study.id)}`, "data-link": "" }, "Runs"),
       h("a.btn#listen-link", { href: `/studies/${enc(study.name)}/listen${query.project ? `?project=${enc(query.project)}` : ""}`, "data-link": "" }, "Listening test"))),
+    (study.warnings || []).length ? h("section.card.notes.warnings", h("header.card-head", h("h2", "⚠ Warnings")), h("div.card-body", h("ul", study.warnings.map((w) => h("li", w))))) : null,
     h("div.verdict-strip", ["improves", "hurts", "no detectable effect"].map((v) => h("div.verdict-count", verdictBadge(v), h("b", String(counts[v] || 0)))),
       h("span.muted", study.summary)),
     h("div.study-grid",

@@ -1,9 +1,9 @@
 """Logging benchmark: tympan against MLflow (SQLite), W&B (offline) and Aim, same run.
 
     bash benchmarks/setup-bench.sh                         # .venv-bench: tympan + peers
-    .venv-bench/bin/python benchmarks/logging.py           # full run (several minutes)
-    .venv-bench/bin/python benchmarks/logging.py --quick   # 10x smaller loops, smoke test
-    .venv-bench/bin/python benchmarks/logging.py --only tympan,mlflow --figures caller,read
+    .venv-bench/bin/python benchmarks/log_throughput.py           # full run (several minutes)
+    .venv-bench/bin/python benchmarks/log_throughput.py --quick   # 10x smaller loops, smoke test
+    .venv-bench/bin/python benchmarks/log_throughput.py --only tympan,mlflow --figures caller,read
 
 Figures (one table each; ratios are measured in this run, never hard-coded):
   caller  caller-thread cost per logged scalar, microseconds: median over 5 repeats of a
@@ -26,7 +26,7 @@ it ever stops co-installing), otherwise the interpreter running this script. A t
 its interpreter cannot import is reported as "not installed" and skipped, so the script
 also runs with tympan alone. Peers' background system-metrics sampling (W&B stats, Aim
 system tracking) is switched off, and their telemetry too: this measures logging only.
-Temporary stores go under $TMPDIR. Tables are also written to benchmarks/.out/logging.json.
+Temporary stores go under $TMPDIR. Tables are also written to benchmarks/.out/log_throughput.json.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from _common import (  # noqa: E402
 
 ROOT = HERE.parent
 SCRIPT = Path(__file__).resolve()
-OUT = HERE / ".out" / "logging.json"
+OUT = HERE / ".out" / "log_throughput.json"
 TOOLS = ("tympan", "mlflow", "wandb", "aim")
 FIGURES = ("caller", "ingest", "read", "import")
 K = 10  # keys per log call in the ingest workload

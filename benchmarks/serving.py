@@ -1,0 +1,286 @@
+"""Serving benchmark: latency p50/p99 and throughput of `tympan serve` at 1, 4 and 16
+concurrent clients, a bounded number of requests each, in the same run:
+
+- torch eager with and without the guard (the guard's cost: target <= 5% of p50); with
+  --guard-blocks N also as the target asks: both servers up, N blocks of requests to each in
+  alternation, p50 over each side's blocks;
+- dynamic batching (--max-batch 16) against batch size 1 (target: >= 2x throughput at 16
+  clients);
+- onnxruntime against eager (target: at least as fast on the conv encoder), every encoder;
+- Ray Serve (--engine ray, a local Ray started by the command) with 1 and 2 replicas, one
+  torch thread each, against the embedded engine.
+
+    .venv/bin/python benchmarks/serving.py                 # every encoder, --threads 1
+    .venv/bin/python benchmarks/serving.py --threads default   # torch's own thread count
+    .venv/bin/python benchmarks/serving.py --quick         # fewer requests, smoke test
+    .venv/bin/python benchmarks/serving.py --encoders conv --config 'eager, guard, batch 16' \
+        --config 'ray 1 replica, guard, batch 16' --config 'ray 2 replicas, guard, batch 16'
+    .venv/bin/python benchmarks/serving.py --root /tmp/bench   # keep the models, reuse them
+    /work/helpers/cpu exclusive .venv/bin/python benchmarks/serving.py   # figures we report
+
+Each configuration is a real `tympan serve` process (--threads 1 unless --threads,
+--no-record) on a free port; clients are threads of this process posting WAV clips of the
+synthesized digits corpus (test split, 0.9 to 3 s), each on its own keep-alive connection
+with `http.client` (the clients' CPU per request is printed: they share the machine). The
+models are the ASR recipe's untrained CTC models of the default
+size, with a probe profile fitted as a user fits it (speed does not depend on the weights).
+The Ray rows pay a Ray Serve handle call per request (about 2 to 8 ms on two cores) and gain
+a second process of model compute with two replicas; on a 2-core machine the clients, the
+HTTP server and the replicas share the same two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.client import HTTPConnection
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+CORPUS = {"voices": 4, "per_speaker": 20}
+
+
+def setup(root: Path, encoder: str) -> tuple[str, str, list[bytes]]:
+    import io
+    from dataclasses import asdict
+
+    import torch
+    from recipes.asr_ctc.train import ALPHABET, Config, CTCModel
+
+    import tympan
+    from tympan.audio.corpus import synth_corpus
+    from tympan.audio.io import load
+    from tympan.probe.jobs import fit_profile
+    from tympan.registry.export import export_onnx
+    from tympan.serve.audio import encode_wav
+
+    torch.set_num_threads(1)
+    corpus = synth_corpus(root / "corpus", voices=CORPUS["voices"],
+                          utterances_per_speaker=CORPUS["per_speaker"], progress=False)
+    clips = [encode_wav(load(corpus.file(u), mono=True)[0], 16000)
+             for u in corpus.split("test")]
+    store = str(root / f"store-{encoder}")
+    ready = root / f"ready-{encoder}"  # an earlier run with --root set this model up
+    if ready.exists():
+        return store, "models:/bench/1", clips
+    cfg = Config(encoder=encoder, corpus_dir=str(root / "corpus"), **CORPUS)
+    model = CTCModel(cfg, dims=cfg.n_mels)
+    with tympan.init(project="asr-ctc", config=asdict(cfg), store=store) as run:
+        buffer = io.BytesIO()
+        torch.save({"model": model.state_dict(), "config": asdict(cfg), "alphabet": ALPHABET,
+                    "run_id": run.id}, buffer)
+        run.log_artifact(buffer.getvalue(), name="model.pt")
+    recipe = str(REPO / "recipes" / "asr_ctc")
+    fit_profile(run.id, store=store, recipe=recipe, data="split:train,valid", calibration=0.5)
+    tympan.models.register(run.id, "bench", recipe=recipe, store=store)
+    export_onnx("models:/bench/1", store=store)
+    ready.touch()
+    return store, "models:/bench/1", clips
+
+
+def serve(store: str, model: str, args: list[str], threads: str = "1"
+          ) -> tuple[subprocess.Popen, str, Path]:
+    log = Path(tempfile.mkdtemp(prefix="tympan-bench-serve-")) / "out.txt"
+    threading_args = [] if threads == "default" else ["--threads", threads]
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tympan.cli.app", "--store", store,
+                                 "serve", model, "--port", "0", *threading_args,
+                                 "--no-record", "--threshold", "0.05", *args],
+                                stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (found := re.search(r" at (http://\S+) ", log.read_text())):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"tympan serve did not start:\n{log.read_text()}")
+        time.sleep(0.05)
+    return proc, found.group(1), log
+
+
+def load_test(url: str, clips: list[bytes], clients: int, requests: int) -> dict[str, float]:
+    """``clients`` threads, each posting its share of ``requests`` clips one after the other
+    on one keep-alive connection (``http.client``: a lean client, so that the clients, which
+    share the server's cores here, cost little: httpx took about 2 ms of CPU a request)."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    per_client = max(1, requests // clients)
+    where = urlsplit(url)
+
+    def client(k: int, count: int, out: list[float] | None) -> None:
+        http = HTTPConnection(where.hostname, where.port, timeout=120)
+        try:
+            for i in range(count):
+                clip = clips[(k * per_client + i) % len(clips)]
+                started = time.perf_counter()
+                http.request("POST", "/v1/predict", body=clip,
+                             headers={"Content-Type": "audio/wav"})
+                response = http.getresponse()
+                body = response.read()
+                took = time.perf_counter() - started
+                if response.status != 200:
+                    raise SystemExit(f"the server answered {response.status}: {body[:300]!r}")
+                json.loads(body)
+                if out is not None:
+                    with lock:
+                        out.append(took)
+        finally:
+            http.close()
+
+    client(0, 4, None)  # warm up
+    threads = [threading.Thread(target=client, args=(k, per_client, latencies))
+               for k in range(clients)]
+    cpu = time.process_time()
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    if len(latencies) != per_client * clients:
+        raise SystemExit("a client failed; see above")
+    ms = np.array(latencies) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "rps": len(latencies) / wall, "requests": len(latencies),
+            "client_cpu_ms": 1000 * (time.process_time() - cpu) / len(latencies),
+            "latencies_ms": ms.tolist()}
+
+
+CONFIGS = {
+    "eager, guard, batch 16": ["--runtime", "torch", "--max-batch", "16"],
+    "eager, no guard, batch 16": ["--runtime", "torch", "--max-batch", "16", "--guard", "off"],
+    "eager, guard, batch 1": ["--runtime", "torch", "--max-batch", "1"],
+    "onnx, guard, batch 16": ["--runtime", "onnx", "--max-batch", "16"],
+    "ray 1 replica, guard, batch 16": ["--engine", "ray", "--replicas", "1", "--max-batch",
+                                       "16"],
+    "ray 2 replicas, guard, batch 16": ["--engine", "ray", "--replicas", "2", "--max-batch",
+                                        "16"],
+}
+
+
+def guard_cost(encoder: str, store: str, model: str, clips: list[bytes], threads: str,
+               blocks: int) -> list[dict]:
+    """The guard's cost at p50, measured as its target says: a server with the guard and one
+    without (batch 16), both up, ``blocks`` blocks of requests to each in alternation (ABBA
+    order, so a drift in the machine's speed hits both alike), p50 over each side's blocks."""
+    sides = ("guard", "no guard")
+    servers = {"guard": serve(store, model, CONFIGS["eager, guard, batch 16"], threads),
+               "no guard": serve(store, model, CONFIGS["eager, no guard, batch 16"], threads)}
+    rows = []
+    try:
+        for clients in (1, 16):
+            got: dict[str, list[float]] = {side: [] for side in sides}
+            for block in range(blocks):
+                order = sides if block % 2 == 0 else sides[::-1]
+                for side in order:
+                    url = servers[side][1]
+                    got[side] += load_test(url, clips, clients, 16 * clients)["latencies_ms"]
+            p50 = {side: float(np.percentile(got[side], 50)) for side in sides}
+            overhead = 100 * (p50["guard"] / p50["no guard"] - 1)
+            rows.append({"encoder": encoder, "config": "guard blocks", "clients": clients,
+                         "blocks": blocks, "requests": len(got["guard"]),
+                         "p50_guard_ms": p50["guard"], "p50_no_guard_ms": p50["no guard"],
+                         "overhead_percent": overhead})
+            print(f"{encoder:>5} | guard vs none, {blocks} alternating blocks | {clients:>2} "
+                  f"clients | p50 {p50['guard']:.2f} vs {p50['no guard']:.2f} ms: "
+                  f"{overhead:+.1f}% (target <= 5%)", flush=True)
+    finally:
+        for proc, _url, _log in servers.values():
+            proc.terminate()
+            proc.wait(30)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests")
+    parser.add_argument("--encoders", default="conv,gru,transformer")
+    parser.add_argument("--threads", default="1",
+                        help="the servers' --threads, or 'default' for torch's own count")
+    parser.add_argument("--config", action="append", choices=list(CONFIGS),
+                        help="a configuration to run (repeatable; default: all)")
+    parser.add_argument("--root", help="a folder for the corpus and the models, kept, so "
+                        "that a later run reuses them (default: a new temporary folder)")
+    parser.add_argument("--guard-blocks", type=int, default=0, metavar="N",
+                        help="also measure the guard's cost: N blocks of requests to a server "
+                             "with the guard and N to one without, alternating (0: skip)")
+    opts = parser.parse_args()
+    configs = {name: args for name, args in CONFIGS.items()
+               if opts.config is None or name in opts.config}
+    requests = 32 if opts.quick else 128
+    root = Path(opts.root) if opts.root else Path(tempfile.mkdtemp(
+        prefix="tympan-bench-serving-"))
+    results = []
+    for encoder in opts.encoders.split(","):
+        store, model, clips = setup(root, encoder)
+        for name, args in configs.items():
+            proc, url, _log = serve(store, model, args, opts.threads)
+            try:
+                padding = httpx.get(f"{url}/v1/model").json()["padding"]
+                for clients in (1, 4, 16):
+                    row = {"encoder": encoder, "config": name, "clients": clients,
+                           "padding": padding,
+                           **load_test(url, clips, clients, min(requests, 16 * clients))}
+                    del row["latencies_ms"]
+                    results.append(row)
+                    print(f"{encoder:>5} | {name:<26} | {clients:>2} clients | p50 "
+                          f"{row['p50_ms']:7.1f} ms | p99 {row['p99_ms']:7.1f} ms | "
+                          f"{row['rps']:6.1f} req/s | clients' CPU "
+                          f"{row['client_cpu_ms']:.2f} ms/req ({padding})", flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(30)
+        if opts.guard_blocks:
+            results += guard_cost(encoder, store, model, clips, opts.threads,
+                                  opts.guard_blocks)
+    by = {(r["encoder"], r["config"], r["clients"]): r for r in results}
+    print("\nratios (same run; those whose configurations ran):")
+    for encoder in opts.encoders.split(","):
+        def ratio(a: str, b: str, clients: int, key: str, encoder: str = encoder
+                  ) -> float | None:
+            x, y = by.get((encoder, a, clients)), by.get((encoder, b, clients))
+            return None if x is None or y is None else x[key] / y[key]
+
+        facts = []
+        if (r := ratio("eager, guard, batch 16", "eager, no guard, batch 16", 1,
+                       "p50_ms")) is not None:
+            facts.append(f"guard overhead at p50, 1 client: {100 * (r - 1):+.1f}% (target <= "
+                         "5%)")
+        if (r := ratio("eager, guard, batch 16", "eager, no guard, batch 16", 16,
+                       "p50_ms")) is not None:
+            facts.append(f"at 16 clients: {100 * (r - 1):+.1f}% of p50")
+        if (r := ratio("eager, guard, batch 16", "eager, guard, batch 1", 16,
+                       "rps")) is not None:
+            facts.append(f"batching at 16 clients: {r:.2f}x the throughput of batch 1 "
+                         "(target >= 2x)")
+        if (r := ratio("eager, guard, batch 16", "onnx, guard, batch 16", 1,
+                       "p50_ms")) is not None:
+            facts.append(f"onnxruntime p50 at 1 client: {r:.2f}x eager's speed (target >= 1 "
+                         "on conv)")
+        if (r := ratio("onnx, guard, batch 16", "eager, guard, batch 16", 16,
+                       "rps")) is not None:
+            facts.append(f"onnxruntime at 16 clients: {r:.2f}x eager's throughput")
+        for clients in (1, 16):
+            if (r := ratio("ray 1 replica, guard, batch 16", "eager, guard, batch 16",
+                           clients, "p50_ms")) is not None:
+                facts.append(f"Ray 1 replica p50 at {clients} client(s): {r:.2f}x the "
+                             "embedded engine's")
+        if (r := ratio("ray 2 replicas, guard, batch 16", "ray 1 replica, guard, batch 16", 16,
+                       "rps")) is not None:
+            facts.append(f"Ray 2 replicas at 16 clients: {r:.2f}x the throughput of 1")
+        print(f"{encoder} (--threads {opts.threads}): " + "; ".join(facts))
+    out = REPO / "benchmarks" / ".out"
+    out.mkdir(exist_ok=True)
+    (out / f"serving-threads-{opts.threads}.json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Continuous training: retrain when data arrives, gate against the champion, promote."""

@@ -1,0 +1,210 @@
+"""An input's features, scores and p-values do not depend on what it is batched with
+(issue 12, item 2): the recipe models on real speech of mixed lengths, scored alone and in
+padded batches, through ``Profile.score`` and through the waveform ``Scorer``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from speech import speech
+from tympan.audio.features import pad_features
+from tympan.probe import OutputHead, Scorer
+from tympan.probe.features import OUTPUT_KEY, collect
+from tympan.probe.profile import Profile, fit
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Many single-input forward passes: torch's thread pool only adds contention here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+TEXTS = ("four one nine two", "seven seven three", "zero eight five six one", "two nine four",
+         "one three three eight", "six zero two")
+VOICES = (("m1", 50, 150), ("f2", 60, 175), ("m3", 40, 200))
+
+
+@pytest.fixture(scope="module")
+def waves() -> list[np.ndarray]:
+    return [speech(t, "en", variant=v, pitch=p, rate=r)[0] for t in TEXTS for v, p, r in VOICES]
+
+
+@pytest.fixture(scope="module")
+def crops(waves) -> list[np.ndarray]:
+    """160 waveforms of 0.3 to 1.2 s cut from the utterances: every length differs."""
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(160):
+        w = waves[int(rng.integers(len(waves)))]
+        n = int(rng.integers(4800, min(len(w), 19200)))
+        start = int(rng.integers(0, len(w) - n + 1))
+        out.append(w[start:start + n].copy())
+    return out
+
+
+def _asr(encoder: str) -> tuple[nn.Module, object]:
+    from recipes.asr_ctc.train import Config, CTCModel, features
+
+    torch.manual_seed(0)
+    cfg = Config(encoder=encoder, hidden=32, layers=2)
+    return CTCModel(cfg, dims=40).eval(), lambda w: features(cfg, w)
+
+
+def _speaker() -> tuple[nn.Module, object]:
+    from recipes.speaker_id.train import Config, XVector, features
+
+    torch.manual_seed(0)
+    cfg = Config(channels=32, embedding=16)
+    return XVector(cfg, dims=40, n_speakers=8).eval(), lambda w: features(cfg, w)
+
+
+MODELS = {"asr-conv": lambda: _asr("conv"), "asr-gru": lambda: _asr("gru"),
+          "asr-transformer": lambda: _asr("transformer"), "speaker-xvector": _speaker}
+HEADS = {"speaker-xvector": OutputHead("head")}
+
+
+def _batches(feats: list[torch.Tensor], size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [pad_features(feats[i:i + size]) for i in range(0, len(feats), size)]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_an_input_scores_the_same_alone_and_in_any_padded_batch(name, crops) -> None:
+    model, featurize = MODELS[name]()
+    head = HEADS.get(name, OutputHead("out", blank=0))
+    feats = [featurize(w) for w in crops]
+    profile = fit(model, _batches(feats[:120], 32), head=head)
+    test = feats[120:]
+    # in padded batches of 13 (mixed lengths), in one batch of all 40 in another order ...
+    batched = profile.score(model, _batches(test, 13), alpha=0.05)
+    order = np.random.default_rng(1).permutation(len(test))
+    shuffled = profile.score(model, [pad_features([test[i] for i in order])], alpha=0.05)
+    for i in range(0, len(test), 4):  # ... and alone
+        alone = profile.score(model, [pad_features([test[i]])], alpha=0.05)
+        j = int(np.flatnonzero(order == i)[0])
+        for other, k in ((batched, i), (shuffled, j)):
+            np.testing.assert_allclose(alone.scores[0], other.scores[k], rtol=1e-5)
+            # z = (distance - mean) / std: near 0 its error is absolute (1e-4 of a std)
+            np.testing.assert_allclose(alone.profile[0], other.profile[k], rtol=1e-5,
+                                       atol=1e-4)
+            np.testing.assert_allclose(alone.outputs[0], other.outputs[k], rtol=1e-5)
+            assert alone.p_value[0] == other.p_value[k]
+            np.testing.assert_array_equal(alone.p_values[0], other.p_values[k])
+            assert alone.entry[0] == other.entry[k]
+
+
+@pytest.mark.parametrize("encoder", ["conv", "gru", "transformer"])
+def test_the_recipe_encoders_mask_their_padding(encoder, crops) -> None:
+    """Every ASR encoder masks its padding (the conv blocks zero the padded frames before
+    each convolution), so one padded batch run as given (``padding="batch"``, what the
+    serving batcher does) gives each input the outputs and features it gets alone."""
+    model, featurize = _asr(encoder)
+    feats = [featurize(w) for w in crops[:9]]
+    assert len({len(f) for f in feats}) == 9  # every length differs, odd and even
+    head = OutputHead("out", blank=0)
+    x, lengths = pad_features(feats)
+    if x.shape[1] % 2 == 0:  # padded to an odd length: where a ratio of frames miscounts
+        x = nn.functional.pad(x, (0, 0, 0, 1))
+    with torch.no_grad():
+        padded_out = model(x, lengths)
+        for i, f in enumerate(feats):
+            alone = model(f[None], lengths[i:i + 1])[0]
+            torch.testing.assert_close(padded_out[i, :len(alone)], alone, rtol=1e-5, atol=1e-5)
+    _, padded = collect(model, [(x, lengths)], head=head, padding="batch")
+    for i, f in enumerate(feats):
+        _, alone = collect(model, [pad_features([f])], head=head, padding="batch")
+        for name, values in alone.items():
+            np.testing.assert_allclose(padded[name][i], values[0], rtol=1e-5, atol=1e-6,
+                                       err_msg=f"{encoder} {name} input {i}")
+
+
+def test_valid_frames_count_a_strided_layer_exactly() -> None:
+    """A stride-2 layer makes ceil(n / 2) frames of an n-frame input alone; in a batch padded
+    to an odd length the ratio rule would count one more (50 of 101 -> 26, alone 25)."""
+    from tympan.probe.layers import valid_frames
+
+    lengths = torch.tensor([50, 51, 101, 1])
+    assert valid_frames(lengths, 101, 51).tolist() == [25, 26, 51, 1]
+    assert valid_frames(lengths, 101, 101).tolist() == [50, 51, 101, 1]
+    assert valid_frames(lengths, 101, 1).tolist() == [1, 1, 1, 1]  # a pooled output
+    # a layer that is no whole stride of the input keeps the ratio's frames
+    assert valid_frames(torch.tensor([50]), 100, 70).tolist() == [35]
+
+
+def test_the_output_head_scores_follow_their_definitions(crops) -> None:
+    model, featurize = _asr("conv")
+    x, lengths = pad_features([featurize(w) for w in crops[:5]])
+    _, feats = collect(model, [(x, lengths)], head=OutputHead("out", blank=0))
+    captured: dict[str, torch.Tensor] = {}
+    handle = model.out.register_forward_hook(lambda _m, _i, o: captured.__setitem__("o", o))
+    with torch.no_grad():
+        for i in range(5):
+            model(x[i:i + 1, :int(lengths[i])], lengths[i:i + 1])
+            logits = captured["o"][0].double()
+            probs = logits.softmax(-1)
+            expected = [float(-logits.logsumexp(-1).mean()), float(probs.max(-1).values.mean()),
+                        float((logits.argmax(-1) == 0).double().mean())]
+            np.testing.assert_allclose(feats[OUTPUT_KEY][i], expected, rtol=1e-6)
+    handle.remove()
+
+
+def test_the_scorer_takes_waveforms_padded_or_as_a_list(crops) -> None:
+    from recipes.asr_ctc.train import Config, features
+
+    model, _ = _asr("conv")
+    cfg = Config(hidden=32, layers=2)
+
+    def prepare(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        return pad_features([features(cfg, w) for w in waves])
+
+    profile = fit(model, [prepare(crops[i:i + 40]) for i in range(0, 120, 40)],
+                  head=OutputHead("out", blank=0))
+    loaded = Profile.load(profile.save())
+    scorer = Scorer(model, loaded, prepare, 16000, alpha=0.05, batch_size=7)
+    test = crops[120:140]
+    verdicts = scorer.score(test)
+    assert len(verdicts) == 20 and list(verdicts[0].z) == ["subsample", "encoder.0",
+                                                           "encoder.1", "out", "output"]
+    assert set(verdicts[0].outputs) == {"energy", "msp", "blank_ratio"}
+    padded = np.zeros((20, max(len(w) for w in test)), np.float32)
+    for i, w in enumerate(test):
+        padded[i, :len(w)] = w
+    again = scorer.score(torch.from_numpy(padded), lengths=[len(w) for w in test])
+    for a, b in zip(verdicts, again, strict=True):
+        assert a.p_value == b.p_value and a.flagged == b.flagged
+        np.testing.assert_allclose(a.score, b.score, rtol=1e-5)
+    # the p-value is the score's conformal rank among the calibration inputs' scores
+    for v in verdicts:
+        rank = 1 + (loaded.calibration >= v.score).sum()
+        assert v.p_value == rank / (loaded.n_calibration + 1)
+        assert v.flagged == (v.p_value <= 0.05) and (v.entry_layer is None) == (not v.flagged)
+        assert v.score == max(v.z.values()) or v.score >= max(v.z.values())
+    assert verdicts[0].to_json()["z"].keys() == verdicts[0].z.keys()
+
+
+def test_the_combined_score_is_the_largest_z_and_ignores_the_calibration_inputs(crops) -> None:
+    """How the parts are weighted (issue 12, item 4): each layer's distance and each output
+    score in z units of the fit part, the combined score their largest; nothing in it comes
+    from the calibration inputs, which only set the conformal p-value."""
+    model, featurize = _asr("conv")
+    feats = [featurize(w) for w in crops]
+    head = OutputHead("out", blank=0)
+    fitted = _batches(feats[:80], 40)
+    profiles = [fit(model, fitted, head=head, calibration=_batches(feats[a:b], 20))
+                for a, b in ((80, 120), (120, 140))]
+    test = _batches(feats[140:], 20)
+    one, other = (p.score(model, test, alpha=0.05) for p in profiles)
+    np.testing.assert_array_equal(one.anomaly_score,
+                                  np.max(np.concatenate([one.z, one.output_z], axis=1), 1))
+    assert one.output_names == ["energy", "msp", "blank_ratio"]
+    assert (one.anomaly_score >= one.output_z.max(1)).all()
+    np.testing.assert_array_equal(one.anomaly_score, other.anomaly_score)
+    assert profiles[0].n_calibration == 40 and profiles[1].n_calibration == 20
+    for report, profile in ((one, profiles[0]), (other, profiles[1])):
+        ranks = 1 + (profile.calibration[None, :] >= report.anomaly_score[:, None]).sum(1)
+        np.testing.assert_array_equal(report.p_value, ranks / (profile.n_calibration + 1))

@@ -1,0 +1,188 @@
+"""Groups of runs at scale (issue 17, item 7), checked for what they answer, not how fast:
+the database computes each group's counts, mean and squared deviations and lists its first
+members, which must equal the per-run computation it replaced, on SQLite and PostgreSQL.
+(The kept config and metric keys are tested in test_query.py.)"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+from sqlalchemy import text
+
+import tympan
+from tympan.config import flatten
+from tympan.records.groups import GroupMember, group_runs, mean_interval
+from tympan.records.query import RunFilter, RunQuery
+from tympan.records.table import query_runs
+from tympan.store import open_store, projects, runs, summaries
+from tympan.store.summaries import Summary
+from tympan.track.stores import close_stores, shared_store
+
+ENCODERS = ("gru", "conv", "lstm")
+
+
+def _fill(where: str) -> list[str]:
+    """72 runs of project "sweep" whose groups hold what the old computation had to get
+    right: NaN, infinite and missing values, a missing key, 1 and 1.0 and true as distinct
+    values, seeds recorded, from the config only, or none (3.0 is no seed), and a run of
+    another project. Returns the ids of the sweep's runs."""
+    now = time.time()
+    rows, values, ids = [], {}, []
+    for i in range(72):
+        config: dict = {"model": {"encoder": ENCODERS[i % 3]}, "lr": (1, 1.0, True)[i % 4 % 3]}
+        if i % 11 == 0:
+            del config["model"]  # lacks the key: a group of its own (None)
+        if i % 5 == 1:
+            config["seed"] = i % 4  # seed from the config only
+        elif i % 5 == 2:
+            config["seed"] = 3.0  # not a whole number: no seed
+        run_id = f"r{i:03d}x"
+        ids.append(run_id)
+        rows.append(dict(id=run_id, name=f"run-{i}", status="finished", created_at=now + i,
+                         started_at=now + (i * 7) % 72, ended_at=now + 100, heartbeat_at=None,
+                         config=config, tags=[], note="", parent_id=None, study_id=None,
+                         host="h", pid=1, seed=i % 3 if i % 5 == 0 else None, env_id=None,
+                         error=None))
+        wer = 0.2 + 0.01 * ((i * 37) % 17)
+        if i % 13 == 4:
+            continue  # no summary at all
+        minimum = math.nan if i % 9 == 3 else (math.inf if i % 17 == 5 else wer)
+        values[run_id] = {"test/wer": Summary(wer, 9, minimum, 3, wer + 0.1, 1, 10)}
+    with open_store(where, create=True) as store, store.write() as conn:
+        sweep = projects.ensure(conn, "sweep", now)
+        other = projects.ensure(conn, "other", now)
+        runs.insert_many(conn, [r | {"project_id": sweep} for r in rows])
+        runs.insert_many(conn, [rows[0] | {"id": "elsewhere", "project_id": other}])
+        summaries.upsert_many(conn, values | {"elsewhere": values[ids[0]]}, now)
+    return ids
+
+
+def _expected(where: str, ids: list[str], by: list[str], summary: str) -> dict:
+    """The groups as the per-run computation made them: every run's config and summary read
+    in Python, grouped by the values as Python compares them (type included)."""
+    groups: dict[tuple, dict] = {}
+    records = tympan.find_runs(project="sweep", store=where)
+    assert sorted(r.id for r in records) == sorted(ids)
+    for record in records:
+        flat = flatten(record.config)
+        values = tuple(flat.get(k) for k in by)
+        ident = tuple((type(v).__name__, v) for v in values)
+        seed = record.seed if record.seed is not None else flat.get("seed")
+        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+        found = record.summary.get("test/wer")
+        value = getattr(found, summary) if found is not None else None
+        value = value if value is not None and math.isfinite(value) else None
+        group = groups.setdefault(ident, {"values": dict(zip(by, values, strict=True)),
+                                          "members": []})
+        group["members"].append(((seed is None, seed or 0, record.started_at, record.id),
+                                 GroupMember(record.id, record.name, seed, record.status,
+                                             value)))
+    for group in groups.values():
+        group["members"] = [m for _, m in sorted(group["members"], key=lambda o: o[0])]
+        group["stats"] = mean_interval([m.value for m in group["members"]])
+    return groups
+
+
+def _close(got: tuple, want: tuple) -> bool:
+    """Equal up to rounding (the database sums in another order); None only where None."""
+    return all((g is None) == (w is None) and (w is None or g == pytest.approx(w, rel=1e-9))
+               for g, w in zip(got, want, strict=True))
+
+
+@pytest.mark.parametrize("summary", ["min", "last"])
+def test_groups_computed_in_sql_equal_the_per_run_computation(store_url: str,
+                                                             summary: str) -> None:
+    ids = _fill(store_url)
+    store = shared_store(store_url)
+    by = ["model.encoder", "lr"]
+    expected = _expected(store_url, ids, by, summary)
+    for members in (None, 2, 0):
+        result = group_runs(store, RunFilter(project="sweep"), by, f"test/wer.{summary}",
+                            members=members)
+        assert result.total == len(ids)
+        got = {tuple((type(v).__name__, v) for v in g.values.values()): g
+               for g in result.groups}
+        assert got.keys() == expected.keys()
+        for ident, want in expected.items():
+            group = got[ident]
+            assert group.values == want["values"]
+            assert group.size == len(want["members"])
+            assert group.members == want["members"][:members]
+            n, mean, std, low, high = want["stats"]
+            assert group.n == n
+            assert _close((group.mean, group.std, group.low, group.high),
+                          (mean, std, low, high))
+        means = [g.mean for g in result.groups if g.mean is not None]
+        assert means == sorted(means)
+    close_stores()
+
+
+def test_groups_without_a_metric_and_under_a_filter(store_url: str) -> None:
+    ids = _fill(store_url)
+    store = shared_store(store_url)
+    result = group_runs(store, RunQuery.from_options(
+        project="sweep", where="model.encoder in (gru, conv)").filter, ["model.encoder"])
+    expected = _expected(store_url, ids, ["model.encoder"], "min")
+    assert [(g.values["model.encoder"], g.size, g.n, g.mean) for g in result.groups] == [
+        (encoder, len(expected[(("str", encoder),)]["members"]), 0, None)
+        for encoder in ("conv", "gru")]
+    assert result.groups[1].members == [  # no metric: no values
+        GroupMember(m.id, m.name, m.seed, m.status, None)
+        for m in expected[(("str", "gru"),)]["members"]]
+    close_stores()
+
+
+def test_groups_pool_values_spelled_apart_in_json(tmp_path) -> None:
+    """The database groups by JSON text; 1e-3 and 0.001 are one value to Python, and one
+    group, with the counts and the interval of all its runs."""
+    where = str(tmp_path / "store")
+    ids = _fill(where)
+    with open_store(where) as store, store.write() as conn:
+        conn.execute(text("UPDATE runs SET config = :c WHERE id IN (:a, :b)"),
+                     {"c": '{"lr": 1e-3}', "a": ids[0], "b": ids[1]})
+        conn.execute(text("UPDATE runs SET config = :c WHERE id IN (:a, :b)"),
+                     {"c": '{"lr": 0.001}', "a": ids[2], "b": ids[3]})
+    expected = _expected(where, ids, ["lr"], "last")
+    result = group_runs(shared_store(where), RunFilter(project="sweep"), ["lr"],
+                        "test/wer.last")
+    pooled = next(g for g in result.groups if g.values == {"lr": 0.001})
+    want = expected[(("float", 0.001),)]
+    assert pooled.size == 4 and pooled.members == want["members"]
+    assert pooled.n == want["stats"][0]
+    assert _close((pooled.mean, pooled.std, pooled.low, pooled.high), want["stats"][1:])
+    close_stores()
+
+
+@pytest.mark.parametrize("where", [None, "model.encoder = gru", "test/wer.max > 0.35"])
+def test_metric_sorts_page_through_valued_then_missing_runs(store_url: str,
+                                                            where: str | None) -> None:
+    """A metric sort walks the summary index for the runs with a value, then lists the runs
+    without one (missing or NaN) by id: every page, both directions, equals the order the
+    per-run computation gives."""
+    ids = _fill(store_url)
+    store = shared_store(store_url)
+    records = {r.id: r for r in tympan.find_runs(project="sweep", where=where, store=store_url)}
+    assert set(records) <= set(ids) and len(records) > 14
+    for summary, descending in (("min", False), ("min", True), ("last", True)):
+        def value(run_id: str, summary: str = summary) -> float | None:
+            found = records[run_id].summary.get("test/wer")
+            got = getattr(found, summary) if found is not None else None
+            return None if got is None or math.isnan(got) else got
+
+        valued = sorted((i for i in records if value(i) is not None), key=lambda i: i)
+        valued.sort(key=lambda i: value(i), reverse=descending)  # ties stay by id
+        expected = valued + sorted(i for i in records if value(i) is None)
+        pages = []
+        for offset in range(0, len(expected) + 7, 7):
+            page = query_runs(store, RunQuery.from_options(
+                project="sweep", where=where, sort=f"test/wer.{summary}",
+                descending=descending, limit=7, offset=offset))
+            assert page.total == len(expected)
+            pages += [r.id for r in page.runs]
+        assert pages == expected
+        every = query_runs(store, RunQuery.from_options(
+            project="sweep", where=where, sort=f"test/wer.{summary}", descending=descending))
+        assert [r.id for r in every.runs] == expected
+    close_stores()
