@@ -236,6 +236,27 @@ def test_a_project_bound_token_neither_sees_nor_runs_other_projects_studies(
     assert_one_line_error(none, "answered 404: no study 's000000000'")
 
 
+def test_a_project_bound_token_cannot_read_another_projects_quantification(team: Team) -> None:
+    import httpx
+
+    with open_store(team.store) as store:
+        curve_id = load_stored_study(store, "curve").id
+
+    def page(ref: str, token: str) -> httpx.Response:
+        return httpx.get(f"{team.url}/api/studies/{ref}/quantify.html",
+                         headers={"Authorization": f"Bearer {team.made[token]}"})
+
+    for ref in (curve_id, "curve"):  # by id or by name: the same answer as no such study
+        hidden = page(ref, "asr-read")
+        assert hidden.status_code == 404, hidden.text
+        assert hidden.json()["error"]["message"] == f"no study {ref!r}"
+    none = page("s000000000", "asr-read")
+    assert none.status_code == 404
+    assert none.json()["error"]["message"] == "no study 's000000000'"
+    seen = page(curve_id, "read")  # a token of every project still reaches it
+    assert seen.status_code != 404 and "no study" not in seen.text, seen.text
+
+
 def test_the_write_routes_refuse_what_a_runner_never_sends(team: Team) -> None:
     import httpx
 

@@ -14,6 +14,7 @@ from tympan.store import studies as study_rows
 from tympan.study.analysis import Comparison, StudyAnalysis
 from tympan.study.catalog import analysed_study, list_studies
 from tympan.study.findings import pooled_findings
+from tympan.study.records import find_study
 from tympan.study.report import (
     context_rows,
     forest_svg,
@@ -104,8 +105,11 @@ def quantification(principal: Reader, store: StoreDep, study: str, target: str |
     from tympan.study.quantify import parse_target, quantify
 
     key, value = parse_target(target) if target else (metric or None, None)
-    result = quantify(store, study, metric=key, target=value,
-                      project=scoped_project(principal, project))
+    # Resolved as the other study routes do: another project's study is "no study", as is
+    # one that does not exist; quantify then reads exactly that one.
+    row = find_study(store, study, scoped_project(principal, project),
+                     visible=principal.projects_filter())
+    result = quantify(store, row.id, metric=key, target=value)
     return Response(quantification_page(result), media_type="text/html",
                     headers={"Content-Security-Policy": REPORT_CSP,
                              "X-Content-Type-Options": "nosniff"})
