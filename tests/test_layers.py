@@ -99,3 +99,15 @@ def test_imports_never_run_up_the_layers(path: Path) -> None:
         if LAYERS[PLACE[other]] > level:
             upward.append(f"line {line}: {name} ({PLACE[other]}) from {PLACE[own]}")
     assert not upward, "imports that run up the layers:\n" + "\n".join(upward)
+
+
+def test_route_modules_spell_each_scope_dependency_once() -> None:
+    """Reader, Writer and Admin live in routes/_read.py: a route module that builds its own
+    ``require(...)`` alias is a second spelling of who may call it."""
+    routes = PACKAGE / "server" / "routes"
+    spelled = sorted(
+        f"{path.name}:{node.lineno}"
+        for path in routes.glob("*.py") if path.name != "_read.py"
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "require")
+    assert spelled == []

@@ -12,13 +12,13 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 from tests.server_fixtures import live_server
-from tests.test_cli import assert_one_line_error, tympan_cli
+from tests.test_cli import Outcome, assert_one_line_error, tympan_cli
 from tests.test_study_runner import write_study
 
 from tympan.cli.study import study_json
@@ -115,12 +115,32 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         yield info
 
 
-def both(team: Team, *args: str, token: str = "read") -> tuple[object, object]:
+Place = tuple[tuple[str, ...], dict[str, str | None]]
+
+
+def places(team: Team, token: str = "read") -> tuple[Place, Place]:
+    """Where the CLI reads studies from (its arguments and settings): the store itself,
+    then the server with one of the team's tokens."""
+    return ((("--store", team.store), {}),
+            ((), {"TYMPAN_STORE": team.url, "TYMPAN_TOKEN": team.made[token]}))
+
+
+def both(team: Team, *args: str, token: str = "read") -> tuple[Outcome, Outcome]:
     """The CLI's answer from the store, then through the server."""
-    local = tympan_cli("--store", team.store, *args)
-    remote = tympan_cli(*args, env={"TYMPAN_STORE": team.url,
-                                    "TYMPAN_TOKEN": team.made[token]})
+    local, remote = (tympan_cli(*where, *args, env=env) for where, env in places(team, token))
     return local, remote
+
+
+@pytest.fixture
+def refused_ablate(team: Team) -> Callable[[str], list[str]]:
+    """``tympan ablate study.yaml`` through the server with one of the team's tokens, which
+    must fail with nothing on stdout: the lines it printed on stderr."""
+    def refused(token: str) -> list[str]:
+        done = client(team.url, team.made[token], "ablate", "study.yaml", "--quiet",
+                      cwd=team.folder)
+        assert done.returncode == 1 and done.stdout == "", done
+        return done.stderr.splitlines()
+    return refused
 
 
 def test_ablate_runs_a_study_against_the_server(team: Team) -> None:
@@ -149,8 +169,7 @@ def test_study_and_findings_read_the_same_through_the_server(team: Team,
         assert local.code == 0, local
         assert remote == local, args
     wikis = []
-    for where, env in ((("--store", team.store), {}),
-                       ((), {"TYMPAN_STORE": team.url, "TYMPAN_TOKEN": team.made["read"]})):
+    for where, env in places(team):
         folder = tmp_path / f"wiki{len(wikis)}"
         exported = tympan_cli(*where, "findings", "export", "--wiki", str(folder), env=env)
         assert exported.code == 0, exported
@@ -189,8 +208,7 @@ def test_quantify_reads_a_learning_curve_study_through_the_server(team: Team,
                  "--workers", "2", cwd=team.folder)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     answers = []
-    for where, env in ((("--store", team.store), {}),
-                       ((), {"TYMPAN_STORE": team.url, "TYMPAN_TOKEN": team.made["read"]})):
+    for where, env in places(team):
         out = tmp_path / str(len(answers))
         result = tympan_cli(*where, "quantify", "curve", "--target", "test/wer=10%",
                             "--out", str(out), env=env)
@@ -204,22 +222,16 @@ def test_quantify_reads_a_learning_curve_study_through_the_server(team: Team,
     assert remote == local
 
 
-def test_a_read_token_cannot_run_a_study(team: Team) -> None:
-    done = client(team.url, team.made["read"], "ablate", "study.yaml", "--quiet",
-                  cwd=team.folder)
-    assert done.returncode == 1 and done.stdout == "", done
-    assert done.stderr.splitlines() == [
+def test_a_read_token_cannot_run_a_study(team: Team, refused_ablate: Callable) -> None:
+    assert refused_ablate("read") == [
         f"error: the tympan server at {team.url} answered 403: this needs a token with "
         "scope write; yours has scope read"]
 
 
 def test_a_project_bound_token_neither_sees_nor_runs_other_projects_studies(
-    team: Team,
+    team: Team, refused_ablate: Callable,
 ) -> None:
-    done = client(team.url, team.made["asr-write"], "ablate", "study.yaml", "--quiet",
-                  cwd=team.folder)
-    assert done.returncode == 1 and done.stdout == "", done
-    assert done.stderr.splitlines() == [
+    assert refused_ablate("asr-write") == [
         f"error: the tympan server at {team.url} answered 404: this token cannot run "
         "studies of project 'toy'"]
     for token in ("asr-read", "asr-write"):

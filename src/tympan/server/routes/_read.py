@@ -1,4 +1,5 @@
-"""What the read routes share: the read-scope dependency, project scoping, JSON rendering."""
+"""What the routes share: the scope dependencies (one spelling each), project scoping, JSON
+rendering."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from tympan.server.deps import get_store
 from tympan.store import Store
 
 Reader = Annotated[Principal, Depends(require("read"))]
+Writer = Annotated[Principal, Depends(require("write"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
 StoreDep = Annotated[Store, Depends(get_store)]
 
 

@@ -33,13 +33,13 @@ import os
 import tempfile
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from tympan.errors import ImageError, InvalidInputError, RunNotFoundError, RunStateError
-from tympan.server.auth import Principal, require
-from tympan.server.deps import get_store
+from tympan.server.auth import Principal
+from tympan.server.routes._read import StoreDep, Writer
 from tympan.store import Store
 from tympan.track import image, table, wire
 from tympan.track.local import LocalTransport
@@ -49,8 +49,6 @@ from tympan.track.validate import KEY_PATTERN, check_name, check_text, to_config
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest"])
 
-Writer = Annotated[Principal, Depends(require("write"))]
-StoreDep = Annotated[Store, Depends(get_store)]
 
 # NUL cannot be stored (PostgreSQL refuses it): every text field says so, as tympan.init does.
 _NO_NUL = AfterValidator(lambda value: check_text(value, "text"))

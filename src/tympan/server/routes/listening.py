@@ -11,14 +11,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from tympan.errors import NotFoundError, StudyNotFoundError
 from tympan.server import spectrogram
-from tympan.server.auth import Principal, require
-from tympan.server.routes._read import ReadChecks, Reader, StoreDep, json_response
+from tympan.server.auth import Principal
+from tympan.server.routes._read import ReadChecks, Reader, StoreDep, Writer, json_response
 from tympan.server.routes.media import byte_range_response
 from tympan.store import Store, projects, samples
 from tympan.study import listening
@@ -26,7 +26,6 @@ from tympan.study.records import StoredStudy, find_study, load_stored_study
 
 router = APIRouter(prefix="/api", tags=["listening tests"], dependencies=ReadChecks)
 
-Writer = Annotated[Principal, Depends(require("write"))]
 Listener = Annotated[str, Query(min_length=1, max_length=listening.MAX_LISTENER)]
 
 

@@ -11,20 +11,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from tympan.errors import NotFoundError
 from tympan.registry.actor import local_user
-from tympan.server.auth import Principal, require
-from tympan.server.routes._read import ReadChecks, Reader, StoreDep, json_response
+from tympan.server.auth import Principal
+from tympan.server.routes._read import ReadChecks, Reader, StoreDep, Writer, json_response
 from tympan.store import Store, projects, run_events
 from tympan.track.manage import MAX_RUNS, RunEdit, archive_runs, delete_runs, edit_run, project_of
 
 router = APIRouter(prefix="/api", tags=["runs"], dependencies=ReadChecks)
 
-Writer = Annotated[Principal, Depends(require("write"))]
 TagList = Annotated[list[Annotated[str, Field(max_length=100)]], Field(max_length=1000)]
 RunIds = Annotated[list[Annotated[str, Field(max_length=32)]],
                    Field(min_length=1, max_length=MAX_RUNS)]

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -36,8 +36,8 @@ from starlette.exceptions import HTTPException
 from tympan.errors import InvalidInputError, NotFoundError, TympanError
 from tympan.integrations.mlflow_tracking import ExistsError, MetricPoint, MlflowTracking
 from tympan.server import errors
-from tympan.server.auth import Principal, require
-from tympan.server.deps import get_store
+from tympan.server.auth import Principal
+from tympan.server.routes._read import Reader, StoreDep, Writer
 from tympan.server.routes.ingest import RUN_ID, receive_blob
 from tympan.store import Store
 
@@ -78,9 +78,6 @@ class MlflowRoute(APIRoute):
 
 
 router = APIRouter(prefix="/api/2.0", tags=["mlflow"], route_class=MlflowRoute)
-Reader = Annotated[Principal, Depends(require("read"))]
-Writer = Annotated[Principal, Depends(require("write"))]
-StoreDep = Annotated[Store, Depends(get_store)]
 Short = Annotated[str, Field(max_length=1000)]
 Long = Annotated[str, Field(max_length=8000)]
 Limit = Annotated[int, Field(ge=1, le=50_000)]

@@ -21,11 +21,13 @@ from tympan.registry.actor import Actor, local_user
 from tympan.registry.backend import AliasChange, NewVersion
 from tympan.registry.local import LocalRegistry
 from tympan.registry.records import holder_at
-from tympan.server.auth import Principal, require
+from tympan.server.auth import Principal
 from tympan.server.routes._read import (
+    Admin,
     ReadChecks,
     Reader,
     StoreDep,
+    Writer,
     json_response,
     scoped_project,
 )
@@ -35,8 +37,6 @@ from tympan.store.models import ModelRef, check_alias, check_name
 
 router = APIRouter(prefix="/api", tags=["models"], dependencies=ReadChecks)
 
-Writer = Annotated[Principal, Depends(require("write"))]
-Admin = Annotated[Principal, Depends(require("admin"))]
 
 
 def _model_name(name: str) -> str:

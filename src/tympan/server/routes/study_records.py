@@ -26,17 +26,18 @@ import json
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from tympan.errors import InvalidInputError, NotFoundError, StudyNotFoundError
-from tympan.server.auth import Principal, require
+from tympan.server.auth import Principal
 from tympan.server.routes._read import (
     ReadChecks,
     Reader,
     StoreDep,
+    Writer,
     json_response,
     scoped_project,
 )
@@ -49,7 +50,6 @@ from tympan.track.validate import check_text
 
 router = APIRouter(prefix="/api/records", tags=["studies"], dependencies=ReadChecks)
 
-Writer = Annotated[Principal, Depends(require("write"))]
 StudyPath = Annotated[str, Path(pattern=r"^s[0-9a-z]{1,31}$", description="the study's id")]
 TrialPath = Annotated[int, Path(ge=1, lt=2**62, description="the trial's id")]
 _Strict = ConfigDict(extra="forbid")
