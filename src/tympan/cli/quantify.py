@@ -29,8 +29,10 @@ def quantify_command(
     ] = None,
     level: Annotated[float, typer.Option("--level", help="Interval level.")] = 0.8,
     method: Annotated[
-        str, typer.Option("--method", help="weighted (by the seeds' and utterances' noise) or "
-                                           "unweighted (the common practice).")] = "weighted",
+        str, typer.Option("--method", help="averaged (over curve shapes: power law, "
+                                           "exponential, S-shaped; the default), weighted (one "
+                                           "power law, by the seeds' and utterances' noise) or "
+                                           "unweighted (the common practice).")] = "averaged",
     max_extrapolation: Annotated[
         float, typer.Option("--max-extrapolation", metavar="X",
                             help="Answer up to X times the largest data size measured.")] = 10.0,

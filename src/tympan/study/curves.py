@@ -1,31 +1,35 @@
 """Learning curves: how a metric improves with training data, and how much data a target needs.
 
-Pure functions of numbers (no store, no runs). The curve is a power law with an irreducible
-term, in the metric's "worse" direction ``u`` (the metric itself when lower is better, its
-negative when higher is better)::
+Pure functions of numbers (no store, no runs). Curves are fitted in the metric's "worse"
+direction ``u`` (the metric itself when lower is better, its negative when higher is better).
+The default estimator, ``averaged`` (:mod:`tympan.study.curve_shapes`), averages over curve
+shapes (power law, exponential, S-shaped in log n), because a power law fitted to a curve of
+another shape over-promises. Two single power laws with an irreducible term stay for
+comparison (the backtest in benchmarks/learning_curves.py runs all three)::
 
     u(n) = a + d * (n / n0) ** -c        a: irreducible level, d >= 0: excess at the smallest
                                           size n0, c > 0: how fast the excess shrinks
 
-Two estimators, both fitted by ``scipy.optimize.curve_fit`` to the per-size means, both
-giving a band around the curve from the delta method:
+both fitted by ``scipy.optimize.curve_fit`` to the per-size means, with a band around the
+curve from the delta method:
 
 - ``unweighted``: what most people do: the means alone, the noise guessed from how the few
   points scatter around the curve (3 parameters and a handful of points leave one or two
   degrees of freedom for that guess, none with three sizes), Student t quantiles.
-- ``weighted`` (the default): each mean weighted by the noise its seeds (and resampled test
-  utterances) say it has, and that noise taken as known (widened when the points scatter
-  more than it says around the curve), normal quantiles. Seeds are pooled across sizes.
+- ``weighted``: each mean weighted by the noise its seeds (and resampled test utterances)
+  say it has, and that noise taken as known (widened when the points scatter more than it
+  says around the curve), normal quantiles. Seeds are pooled across sizes.
 
 The data size that reaches a target is where the target line meets the curve, and its
 interval is where it meets the band's two edges: the picture in the report is the answer.
-tests/test_curves.py and benchmarks/learning_curves.py measure both estimators' coverage;
+tests/test_curves.py and benchmarks/learning_curves.py measure the estimators' coverage;
 docs/quantify.md has the figures.
 
 Following Mahmood et al. (CVPR 2022), answers do not over-promise: a required size beyond
 ``max_extrapolation`` times the largest size measured is "beyond what the curve supports",
 a target below the irreducible level is "not reachable", and any answer past the largest
-size measured is labelled an extrapolation (collect up to the lower bound and estimate again).
+size measured is labelled an extrapolation, and every answer short of "reached" or "not
+reachable" says how much data to have before estimating again (``SizeAnswer.next_round``).
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ import numpy as np
 
 from tympan.errors import InvalidInputError
 
-Method = Literal["weighted", "unweighted"]
-METHODS: tuple[str, ...] = ("weighted", "unweighted")
+Method = Literal["averaged", "weighted", "unweighted"]
+METHODS: tuple[str, ...] = ("averaged", "weighted", "unweighted")
 _EXPONENTS = np.exp(np.linspace(math.log(0.02), math.log(3.0), 160))  # starting points for c
 _C_RANGE = (0.01, 4.0)  # exponents outside this are not learning curves we can extrapolate
 _MIN_SIZES = 3
@@ -135,6 +139,7 @@ class SizeAnswer:
     reachable: float  # share of the draws in which the curve ever gets to the target
     supported_limit: float  # sizes beyond this are not answered
     verdict: Literal["reached", "estimate", "beyond", "unreachable"]
+    next_round: float  # how much data to have before estimating again; NaN: not more data
 
     @property
     def extrapolated(self) -> bool:
@@ -143,16 +148,15 @@ class SizeAnswer:
 
 @dataclass
 class CurveFit:
-    """A fitted learning curve: its parameters and their covariance."""
+    """A fitted learning curve: what every estimator answers (a band around the curve, a
+    prediction at a size, the size that reaches a target). Subclasses say how the band is made:
+    :class:`PowerLawFit` here, :class:`tympan.study.curve_shapes.AveragedFit` by default."""
 
     method: str
     data: CurveData
-    params: np.ndarray  # (a, d, c) in "worse" units
-    covariance: np.ndarray  # of params
-    n0: float
+    n0: float  # the smallest size measured
     max_extrapolation: float
-    dof: int | None  # Student t degrees of freedom of the intervals; None: normal
-    inflation: float = 1.0  # how much more the points scatter than their noise says
+    inflation: float  # how much more the points scatter than their noise says (1: not more)
 
     @property
     def sign(self) -> float:
@@ -167,10 +171,14 @@ class CurveFit:
         """The largest size the curve answers for."""
         return self.largest * self.max_extrapolation
 
-    def point(self) -> tuple[float, float, float]:
-        """(irreducible level, excess at the smallest size, exponent) in metric units."""
-        a, d, c = (float(p) for p in self.params)
-        return self.sign * a, self.sign * d, c
+    @property
+    def irreducible(self) -> float:
+        """The level the curve settles at with unlimited data, in metric units."""
+        raise NotImplementedError
+
+    def describe(self, unit_text: str) -> str:
+        """The fitted curve in one line (``unit_text``: the smallest size, as people say it)."""
+        raise NotImplementedError
 
     def band(self, sizes: np.ndarray | list[float], level: float = 0.8,
              seeds: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -178,27 +186,24 @@ class CurveFit:
         over infinitely many seeds, or with ``seeds``, the mean of that many."""
         _check_level(level)
         n = np.asarray(sizes, dtype=float)
-        a, d, c = self.params
-        x = n / self.n0
-        power = x ** -c
-        grad = np.stack([np.ones_like(x), power, -d * power * np.log(x)], -1)
-        variance = np.einsum("si,ij,sj->s", grad, self.covariance, grad)
-        if seeds:
-            variance = variance + self.data.seed_variance * self.inflation / seeds
-        from scipy import stats
-
-        q = stats.norm.ppf(0.5 + level / 2) if self.dof is None else \
-            stats.t.ppf(0.5 + level / 2, self.dof)
-        half = q * np.sqrt(np.clip(variance, 0.0, None))
-        value = a + d * power
-        low, high = (value - half, value + half) if self.sign > 0 else (value + half,
-                                                                        value - half)
+        value, low, high = self._band_worse(n, level, seeds)
         low, high = self.sign * low, self.sign * high
+        if self.sign < 0:
+            low, high = high, low
         if self.data.bound is not None:
             # An error rate is never below 0 (an accuracy never above 1): the band stops there.
             low, high = ((np.maximum(low, self.data.bound), high) if self.sign > 0
                          else (low, np.minimum(high, self.data.bound)))
         return self.sign * value, low, high
+
+    def _band_worse(self, n: np.ndarray, level: float,
+                    seeds: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(estimate, low, high) in "worse" units (lower is better), low <= high."""
+        raise NotImplementedError
+
+    def _reachable(self, target_worse: float) -> float:
+        """Share of the irreducible level's uncertainty at or below ``target_worse``."""
+        raise NotImplementedError
 
     def predict(self, size: float, level: float = 0.8, seeds: int | None = None) -> Prediction:
         """The mean metric at ``size``, with an interval (see :meth:`band`)."""
@@ -212,7 +217,7 @@ class CurveFit:
         _check_level(level)
         if not math.isfinite(target):
             raise InvalidInputError(f"the target must be a finite number, got {target!r}")
-        grid = np.exp(np.linspace(math.log(self.n0), math.log(self.limit), 2000))
+        grid = np.exp(np.linspace(math.log(self.n0), math.log(self.limit), 600))
         value, low, high = self.band(grid, level)
         # "good enough" at a size: at or past the target in the metric's better direction
         def first(curve: np.ndarray) -> float:
@@ -221,33 +226,89 @@ class CurveFit:
 
         optimistic, pessimistic = (low, high) if self.sign > 0 else (high, low)
         estimate, early, late = first(value), first(optimistic), first(pessimistic)
-        a = float(self.params[0])
-        a_se = math.sqrt(max(float(self.covariance[0, 0]), 0.0))
-        from scipy import stats
-
-        # Share of the irreducible level's distribution that lets the curve reach the target.
-        reachable = float(stats.norm.cdf((self.sign * target - a) / a_se)) if a_se > 0 else \
-            float(self.sign * target > a)
+        reachable = self._reachable(self.sign * target)
         if estimate <= self.largest:
             verdict = "reached"
         elif math.isfinite(estimate):
             verdict = "estimate"
-        elif self.sign * target <= a and reachable < (1 - level) / 2:
+        elif self.sign * target <= self.sign * self.irreducible and reachable < (1 - level) / 2:
             verdict = "unreachable"  # the irreducible level's interval is past the target
         else:
             verdict = "beyond"
         return SizeAnswer(target, level, estimate, early, late, self.largest,
-                          verdict == "reached", reachable, self.limit, verdict)
+                          verdict == "reached", reachable, self.limit, verdict,
+                          _next_round(verdict, early, self.largest, self.limit))
 
 
-def fit_curve(data: CurveData, *, method: Method = "weighted",
+def _next_round(verdict: str, early: float, have: float, limit: float) -> float:
+    """How much data to have before estimating again (Mahmood et al.: estimate in rounds): up
+    to the optimistic end of the interval when it is past the data, else twice the data, and
+    never past what the curve supports. NaN when more data is not the answer."""
+    if verdict in ("reached", "unreachable"):
+        return math.nan
+    return min(early if have < early < math.inf else 2 * have, limit)
+
+
+@dataclass
+class PowerLawFit(CurveFit):
+    """One power law with an irreducible term, its parameters and their covariance."""
+
+    params: np.ndarray  # (a, d, c) in "worse" units
+    covariance: np.ndarray  # of params
+    dof: int | None  # Student t degrees of freedom of the intervals; None: normal
+
+    def point(self) -> tuple[float, float, float]:
+        """(irreducible level, excess at the smallest size, exponent) in metric units."""
+        a, d, c = (float(p) for p in self.params)
+        return self.sign * a, self.sign * d, c
+
+    @property
+    def irreducible(self) -> float:
+        return self.point()[0]
+
+    def describe(self, unit_text: str) -> str:
+        a, d, c = self.point()
+        return f"power law ({self.method}): {a:.4g} + {d:.4g} · (n / {unit_text})^-{c:.3g}"
+
+    def _band_worse(self, n: np.ndarray, level: float,
+                    seeds: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        a, d, c = self.params
+        x = n / self.n0
+        power = x ** -c
+        grad = np.stack([np.ones_like(x), power, -d * power * np.log(x)], -1)
+        variance = np.einsum("si,ij,sj->s", grad, self.covariance, grad)
+        if seeds:
+            variance = variance + self.data.seed_variance * self.inflation / seeds
+        from scipy import stats
+
+        q = stats.norm.ppf(0.5 + level / 2) if self.dof is None else \
+            stats.t.ppf(0.5 + level / 2, self.dof)
+        half = q * np.sqrt(np.clip(variance, 0.0, None))
+        value = a + d * power
+        return value, value - half, value + half
+
+    def _reachable(self, target_worse: float) -> float:
+        from scipy import stats
+
+        a = float(self.params[0])
+        a_se = math.sqrt(max(float(self.covariance[0, 0]), 0.0))
+        return float(stats.norm.cdf((target_worse - a) / a_se)) if a_se > 0 else \
+            float(target_worse > a)
+
+
+def fit_curve(data: CurveData, *, method: Method = "averaged",
               max_extrapolation: float = 10.0) -> CurveFit:
-    """Fit ``data`` with ``method`` (``weighted`` or ``unweighted``)."""
+    """Fit ``data`` with ``method``: ``averaged`` (over curve shapes, the default),
+    ``weighted`` or ``unweighted`` (one power law)."""
     if method not in METHODS:
         raise InvalidInputError(f"unknown curve method {method!r}: use one of "
                                 f"{', '.join(METHODS)}")
     if not max_extrapolation >= 1:
         raise InvalidInputError(f"max_extrapolation must be at least 1, got {max_extrapolation}")
+    if method == "averaged":
+        from tympan.study.curve_shapes import fit_averaged
+
+        return fit_averaged(data, max_extrapolation)
     import warnings
 
     from scipy.optimize import OptimizeWarning, curve_fit
@@ -284,8 +345,9 @@ def fit_curve(data: CurveData, *, method: Method = "weighted",
         inflation = max(1.0, float((resid ** 2).sum()) / dof)
         cov = cov * inflation
     cov = np.where(np.isfinite(cov), cov, 0.0)
-    return CurveFit(method, data, np.asarray(params, dtype=float), cov, n0, max_extrapolation,
-                    None if weighted else max(dof, 1), inflation)
+    return PowerLawFit(method=method, data=data, n0=n0, max_extrapolation=max_extrapolation,
+                       inflation=inflation, params=np.asarray(params, dtype=float),
+                       covariance=cov, dof=None if weighted else max(dof, 1))
 
 
 def _grid_fits(x: np.ndarray, u: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

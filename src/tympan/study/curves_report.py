@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tympan.study.curve_shapes import AveragedFit
+from tympan.study.curves import PowerLawFit
 from tympan.study.quantify import Quantification, size_text
 
 _BAND = "#4c72b0"
@@ -23,7 +25,6 @@ _TARGET = "#cf222e"
 
 def quantification_json(q: Quantification) -> dict[str, Any]:
     """Everything the report shows, as plain JSON (the UI's quantification page reads it)."""
-    a, d, c = q.fit.point()
     grid = _grid(q)
     value, low, high = q.fit.band(grid, q.level)
     answer = q.answer
@@ -31,9 +32,7 @@ def quantification_json(q: Quantification) -> dict[str, Any]:
         "study": q.study, "study_id": q.study_id, "project": q.project, "metric": q.metric.key,
         "direction": q.metric.direction, "unit": q.unit, "measure": q.measure,
         "steps": q.steps, "level": q.level, "method": q.fit.method, "sentence": q.sentence,
-        "fit": {"irreducible": a, "excess_at_smallest": d, "exponent": c,
-                "smallest": q.fit.n0, "largest": q.fit.largest,
-                "noise_inflation": q.fit.inflation},
+        "fit": _fit_json(q),
         "points": [{"size": p.size, "fraction": p.fraction, "seed": p.seed, "value": p.value,
                     "run_id": p.run_id} for p in q.points],
         "means": [{"size": float(s), "mean": float(m), "se": float(math.sqrt(v)),
@@ -50,6 +49,18 @@ def quantification_json(q: Quantification) -> dict[str, Any]:
             "extrapolated": answer.extrapolated},
         "notes": q.notes,
     }
+
+
+def _fit_json(q: Quantification) -> dict[str, Any]:
+    fit: dict[str, Any] = {"description": q.fit.describe(size_text(q.fit.n0, q.unit)),
+                           "irreducible": q.fit.irreducible, "smallest": q.fit.n0,
+                           "largest": q.fit.largest, "noise_inflation": q.fit.inflation}
+    if isinstance(q.fit, PowerLawFit):
+        _, fit["excess_at_smallest"], fit["exponent"] = q.fit.point()
+    if isinstance(q.fit, AveragedFit):
+        fit["shapes"] = q.fit.family_weights
+        fit["widening"] = math.sqrt(q.fit.widening)
+    return fit
 
 
 def write_quantification(q: Quantification, out: Path) -> dict[str, Path | str]:
@@ -154,13 +165,12 @@ _HEAD = ["data", "seeds", "mean", "se", "fitted"]
 
 
 def render_markdown(q: Quantification, plotted: bool) -> str:
-    a, d, c = q.fit.point()
     lines = [f"# How much data: {q.study}, {q.metric.key}", "", f"**{q.sentence}.**", ""]
     if plotted:
         lines += ["![learning curve](curve.svg)", ""]
-    lines += [f"Fit ({q.fit.method}): {q.metric.key} = {a:.4g} + {d:.4g} · "
-              f"(n / {size_text(q.fit.n0, q.unit)})^-{c:.3g}; {q.level * 100:.0f}% intervals; "
-              f"answers up to {q.fit.max_extrapolation:g}x the largest size measured. "
+    lines += [f"Fit of {q.metric.key}: {q.fit.describe(size_text(q.fit.n0, q.unit))}; "
+              f"{q.level * 100:.0f}% intervals; answers up to {q.fit.max_extrapolation:g}x "
+              "the largest size measured. "
               "See docs/quantify.md.", "",
               "| " + " | ".join(_HEAD) + " |", "|" + "---|" * len(_HEAD)]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(q)]
@@ -169,7 +179,6 @@ def render_markdown(q: Quantification, plotted: bool) -> str:
 
 
 def render_html(q: Quantification, svg: str) -> str:
-    a, d, c = q.fit.point()
     table = "".join("<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>"
                     for row in _rows(q))
     head = "".join(f"<th>{escape(h)}</th>" for h in _HEAD)
@@ -184,8 +193,8 @@ border-left:4px solid {_TARGET}}}</style></head><body>
 <h1>How much data: {escape(q.study)}, {escape(q.metric.key)}</h1>
 <p class="answer">{escape(q.sentence)}.</p>
 {figure}
-<p>Fit ({escape(q.fit.method)}): {escape(q.metric.key)} = {a:.4g} + {d:.4g} ·
-(n / {escape(size_text(q.fit.n0, q.unit))})<sup>−{c:.3g}</sup>; {q.level * 100:.0f}% intervals;
+<p>Fit of {escape(q.metric.key)}: {escape(q.fit.describe(size_text(q.fit.n0, q.unit)))};
+{q.level * 100:.0f}% intervals;
 answers up to {q.fit.max_extrapolation:g}× the largest size measured.</p>
 <table><thead><tr>{head}</tr></thead><tbody>{table}</tbody></table>
 <ul>{notes}</ul></body></html>

@@ -79,7 +79,7 @@ def parse_target(text: str) -> tuple[str, float]:
 
 
 def quantify(where: Store | StudySource, study: str, *, metric: str | None = None,
-             target: float | None = None, level: float = 0.8, method: str = "weighted",
+             target: float | None = None, level: float = 0.8, method: str = "averaged",
              max_extrapolation: float = 10.0, steps: str | None = None,
              project: str | None = None) -> Quantification:
     """The learning curve of ``metric`` (default: the study's first) in a stored
@@ -138,7 +138,7 @@ def size_text(size: float, unit: str) -> str:
 
 def answer_sentence(q: Quantification) -> str:
     metric, unit = q.metric, q.unit
-    a, _, _ = q.fit.point()
+    a = q.fit.irreducible
     have = size_text(q.fit.largest, unit)
     pct = f"{q.level * 100:.0f}%"
     if q.answer is None or q.target is None:
@@ -156,24 +156,31 @@ def answer_sentence(q: Quantification) -> str:
                 f"(its irreducible level; {answer.reachable * 100:.0f}% of its uncertainty "
                 f"lets it reach {target:g}); change the model or the recipe, not the data")
     limit = size_text(answer.supported_limit, unit)
+    again = next_round_text(answer, unit)
     if answer.verdict == "beyond" and not math.isfinite(answer.estimate):
         return (f"{goal} is beyond what the curve supports: the fitted curve levels off at "
                 f"{a:.3g}, short of the target, but {answer.reachable * 100:.0f}% of its "
-                f"uncertainty would reach it, and {have} of data cannot tell which; collect "
-                "more data and estimate again")
+                f"uncertainty would reach it, and {have} of data cannot tell which; {again}")
     if answer.verdict == "beyond":
         return (f"{goal} is beyond what the curve supports: the fitted curve says "
                 f"{size_text(answer.estimate, unit)}, more than {limit} "
-                f"({q.fit.max_extrapolation:g}x the {have} you have); collect more data and "
-                "estimate again")
+                f"({q.fit.max_extrapolation:g}x the {have} you have); {again}")
     high = (size_text(answer.high, unit) if math.isfinite(answer.high)
             else f"more than {limit}")
     factor = answer.estimate / answer.have
     return (f"to reach {goal}: {size_text(answer.estimate, unit)} of training data ({pct} "
             f"interval {size_text(answer.low, unit)} to {high}), you have {have}; extrapolated "
-            f"{factor:.2g}x beyond the largest size measured, so " + (
-                f"collect up to {size_text(answer.low, unit)} and estimate again"
-                if answer.low > answer.have else "collect more data and estimate again"))
+            f"{factor:.2g}x beyond the largest size measured, so {again}")
+
+
+def next_round_text(answer: SizeAnswer, unit: str) -> str:
+    """What to collect before estimating again: ``collect 6.2 min more (12.3 min in all)``."""
+    more = answer.next_round - answer.have
+    if unit == "of the corpus":
+        return (f"grow the corpus to {answer.next_round:.3g}x its size ({more:.3g}x more) and "
+                "estimate again")
+    return (f"collect {size_text(more, unit)} more ({size_text(answer.next_round, unit)} in "
+            "all) and estimate again")
 
 
 def _metric(stored: StoredStudy, key: str | None) -> Metric:
