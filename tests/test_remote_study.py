@@ -228,6 +228,19 @@ def test_a_read_token_cannot_run_a_study(team: Team, refused_ablate: Callable) -
         "scope write; yours has scope read"]
 
 
+def test_a_read_token_cannot_record_findings_and_writes_no_report(team: Team,
+                                                                   tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    refused = tympan_cli("report", "toy", "--out", str(out),
+                         env={"TYMPAN_STORE": team.url, "TYMPAN_TOKEN": team.made["read"]})
+    assert_one_line_error(refused, "answered 403: this needs a token with scope write")
+    assert not out.exists()  # no report.md, forest.svg or report.html from a refused command
+    written = tympan_cli("report", "toy", "--out", str(out),
+                         env={"TYMPAN_STORE": team.url, "TYMPAN_TOKEN": team.made["write"]})
+    assert written.code == 0, written
+    assert sorted(p.name for p in out.iterdir()) == ["forest.svg", "report.html", "report.md"]
+
+
 def test_a_project_bound_token_neither_sees_nor_runs_other_projects_studies(
     team: Team, refused_ablate: Callable,
 ) -> None:

@@ -365,7 +365,9 @@ def make_report(where: Store | StudySource, study: str, out_dir: str | Path | No
     from tympan.study.findings import record_findings
 
     analysis = analyse(load_stored_study(where, study, project))
+    # Findings first: a server that refuses the token (read scope, 403) must leave no
+    # report files behind that look like the command worked.
+    record_findings(where, analysis)
     paths = write_report(analysis, out_dir if out_dir is not None
                          else Path("reports") / analysis.name, link_base)
-    record_findings(where, analysis)
     return analysis, paths
