@@ -165,6 +165,43 @@ CONFIGS = {
                                         "16"],
 }
 
+GUARD, NO_GUARD, BATCH_1 = ("eager, guard, batch 16", "eager, no guard, batch 16",
+                            "eager, guard, batch 1")
+ONNX, RAY_1, RAY_2 = ("onnx, guard, batch 16", "ray 1 replica, guard, batch 16",
+                      "ray 2 replicas, guard, batch 16")
+# What each ratio compares: (a, b, clients, measure, how a/b reads). "overhead" prints
+# a/b - 1 as a percentage; "times" prints a/b; "speed" prints b/a (a latency ratio read as
+# a speed-up of a over b).
+RATIOS = [
+    (GUARD, NO_GUARD, 1, "p50_ms", "overhead", "guard overhead at p50, 1 client (target <= 5%)"),
+    (GUARD, NO_GUARD, 16, "p50_ms", "overhead", "guard overhead at p50, 16 clients"),
+    (GUARD, BATCH_1, 16, "rps", "times",
+     "batching at 16 clients, throughput over batch 1's (target >= 2x)"),
+    (ONNX, GUARD, 1, "p50_ms", "speed", "onnxruntime p50 at 1 client, speed over eager's "
+                                        "(target >= 1 on conv)"),
+    (ONNX, GUARD, 16, "rps", "times", "onnxruntime at 16 clients, throughput over eager's"),
+    (RAY_1, GUARD, 1, "p50_ms", "times", "Ray 1 replica p50 at 1 client over the embedded "
+                                         "engine's"),
+    (RAY_1, GUARD, 16, "p50_ms", "times", "Ray 1 replica p50 at 16 clients over the "
+                                          "embedded engine's"),
+    (RAY_2, RAY_1, 16, "rps", "times", "Ray 2 replicas at 16 clients, throughput over 1's"),
+]
+
+
+def ratios(results: list[dict], encoder: str) -> list[str]:
+    """The ``RATIOS`` of one encoder whose two configurations both ran, as text."""
+    by = {(r["encoder"], r["config"], r["clients"]): r for r in results}
+    facts = []
+    for a, b, clients, key, reads, text in RATIOS:
+        x, y = by.get((encoder, a, clients)), by.get((encoder, b, clients))
+        if x is None or y is None:
+            continue
+        r = x[key] / y[key]
+        shown = {"overhead": f"{100 * (r - 1):+.1f}%", "times": f"{r:.2f}x",
+                 "speed": f"{1 / r:.2f}x"}[reads]
+        facts.append(f"{text}: {shown}")
+    return facts
+
 
 def guard_cost(encoder: str, store: str, model: str, clips: list[bytes], threads: str,
                blocks: int) -> list[dict]:
@@ -172,8 +209,8 @@ def guard_cost(encoder: str, store: str, model: str, clips: list[bytes], threads
     without (batch 16), both up, ``blocks`` blocks of requests to each in alternation (ABBA
     order, so a drift in the machine's speed hits both alike), p50 over each side's blocks."""
     sides = ("guard", "no guard")
-    servers = {"guard": serve(store, model, CONFIGS["eager, guard, batch 16"], threads),
-               "no guard": serve(store, model, CONFIGS["eager, no guard, batch 16"], threads)}
+    servers = {"guard": serve(store, model, CONFIGS[GUARD], threads),
+               "no guard": serve(store, model, CONFIGS[NO_GUARD], threads)}
     rows = []
     try:
         for clients in (1, 16):
@@ -224,7 +261,9 @@ def main() -> None:
         for name, args in configs.items():
             proc, url, _log = serve(store, model, args, opts.threads)
             try:
-                padding = httpx.get(f"{url}/v1/model").json()["padding"]
+                described = httpx.get(f"{url}/v1/model").json()
+                padding = described["padding"] + (", length groups"
+                                                   if described.get("length_groups") else "")
                 for clients in (1, 4, 16):
                     row = {"encoder": encoder, "config": name, "clients": clients,
                            "padding": padding,
@@ -241,41 +280,9 @@ def main() -> None:
         if opts.guard_blocks:
             results += guard_cost(encoder, store, model, clips, opts.threads,
                                   opts.guard_blocks)
-    by = {(r["encoder"], r["config"], r["clients"]): r for r in results}
     print("\nratios (same run; those whose configurations ran):")
     for encoder in opts.encoders.split(","):
-        def ratio(a: str, b: str, clients: int, key: str, encoder: str = encoder
-                  ) -> float | None:
-            x, y = by.get((encoder, a, clients)), by.get((encoder, b, clients))
-            return None if x is None or y is None else x[key] / y[key]
-
-        facts = []
-        if (r := ratio("eager, guard, batch 16", "eager, no guard, batch 16", 1,
-                       "p50_ms")) is not None:
-            facts.append(f"guard overhead at p50, 1 client: {100 * (r - 1):+.1f}% (target <= "
-                         "5%)")
-        if (r := ratio("eager, guard, batch 16", "eager, no guard, batch 16", 16,
-                       "p50_ms")) is not None:
-            facts.append(f"at 16 clients: {100 * (r - 1):+.1f}% of p50")
-        if (r := ratio("eager, guard, batch 16", "eager, guard, batch 1", 16,
-                       "rps")) is not None:
-            facts.append(f"batching at 16 clients: {r:.2f}x the throughput of batch 1 "
-                         "(target >= 2x)")
-        if (r := ratio("eager, guard, batch 16", "onnx, guard, batch 16", 1,
-                       "p50_ms")) is not None:
-            facts.append(f"onnxruntime p50 at 1 client: {r:.2f}x eager's speed (target >= 1 "
-                         "on conv)")
-        if (r := ratio("onnx, guard, batch 16", "eager, guard, batch 16", 16,
-                       "rps")) is not None:
-            facts.append(f"onnxruntime at 16 clients: {r:.2f}x eager's throughput")
-        for clients in (1, 16):
-            if (r := ratio("ray 1 replica, guard, batch 16", "eager, guard, batch 16",
-                           clients, "p50_ms")) is not None:
-                facts.append(f"Ray 1 replica p50 at {clients} client(s): {r:.2f}x the "
-                             "embedded engine's")
-        if (r := ratio("ray 2 replicas, guard, batch 16", "ray 1 replica, guard, batch 16", 16,
-                       "rps")) is not None:
-            facts.append(f"Ray 2 replicas at 16 clients: {r:.2f}x the throughput of 1")
+        facts = ratios(results, encoder)
         print(f"{encoder} (--threads {opts.threads}): " + "; ".join(facts))
     out = REPO / "benchmarks" / ".out"
     out.mkdir(exist_ok=True)
