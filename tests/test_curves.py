@@ -31,6 +31,10 @@ def test_recovers_known_parameters_and_answers_the_size_question() -> None:
     assert a == pytest.approx(0.04, abs=0.01)
     assert d == pytest.approx(0.5, abs=0.03)
     assert c == pytest.approx(0.5, abs=0.05)
+    # The default average, on a clean power law, is that power law.
+    averaged = fit_curve(curve_data(SIZES, _noisy(rng, truth, 0.002, 3)))
+    assert averaged.family_weights["power law"] > 0.9
+    assert averaged.point() == pytest.approx((0.04, 0.5, 0.5), abs=0.03)
     # Where the true curve reaches 0.06: 100 * (0.02 / 0.5) ** -2 = 62,500 utterances.
     for method in ("averaged", "weighted"):
         answer = fit_curve(curve_data(SIZES, _noisy(rng, truth, 0.002, 3)), method=method,
@@ -137,6 +141,19 @@ def test_the_average_weighs_the_shape_that_made_the_points() -> None:
     power = fit_curve(curve_data(SIZES, _noisy(rng, _curve(0.04, 0.5, 0.5), 0.005, 3)))
     # (an S-shape whose midpoint lies left of the data is a power law too)
     assert power.family_weights["exponential"] < 0.2 < power.family_weights["power law"]
+
+
+def test_forecasts_that_missed_in_earlier_rounds_widen_the_band() -> None:
+    sizes = SIZES[:5]
+    rng = np.random.default_rng(0)
+    clean = _curve(0.04, 0.5, 0.5, sizes)
+    broken = clean.copy()
+    broken[3:] = [0.12, 0.02]  # the curve breaks past the third size: forecasts from it miss
+    fits = {name: fit_curve(curve_data(sizes, _noisy(rng, truth, 0.005, 3)))
+            for name, truth in (("clean", clean), ("broken", broken))}
+    assert fits["broken"].widening > max(3.0, 2 * fits["clean"].widening), fits
+    three = fit_curve(curve_data(sizes[:3], _noisy(rng, broken[:3], 0.005, 3)))
+    assert three.widening == 1.0  # no earlier round to learn from
 
 
 def test_bad_input_is_named() -> None:

@@ -157,6 +157,17 @@ class AveragedFit(CurveFit):
     def irreducible(self) -> float:
         return self.sign * float(self.weights @ self.mean[:, 0])
 
+    def point(self) -> tuple[float, float, float]:
+        """(irreducible level, excess at the smallest size, exponent) in metric units, to set
+        beside one power law's: the exponent is the power-law family's weighted mean, NaN when
+        that family carries no weight."""
+        at_n0 = float(self._band_worse(np.array([self.n0]), 0.5, None)[0][0])
+        a = float(self.weights @ self.mean[:, 0])
+        power = self.shapes.family == 0
+        share = float(self.weights[power].sum())
+        c = float(self.weights[power] @ self.shapes.p[power]) / share if share > 0 else math.nan
+        return self.sign * a, self.sign * (at_n0 - a), c
+
     def describe(self, unit_text: str) -> str:
         shares = ", ".join(f"{name} {share:.0%}" for name, share in
                            self.family_weights.items())
@@ -210,14 +221,14 @@ def _quantiles(weights: np.ndarray, mean: np.ndarray, sd: np.ndarray,
 
 def fit_averaged(data: CurveData, max_extrapolation: float) -> AveragedFit:
     """Average the three families over ``data`` (see the module docstring)."""
-    fit = _fit(data, max_extrapolation, data.variances)
+    fit = _fit(data, max_extrapolation)
     sizes, u = data.sizes, fit.sign * data.means
     squares = []
     for cut in range(_MIN_SIZES, len(sizes)):
         earlier = CurveData(sizes[:cut], data.means[:cut], data.variances[:cut],
                             data.seeds[:cut], data.lower_is_better, data.bound,
                             data.seed_variance)
-        forecast = _fit(earlier, max_extrapolation, earlier.variances)
+        forecast = _fit(earlier, max_extrapolation)
         for later in range(cut, len(sizes)):
             share = forecast.cdf(float(sizes[later]), float(u[later]),
                                  float(data.variances[later]) * fit.inflation)
@@ -226,7 +237,8 @@ def fit_averaged(data: CurveData, max_extrapolation: float) -> AveragedFit:
     return fit
 
 
-def _fit(data: CurveData, max_extrapolation: float, variances: np.ndarray) -> AveragedFit:
+def _fit(data: CurveData, max_extrapolation: float) -> AveragedFit:
+    variances = data.variances
     sign = 1.0 if data.lower_is_better else -1.0
     u = sign * data.means
     floor = -math.inf if data.bound is None else sign * data.bound

@@ -237,16 +237,24 @@ class CurveFit:
             verdict = "beyond"
         return SizeAnswer(target, level, estimate, early, late, self.largest,
                           verdict == "reached", reachable, self.limit, verdict,
-                          _next_round(verdict, early, self.largest, self.limit))
+                          _next_round(verdict, early, estimate, self.largest, self.limit))
 
 
-def _next_round(verdict: str, early: float, have: float, limit: float) -> float:
+def _next_round(verdict: str, early: float, estimate: float, have: float,
+                limit: float) -> float:
     """How much data to have before estimating again (Mahmood et al.: estimate in rounds): up
-    to the optimistic end of the interval when it is past the data, else twice the data, and
-    never past what the curve supports. NaN when more data is not the answer."""
+    to the optimistic end of the interval when it is past the data, else up to the estimate,
+    else twice the data; at least half as much again as now (a smaller step barely moves the
+    curve) and never past what the curve supports. NaN when more data is not the answer."""
     if verdict in ("reached", "unreachable"):
         return math.nan
-    return min(early if have < early < math.inf else 2 * have, limit)
+    if have < early < math.inf:
+        step = early
+    elif have < estimate < math.inf:
+        step = estimate
+    else:
+        step = 2 * have
+    return min(max(step, 1.5 * have), limit)
 
 
 @dataclass

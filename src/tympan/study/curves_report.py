@@ -122,7 +122,7 @@ def render_plot(q: Quantification) -> tuple[bytes, str]:
                     label=f"{q.level * 100:.0f}% band")
     ax.fill_between(grid[~inside], low[~inside], high[~inside], color=_BAND, alpha=0.12, lw=0,
                     label="extrapolated")
-    ax.plot(grid[inside], value[inside], color=_BAND, lw=2, label="power law fit")
+    ax.plot(grid[inside], value[inside], color=_BAND, lw=2, label="fitted curve")
     ax.plot(grid[~inside], value[~inside], color=_BAND, lw=2, ls="--")
     ax.scatter([p.size for p in q.points], [p.value for p in q.points], s=12, color="#555",
                alpha=0.6, label="seeds", zorder=3)

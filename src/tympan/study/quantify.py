@@ -157,6 +157,11 @@ def answer_sentence(q: Quantification) -> str:
                 f"lets it reach {target:g}); change the model or the recipe, not the data")
     limit = size_text(answer.supported_limit, unit)
     again = next_round_text(answer, unit)
+    if answer.verdict == "beyond" and not math.isfinite(answer.estimate) and \
+            metric.lower_is_better == (target > a):
+        return (f"{goal} is beyond what the curve supports: the fitted curve does not get "
+                f"there within {limit} ({q.fit.max_extrapolation:g}x the {have} you have), "
+                f"though it levels off at {a:.3g}; {again}")
     if answer.verdict == "beyond" and not math.isfinite(answer.estimate):
         return (f"{goal} is beyond what the curve supports: the fitted curve levels off at "
                 f"{a:.3g}, short of the target, but {answer.reachable * 100:.0f}% of its "
@@ -170,7 +175,7 @@ def answer_sentence(q: Quantification) -> str:
     factor = answer.estimate / answer.have
     return (f"to reach {goal}: {size_text(answer.estimate, unit)} of training data ({pct} "
             f"interval {size_text(answer.low, unit)} to {high}), you have {have}; extrapolated "
-            f"{factor:.2g}x beyond the largest size measured, so {again}")
+            f"{factor:.3g}x beyond the largest size measured, so {again}")
 
 
 def next_round_text(answer: SizeAnswer, unit: str) -> str:
