@@ -69,7 +69,9 @@ def _fill_runs(where: str, first: int, end: int, n: int) -> None:
     for i in range(first, end):
         run_id = new_run_id()
         started = t0 + i * 60.0
-        config = {"model": {"encoder": ENCODERS[i % 4], "attention": ATTENTION[i // 4 % 3],
+        # attention by i // 12: independent of encoder (i % 4) and lr (i % 3), so grouping by
+        # the three makes the sweep's 36 groups
+        config = {"model": {"encoder": ENCODERS[i % 4], "attention": ATTENTION[i // 12 % 3],
                             "layers": 2 + i % 6, "dim": 128 * (1 + i % 3)},
                   "optim": {"lr": float(10 ** -(2 + i % 3)), "warmup": 500 * (i % 4)},
                   "data": {"train": "librispeech-100", "augment": bool(i % 2)},

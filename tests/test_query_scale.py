@@ -186,3 +186,47 @@ def test_metric_sorts_page_through_valued_then_missing_runs(store_url: str,
             project="sweep", where=where, sort=f"test/wer.{summary}", descending=descending))
         assert [r.id for r in every.runs] == expected
     close_stores()
+
+
+def test_config_reads_follow_updates_and_a_0009_store_upgraded(store_url: str) -> None:
+    """PostgreSQL filters, sorts and groups on a JSONB copy of each run's config (revision
+    0010, a generated column): it follows config updates, and an upgraded store computes it
+    for the runs already there. SQLite reads the JSON text itself; both answer alike."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from tympan.store import upgrade_store, versioning
+
+    made = {}
+    for name, encoder in (("a", "gru"), ("b", "conv")):
+        run = tympan.init(project="p", name=name, store=store_url,
+                          config={"model": {"encoder": encoder}, "seed": 1})
+        made[name] = run
+    made["a"].update_config({"model": {"encoder": "lstm", "depth": 4}})
+    for run in made.values():
+        run.finish()
+
+    def answers() -> tuple:
+        store = shared_store(store_url)
+        picked = query_runs(store, RunQuery.from_options(project="p", where="model.depth >= 4"))
+        ordered = query_runs(store, RunQuery.from_options(project="p", sort="model.encoder"))
+        grouped = group_runs(store, RunFilter(project="p"), ["model.encoder", "model.depth"])
+        return ([r.name for r in picked.runs], [r.name for r in ordered.runs],
+                [(tuple(g.values.values()), [m.seed for m in g.members])
+                 for g in grouped.groups])
+
+    after_update = (["a"], ["b", "a"], [(("conv", None), [1]), (("lstm", 4), [1])])
+    assert answers() == after_update
+    close_stores()
+    store = open_store(store_url)
+    with store.engine.begin() as conn:  # back to the schema before the JSONB copy
+        config = Config()
+        config.set_main_option("script_location", str(versioning.MIGRATIONS))
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0009")
+        assert "config_jsonb" not in {c["name"] for c in inspect(conn).get_columns("runs")}
+    store.close()
+    assert upgrade_store(store_url)[:2] == ("0009", versioning.HEAD)
+    assert answers() == after_update
+    close_stores()

@@ -119,8 +119,13 @@ def test_migrations_build_exactly_the_declared_schema(store_url: str) -> None:
     store = open_store(store_url, create=True)
     with store.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+        dialect = conn.dialect.name
     store.close()
-    assert diffs == []
+    # PostgreSQL's JSONB copy of the config (0010) is left out of the shared table, which
+    # SQLite stores lack: it is read by name in store/run_where.py
+    extra = [d for d in diffs if d[0] == "remove_column" and d[3].name == "config_jsonb"]
+    assert [d[2] for d in extra] == (["runs"] if dialect == "postgresql" else [])
+    assert [d for d in diffs if d not in extra] == []
 
 
 def test_head_constant_matches_the_migration_scripts() -> None:

@@ -13,6 +13,7 @@ NaN summaries count as missing on both databases (SQLite stores them as NULL).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    literal_column,
     not_,
     or_,
     select,
@@ -133,11 +135,19 @@ def config_array(dialect: str, keys: Sequence[str]) -> Any:
         paths = [literal(_sqlite_path(k)) for k in keys]
         # one path gives a bare SQL value (true as 1); two or more give a JSON array
         return func.json_extract(runs.c.config, *(paths * 2 if len(paths) == 1 else paths))
-    from sqlalchemy.dialects.postgresql import JSONB  # here: SQLite commands skip its import
-
-    document = cast(runs.c.config, JSONB)
+    document = config_jsonb()
     return cast(func.jsonb_build_array(*[
         document.op("#>")(literal(k.split("."), ARRAY(Text))) for k in keys]), Text)
+
+
+@functools.cache
+def config_jsonb() -> Any:
+    """PostgreSQL's JSONB copy of ``runs.config`` (a generated column, revision 0010): read
+    without parsing each run's JSON text again on every request. Not a column of the shared
+    ``runs`` table, which SQLite stores lack."""
+    from sqlalchemy.dialects.postgresql import JSONB  # here: SQLite commands skip its import
+
+    return literal_column("runs.config_jsonb", JSONB)
 
 
 def config_integer(dialect: str, key: str) -> Any:
@@ -176,12 +186,15 @@ class _ConfigValue:
             self._true, self._false = self.type == "true", self.type == "false"
         else:
             names = [literal(p) for p in parts]
-            self.type = func.json_typeof(func.json_extract_path(config, *names))
-            self.raw = func.json_extract_path_text(config, *names)
+            document = config_jsonb()
+            self.type = func.jsonb_typeof(func.jsonb_extract_path(document, *names))
+            self.raw = func.jsonb_extract_path_text(document, *names)
             self.is_number = self.type == "number"
             self.is_string = self.type == "string"
             self.text = case((self.is_string, self.raw))
             self.number = case((self.is_number, cast(self.raw, Float)))
+            # JSONB writes numbers as numerics do (1e3 as 1000): Python's json never writes
+            # a whole number with an exponent, but a float from 1e16 up reads as whole here
             whole = and_(self.is_number, self.raw.op("~")(r"^-?[0-9]+$"))
             self.integer = case((whole, cast(self.raw, BigInteger)))
             self._true = and_(self.type == "boolean", self.raw == "true")
@@ -285,5 +298,6 @@ def as_number(text: str) -> float | None:
 
 
 __all__ = ["NUMBER_COLUMNS", "OPERATORS", "ORDERED", "STRING_COLUMNS", "RunOrder", "RunTest",
-           "as_number", "column_value", "condition", "config_array", "config_integer", "finite",
+           "as_number", "column_value", "condition", "config_array", "config_integer",
+           "config_jsonb", "finite",
            "metric_join", "order_terms", "summary_present"]

@@ -14,10 +14,10 @@ from sqlalchemy import Engine, inspect, text
 from tympan.errors import SchemaVersionError, StoreCorruptError
 from tympan.store.location import MASK
 
-HEAD = "0009"
+HEAD = "0010"
 # every revision ever shipped, oldest first
 KNOWN = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008",
-         "0009")
+         "0009", "0010")
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
