@@ -261,9 +261,7 @@ def main() -> None:
         for name, args in configs.items():
             proc, url, _log = serve(store, model, args, opts.threads)
             try:
-                described = httpx.get(f"{url}/v1/model").json()
-                padding = described["padding"] + (", length groups"
-                                                   if described.get("length_groups") else "")
+                padding = httpx.get(f"{url}/v1/model").json()["padding"]
                 for clients in (1, 4, 16):
                     row = {"encoder": encoder, "config": name, "clients": clients,
                            "padding": padding,

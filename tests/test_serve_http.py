@@ -122,8 +122,7 @@ def test_model_health_and_readiness(served):
 
 def test_a_clip_gets_the_same_answer_and_verdict_alone_as_in_any_batch(served):
     """The conv encoder masks its padding, so the engine runs a batch of mixed lengths as one
-    padded forward pass, and each clip still gets what it gets alone; so it does when the
-    batch runs as groups of similar lengths (the order of the answers kept)."""
+    padded forward pass, and each clip still gets what it gets alone."""
     from tympan.serve.engine import Engine
 
     with one_thread():
@@ -133,16 +132,13 @@ def test_a_clip_gets_the_same_answer_and_verdict_alone_as_in_any_batch(served):
             clips = served["clean"][:5]
             assert len({len(c) for c in clips}) == 5
             batched = engine.answer(clips)
-            engine.length_groups = True  # as a model whose padding costs would be served
-            grouped = engine.answer(clips)
             alone = [engine.answer([c])[0] for c in clips]
         finally:
             engine.close()
-    for got in (batched, grouped):
-        assert [a.answer for a in alone] == [b.answer for b in got]
-        assert [a.verdict.p_value for a in alone] == [b.verdict.p_value for b in got]
-        for a, b in zip(alone, got, strict=True):
-            assert a.verdict.z == pytest.approx(b.verdict.z, rel=1e-5, abs=1e-5)
+    assert [a.answer for a in alone] == [b.answer for b in batched]
+    assert [a.verdict.p_value for a in alone] == [b.verdict.p_value for b in batched]
+    for a, b in zip(alone, batched, strict=True):
+        assert a.verdict.z == pytest.approx(b.verdict.z, rel=1e-5, abs=1e-5)
 
 
 def test_guard_flags_shifted_audio_and_passes_clean_held_out_audio(served):

@@ -14,7 +14,6 @@ from tympan.serve.audio import AudioTooLongError, decode, decodes_quickly, encod
 from tympan.serve.batching import Batcher, ServerClosingError
 from tympan.serve.config import Batching, GuardSettings
 from tympan.serve.drift import DriftMonitor, benjamini_hochberg
-from tympan.serve.grouping import equal_lengths, similar_lengths, splitting_pays
 
 
 def _batcher(settings: Batching, delay: float = 0.0, arrivals: bool = False):
@@ -154,28 +153,3 @@ def test_settings_are_checked():
         GuardSettings(min_window=5)
     with pytest.raises(InvalidInputError, match="batch size"):
         Batching(max_size=0)
-
-
-def test_length_groups_cover_every_request_once_and_bound_the_padding():
-    lengths = [100, 30, 90, 45, 81, 10, 100, 50]
-    groups = similar_lengths(lengths)
-    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
-    for group in groups:
-        assert min(lengths[i] for i in group) >= 0.8 * max(lengths[i] for i in group)
-    assert [sorted(lengths[i] for i in g) for g in groups] == [
-        [81, 90, 100, 100], [45, 50], [30], [10]]
-    assert equal_lengths([5, 3, 5, 2]) == [[3], [1], [0, 2]]
-
-
-@pytest.mark.parametrize(("per_call", "split"), [(0.0, True), (1000.0, False)])
-def test_batches_are_split_by_length_only_where_the_groups_cost_less(per_call, split):
-    """A model whose cost is its padded frames gains from groups of similar lengths; one
-    whose cost is mostly per call does not (a clock that counts what ``run`` is given)."""
-    lengths = [int(n) for n in np.linspace(60, 300, 12)]
-    spent = [0.0]
-
-    def run(rows):
-        spent[0] += per_call + len(rows) * max(lengths[i] for i in rows)
-
-    assert splitting_pays(run, lengths, clock=lambda: spent[0]) is split
-    assert not splitting_pays(run, [100, 95, 90], clock=lambda: spent[0])  # one group

@@ -13,11 +13,6 @@ of equal-length requests in the batch runs as its own unpadded forward pass (exa
 then only saves on the queue and the Python around the model). ``GET /v1/model`` says which
 (``padding``).
 
-A padded batch still pays for its padding where the model's cost grows with its frames (the
-transformer's linear layers and attention run on padded frames too). So at load the engine
-also measures whether running a batch as groups of similar lengths is cheaper than one padded
-pass (``grouping.py``), and then does so (``"length_groups": true``).
-
 The engine is what every way of serving shares: the embedded server's batcher calls
 ``answer`` from its worker thread, a Ray Serve replica from its own.
 """
@@ -31,7 +26,6 @@ from typing import Any
 
 import numpy as np
 
-from tympan.serve.grouping import equal_lengths, similar_lengths, splitting_pays
 from tympan.serve.guard import Guard
 
 Verdict = Any  # tympan.probe.scorer.Verdict
@@ -61,7 +55,6 @@ class Engine:
             self._watch = guard.watching(self.inference.model)
             self._capture = self._watch.__enter__()
         self.padding = "batch" if self._padding_exact() else "split"
-        self.length_groups = self.padding == "batch" and self._grouping_pays()
 
     @classmethod
     def load(cls, ref: str, *, store: str | None = None, runtime: str = "torch",
@@ -95,43 +88,31 @@ class Engine:
 
     def answer(self, waves: list[np.ndarray]) -> list[Answer]:
         """Answers for mono waveforms at ``sample_rate``: one padded forward pass, or one per
-        group of equal lengths when padding would change the results (``padding``), or of
-        similar lengths when that is cheaper (``length_groups``)."""
-        lengths = [len(w) for w in waves]
-        if self.padding == "split":
-            groups = equal_lengths(lengths)
-        elif self.length_groups:
-            groups = similar_lengths(lengths)
-        else:
-            groups = [list(range(len(waves)))]
-        if len(groups) == 1:
+        group of equal lengths when padding would change the results (``padding``)."""
+        if self.padding == "batch" or len({len(w) for w in waves}) == 1:
             answers, feats = self._forward(waves)
         else:
-            answers, feats = self._forward_groups(waves, groups)
+            answers = [None] * len(waves)
+            parts: dict[str, list[np.ndarray]] = {}
+            rows: list[int] = []
+            for length in sorted({len(w) for w in waves}):
+                group = [i for i, w in enumerate(waves) if len(w) == length]
+                got, got_feats = self._forward([waves[i] for i in group])
+                for i, a in zip(group, got, strict=True):
+                    answers[i] = a
+                rows += group
+                for name, values in (got_feats or {}).items():
+                    parts.setdefault(name, []).append(values)
+            feats = None
+            if parts:
+                order = np.argsort(rows)
+                feats = {name: np.concatenate(v)[order] for name, v in parts.items()}
         verdicts: list[Verdict | None] = [None] * len(waves)
         if self.guard is not None and feats is not None:
             started = time.perf_counter()
             verdicts = list(self.guard.judge(feats))
             self.guard_seconds = time.perf_counter() - started
         return [Answer(a, v) for a, v in zip(answers, verdicts, strict=True)]
-
-    def _forward_groups(self, waves: list[np.ndarray], groups: list[list[int]]
-                        ) -> tuple[list[Any], dict[str, np.ndarray] | None]:
-        """One forward pass per group of ``waves``; answers and features in request order."""
-        answers: list[Any] = [None] * len(waves)
-        parts: dict[str, list[np.ndarray]] = {}
-        rows: list[int] = []
-        for group in groups:
-            got, got_feats = self._forward([waves[i] for i in group])
-            for i, a in zip(group, got, strict=True):
-                answers[i] = a
-            rows += group
-            for name, values in (got_feats or {}).items():
-                parts.setdefault(name, []).append(values)
-        if not parts:
-            return answers, None
-        order = np.argsort(rows)
-        return answers, {name: np.concatenate(v)[order] for name, v in parts.items()}
 
     def _run(self, inputs: tuple[Any, ...]) -> tuple[Any, dict[str, np.ndarray] | None]:
         if self._onnx is not None:
@@ -173,32 +154,12 @@ class Engine:
                         return False
         return True
 
-    def _grouping_pays(self) -> bool:
-        """Whether batches of mixed lengths run cheaper as groups of similar lengths: clips
-        of 0.6 to 3 s (a spread of spoken utterances), timed both ways (``grouping.py``)."""
-        import torch
-
-        from tympan.audio.features import pad_waves
-
-        rng = np.random.default_rng(1)
-        rate = self.sample_rate
-        clips = [(0.05 * rng.standard_normal(int(s * rate))).astype(np.float32)
-                 for s in np.linspace(0.6, 3.0, 12)]
-
-        def run(rows: list[int]) -> object:
-            with torch.inference_mode():
-                return self._run(self.inference.preprocess(*pad_waves([clips[i]
-                                                                       for i in rows])))
-
-        return splitting_pays(run, [len(c) for c in clips])
-
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/model`` shows: the version, its signature and card, the guard."""
         version = self.version
         return {"model": version.model, "version": version.version, "uri": version.uri,
                 "aliases": list(version.aliases), "project": version.project,
                 "run_id": version.run_id, "runtime": self.runtime, "padding": self.padding,
-                "length_groups": self.length_groups,
                 "signature": version.signature, "description": version.description,
                 "parameters": version.parameters, "reports": list(version.reports),
                 "guard": self.guard.describe() if self.guard is not None else None}
