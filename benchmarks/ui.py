@@ -9,9 +9,10 @@ transactions of 10,000 runs) and the tracking API (a run with 1,000,000 points o
 later invocations reuse it (benchmarks/.out/ui/, or the PostgreSQL database
 ``tympan_bench_ui_<size>`` with ``--pg``) until ``--fresh``. Then ``tympan ui --port 0`` is
 started as a subprocess and each request is timed over loopback with a keep-alive HTTP
-client, after 3 warm-up requests. With ``--mlflow PYTHON`` (a full MLflow, with its server),
-MLflow's runs/search is timed over 10,000 runs like these in the same invocation. Targets (issues 6
-and 17): p95 <= 300 ms for each figure, and the runs page rendered in <= 1 s.
+client, after 3 warm-up requests. With ``--mlflow PYTHON`` (a full MLflow with its server:
+.venv-bench), MLflow's server gets the same runs (the sweep's first 10,000) and each request
+it has an equivalent for is timed on both servers, alternating (benchmarks/ui_mlflow.py).
+Targets (issues 6 and 17): p95 <= 300 ms for each figure, and the runs page rendered in <= 1 s.
 
     .venv/bin/python benchmarks/ui.py [--runs 100000] [--points 1000000] [--requests 50]
                                       [--store PATH] [--pg] [--browser] [--quick] [--fresh]
@@ -27,19 +28,18 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 # benchmarks/logging.py would shadow the stdlib `logging` that SQLAlchemy imports.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.append(str(Path(__file__).resolve().parent))  # ui_mlflow, after the stdlib
 
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from ui_mlflow import against_mlflow  # noqa: E402
 
 import tympan  # noqa: E402
 from tympan.store import open_store, projects, runs, summaries  # noqa: E402
@@ -172,8 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mlflow", metavar="PYTHON",
                         help="a Python with MLflow's server (.venv-bench/bin/python from "
                              "benchmarks/setup-bench.sh; .venv-mlflow's mlflow-skinny has no "
-                             "server): also time its runs/search over the same runs (at most "
-                             "10,000)")
+                             "server): also time MLflow's server on the same runs (the "
+                             "sweep's first 10,000), alternating with tympan's")
     parser.add_argument("--fresh", action="store_true",
                         help="fill the stores again instead of reusing the cached ones")
     args = parser.parse_args(argv)
@@ -269,9 +269,9 @@ def run(args: argparse.Namespace) -> int:
             grouped = client.get("/api/runs/groups", params=figures[4][2])
             out.print(f"group-by answer: {len(grouped.content) / 1e6:.2f} MB, "
                       f"{len(grouped.json()['groups'])} groups")
-        if args.mlflow:
-            rows += mlflow_search(args.mlflow, min(args.runs, 10_000), args.requests, out,
-                                  CACHE / "mlflow")
+            if args.mlflow:
+                against_mlflow(args.mlflow, where, long_id, client, min(args.runs, 10_000),
+                               args.requests, args.points, out, CACHE / "mlflow")
         if args.browser:
             times = browser_render(url, token, args.requests // 2 or 1)
             rows.append(("browser: runs page rendered (navigation to table rows)",
@@ -293,107 +293,6 @@ def run(args: argparse.Namespace) -> int:
                       f"p95 <= {target:.0f} ms: {verdict}")
     out.print(table)
     return 0 if met else 1
-
-
-MLFLOW_FILL = """
-import sys, time, numpy as np, mlflow
-from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
-ENCODERS = ("gru", "lstm", "conformer", "transformer"); ATTENTION = ("none", "local", "global")
-client = MlflowClient(sys.argv[1]); n = int(sys.argv[2])
-exp = client.create_experiment("sweep"); rng = np.random.default_rng(0)
-now = int(time.time() * 1000)
-for i in range(n):
-    run = client.create_run(exp, run_name=f"sweep-{i:05d}")
-    wer = float(0.3 + 0.1 * rng.random())
-    params = {"model.encoder": ENCODERS[i % 4], "model.attention": ATTENTION[i % 3],
-              "model.layers": 2 + i % 6, "model.dim": 128 * (1 + i % 3),
-              "optim.lr": float(10 ** -(2 + i % 3)), "optim.warmup": 500 * (i % 4),
-              "data.train": "librispeech-100", "data.augment": bool(i % 2), "seed": i % 5}
-    metrics = {"train/loss": 0.5 * wer, "valid/wer": wer, "valid/cer": wer / 3, "lr": 1e-4}
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()],
-                     metrics=[Metric(k, v, now, 10_000) for k, v in metrics.items()],
-                     tags=[RunTag("sweep", "1")])
-    client.set_terminated(run.info.run_id)
-print(exp)
-"""
-
-
-def mlflow_search(python: str, n: int, requests: int, out: Console,
-                  folder: Path | None = None) -> list[tuple]:
-    """MLflow server's runs/search over n runs like fill_runs' (same params as dotted keys,
-    the same 4 metrics), in its own SQLite store (kept in ``folder`` and reused): the first
-    page, and a param filter sorted by a metric. MLflow runs in ``python`` (the bench
-    venv), over loopback."""
-    folder = folder or Path(tempfile.mkdtemp(prefix="tympan-bench-mlflow-"))
-    folder.mkdir(parents=True, exist_ok=True)
-    db = f"sqlite:///{folder / f'mlflow-{n}.db'}"
-    marker = folder / f"mlflow-{n}.experiment"
-    if marker.exists():
-        experiment = marker.read_text().strip()
-    else:
-        t0 = time.perf_counter()
-        filled = subprocess.run([python, "-c", MLFLOW_FILL, db, str(n)], check=True,
-                                capture_output=True, text=True)
-        experiment = filled.stdout.split()[-1]
-        marker.write_text(experiment)
-        out.print(f"MLflow store filled with {n:,} runs in {time.perf_counter() - t0:.1f} s")
-    with socket_port() as port, open(folder / "server.log", "wb") as log:
-        server = subprocess.Popen(
-            [python, "-m", "mlflow", "server", "--backend-store-uri", db, "--host",
-             "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--default-artifact-root", str(folder / "artifacts")],
-            stdout=subprocess.DEVNULL, stderr=log)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise SystemExit(f"mlflow server did not start: "
-                                 f"{(folder / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        searches = [
-            ("MLflow runs/search, first page (50)", {"experiment_ids": [experiment],
-                                                     "max_results": 50}),
-            ("MLflow runs/search, params.model.encoder = gru, sort by valid/wer", {
-                "experiment_ids": [experiment], "max_results": 50,
-                "filter": "params.`model.encoder` = 'gru'",
-                "order_by": ["metrics.`valid/wer` ASC"]}),
-        ]
-        rows = []
-        with httpx.Client(base_url=base, timeout=120) as client:
-            for label, body in searches:
-                for _ in range(3):
-                    client.post("/api/2.0/mlflow/runs/search", json=body).raise_for_status()
-                times = []
-                for _ in range(requests):
-                    t1 = time.perf_counter()
-                    client.post("/api/2.0/mlflow/runs/search", json=body).raise_for_status()
-                    times.append((time.perf_counter() - t1) * 1000)
-                rows.append((f"{label} [{n:,} runs]", statistics.median(times), p95(times),
-                             max(times)))
-        return rows
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-
-
-@contextmanager
-def socket_port() -> Iterator[int]:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    yield port
 
 
 def browser_render(url: str, token: str, n: int) -> list[float]:
