@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -46,8 +47,10 @@ HISTORY_BATCH = 100_000  # rows per executemany of a long history
 
 def main(runs_file: str, db: str, artifacts: str, ids_file: str) -> None:
     exported = [json.loads(line) for line in Path(runs_file).read_text().splitlines()]
+    took, t0 = {}, time.perf_counter()
     store = SqlAlchemyStore(db, artifacts)  # creates MLflow's schema (its own migrations)
     client = MlflowClient(db)
+    took["schema"], t0 = time.perf_counter() - t0, time.perf_counter()
     by_experiment: dict[str, list[dict]] = defaultdict(list)
     for run in exported:
         by_experiment[run["experiment"]].append(run)
@@ -57,10 +60,14 @@ def main(runs_file: str, db: str, artifacts: str, ids_file: str) -> None:
         template = log_through_client(client, experiments[name], runs[0])
         ids[runs[0]["id"]] = template
         ids.update(bulk_insert(store.engine, template, runs[1:]))
+    took["runs"], t0 = time.perf_counter() - t0, time.perf_counter()
     for run in exported:
         if run["history"]:
             insert_history(store.engine, ids[run["id"]], run["history"])
+    took["history"], t0 = time.perf_counter() - t0, time.perf_counter()
     check(client, store, experiments, by_experiment, ids)
+    took["check"] = time.perf_counter() - t0
+    print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in took.items()))
     Path(ids_file).write_text(json.dumps({"experiments": experiments, "runs": ids}))
 
 
