@@ -15,12 +15,13 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from tests.lossy_proxy import lossy_proxy
 from tests.server_fixtures import Server, make_token, served
 
 import tympan
@@ -423,3 +424,86 @@ def test_files_logged_over_http_wait_in_memory_when_the_outbox_disk_is_full(
         run.finish()
     record = tympan.load_run(run.id, store=remote.store)
     assert record.read_artifact("last.pt") == b"weights" * 50_000
+
+
+# A client logging through a proxy that loses answers, with a disk spool it cannot create:
+# what it could not send stays in its memory and is sent again, on the writer's next tick.
+# Ticks 2 s apart: the points of one batch, logged in a few milliseconds, are one unit.
+LOSSY_CLIENT = textwrap.dedent("""
+    import os, sys
+    import tympan
+
+    run = tympan.init(project="asr")
+    print(run.id, flush=True)
+    for step in range(int(sys.argv[1])):
+        run.log({"loss": float(step)}, step=step)
+    if len(sys.argv) > 2:  # then a second batch, once the first has been tried
+        try:
+            run.flush(timeout=3)
+        except TimeoutError:
+            pass
+        for step in range(int(sys.argv[1]), int(sys.argv[2])):
+            run.log({"loss": float(step)}, step=step)
+        open(os.environ["SERVER_BACK"], "w").close()
+    run.finish(timeout=60)
+""")
+
+
+def run_lossy_client(server: Server, tmp_path: Path, policy: Callable, *args: str,
+                     **settings: str) -> str:
+    """Run LOSSY_CLIENT through a lossy proxy; the id of its run."""
+    (tmp_path / "a-file").write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TYMPAN_")}
+    env |= dict(TYMPAN_TOKEN=make_token(server.store, project="asr"), TYMPAN_CAPTURE_ENV="0",
+                TYMPAN_SYSTEM_METRICS="0", TYMPAN_CONSOLE="0", TYMPAN_FLUSH_INTERVAL="2",
+                TYMPAN_SPOOL_DIR=str(tmp_path / "a-file" / "spool"),  # cannot be created
+                SERVER_BACK=str(tmp_path / "back"), **settings)
+    with lossy_proxy(server.url, policy) as url:
+        done = subprocess.run([sys.executable, "-c", LOSSY_CLIENT, *args], env=env | {
+            "TYMPAN_STORE": url}, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "cannot write the disk spool" in done.stderr or "set TYMPAN_SPOOL_DIR" in done.stderr
+    return done.stdout.split()[0]
+
+
+def metric_writes(body: bytes) -> bool:
+    return b'"chunks":[{' in body  # not a heartbeat
+
+
+def test_a_lost_answer_with_no_disk_spool_stores_each_point_once(server: Server,
+                                                                 tmp_path: Path) -> None:
+    lost: list[bytes] = []
+
+    def lose_the_first_write(method: str, path: str, body: bytes) -> str:
+        if path == "/api/ingest/metrics" and metric_writes(body) and not lost:
+            lost.append(body)
+            return "lose"  # stored by the server; the client hears nothing and sends it again
+        return "forward"
+
+    run_id = run_lossy_client(server, tmp_path, lose_the_first_write, "3000")
+    assert lost
+    record = tympan.load_run(run_id, store=server.store)
+    np.testing.assert_array_equal(record.history("loss").steps, np.arange(3000))
+    assert record.summary["loss"].count == 3000
+
+
+def test_a_sent_unit_dropped_from_memory_keeps_its_seq_used(server: Server,
+                                                            tmp_path: Path) -> None:
+    """The first 500 points reach the server but not their answer; the server then looks down
+    while 1,500 more are logged, and the spool limit (1,000 points) drops the first 500 from
+    memory. The 1,500 must go under a new seq, not the one the server holds (which it skips)."""
+    lost: list[bytes] = []
+
+    def lose_then_look_down(method: str, path: str, body: bytes) -> str:
+        if path != "/api/ingest/metrics" or not metric_writes(body):
+            return "forward"
+        if not lost:
+            lost.append(body)
+            return "lose"
+        return "forward" if (tmp_path / "back").exists() else "refuse"
+
+    run_id = run_lossy_client(server, tmp_path, lose_then_look_down, "500", "2000",
+                              TYMPAN_SPOOL_POINTS="1000")
+    assert lost
+    record = tympan.load_run(run_id, store=server.store)
+    np.testing.assert_array_equal(record.history("loss").steps, np.arange(2000))

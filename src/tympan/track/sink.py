@@ -22,13 +22,17 @@ from tympan.track.transport import Transport
 
 @dataclass(frozen=True)
 class Unit:
-    """One key's points from one swap of the caller's buffers, and their summary."""
+    """One key's points from one swap of the caller's buffers, and their summary. Once sent,
+    a unit keeps the ``seq`` it went under, and its points: a server whose answer was lost
+    may hold it, and skips it by that seq when it comes again (split, its halves would not
+    be skipped but stored a second time)."""
 
     key: str
     steps: np.ndarray
     values: np.ndarray
     times: np.ndarray
     summary: Summary
+    seq: int | None = None
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -38,7 +42,9 @@ class Unit:
         return cls(key, steps, values, times, summarize(steps, values))
 
     def split(self, n: int) -> tuple[Unit, Unit]:
-        """The first ``n`` points and the rest, each with its own summary."""
+        """The first ``n`` points and the rest, each with its own summary (never once sent)."""
+        if self.seq is not None:
+            raise ValueError(f"unit {self.key} was sent as seq {self.seq}: it is never split")
         return (Unit.of(self.key, self.steps[:n], self.values[:n], self.times[:n]),
                 Unit.of(self.key, self.steps[n:], self.values[n:], self.times[n:]))
 
@@ -98,12 +104,16 @@ class Sink:
         return lost
 
     def forget(self, units: int) -> int:
-        """Drop the oldest ``units`` pending units unstored; returns their points."""
+        """Drop the oldest ``units`` pending units unstored; returns their points. A dropped
+        unit that was sent keeps its seq used: the server may hold it, and would skip the
+        next unit sent under the same seq."""
         lost = 0
         for _ in range(units):
-            n = len(self.pending.popleft())
-            self.pending_points -= n
-            lost += n
+            unit = self.pending.popleft()
+            if unit.seq is not None:
+                self.next_seq[unit.key] = max(self.next_seq.get(unit.key, 0), unit.seq + 1)
+            self.pending_points -= len(unit)
+            lost += len(unit)
         return lost
 
     def stored(self, units: int, seqs: dict[str, int], summary: dict[str, Summary]) -> None:

@@ -7,7 +7,8 @@ transaction per store: metric chunks, summaries and heartbeats together, so a SI
 at most one interval and a summary never counts a point the store does not hold. A backlog
 (after an outage) goes in pieces of at most the transport's ``max_piece`` points, halved after
 each failed try, so a disk short of space takes what fits instead of refusing one transaction
-forever.
+forever; a unit once sent keeps its seq and its points (a server whose answer was lost may
+hold it, and skips it only under that seq), so only units never sent are split.
 A run whose points the store refuses for good (deleted or ended elsewhere) is written on
 its own from then on: its points are dropped, and said so once, never other runs' points.
 
@@ -34,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tympan import settings
 from tympan.errors import StoreError, StoreUnavailableError
@@ -314,7 +315,8 @@ class _Part:
 
 def _piece(sinks: list[Sink], limit: int) -> list[_Part]:
     """The oldest pending units of ``sinks``, up to ``limit`` points (a unit larger than a
-    piece is split), with the summaries they bring the stored ones to."""
+    piece is split, unless it was sent before: see Unit), with the summaries they bring the
+    stored ones to. Each unit taken is marked with the seq it goes under."""
     parts: list[_Part] = []
     budget = limit
     for sink in sinks:
@@ -327,10 +329,14 @@ def _piece(sinks: list[Sink], limit: int) -> list[_Part]:
             if len(unit) > budget:
                 if parts or chunks:
                     break
-                head, pending[taken] = unit.split(budget)
-                pending.insert(taken, head)
-                unit = head
-            seq = seqs.get(unit.key, sink.next_seq.get(unit.key, 0))
+                if unit.seq is None:  # a unit sent before goes whole, over the limit
+                    head, pending[taken] = unit.split(budget)
+                    pending.insert(taken, head)
+                    unit = head
+            seq = unit.seq
+            if seq is None:
+                seq = seqs.get(unit.key, sink.next_seq.get(unit.key, 0))
+                pending[taken] = unit = replace(unit, seq=seq)
             seqs[unit.key] = seq + 1
             summary[unit.key] = combine(summary.get(unit.key, sink.summary.get(unit.key)),
                                         unit.summary)
