@@ -100,6 +100,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("TYMPAN_STORE", str(tmp_path / "default-store"))
     monkeypatch.setenv("TYMPAN_SPOOL_DIR", str(tmp_path / "spool"))  # never ~/.cache
+    monkeypatch.setenv("TYMPAN_SQL_CACHE", str(tmp_path / "sql"))
     monkeypatch.setenv("TYMPAN_CAPTURE_ENV", "0")
     monkeypatch.setenv("TYMPAN_SYSTEM_METRICS", "0")  # see _no_background_recording
     monkeypatch.setenv("TYMPAN_CONSOLE", "0")

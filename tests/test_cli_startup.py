@@ -82,6 +82,20 @@ def test_runs_and_show_read_the_store_without_numpy_scipy_or_pydantic(
     assert not modules & (NEVER_AT_START | {"numpy"}), modules
 
 
+def test_runs_and_show_read_a_sqlite_store_without_sqlalchemy_once_compiled(
+    small_store: tuple[str, str],
+) -> None:
+    """The first command compiles its reads with SQLAlchemy into TYMPAN_SQL_CACHE (a folder
+    per test, see conftest); later ones run that SQL through sqlite3 alone."""
+    store, run_id = small_store
+    for args in (("runs",), ("runs", "--project", "asr", "--status", "finished"),
+                 ("show", run_id), ("show", run_id[:4])):
+        cli_modules(*args, store=store)  # compiles what is missing
+        out, modules = cli_modules(*args, store=store)
+        assert run_id in out
+        assert "sqlalchemy" not in modules, args
+
+
 def test_every_command_of_the_lazy_tree_builds() -> None:
     import typer
 

@@ -84,6 +84,9 @@ SETTINGS: dict[str, Setting] = {
         Setting("TYMPAN_SPOOL_DISK_MB", 4096, _positive_int,
                 "Most MiB one process journals on disk while its tympan server is down; past "
                 "it the journal keeps the oldest writes and newer ones wait in memory."),
+        Setting("TYMPAN_SQL_CACHE", "~/.cache/tympan/sql", str,
+                "Folder where the SQL of store reads is kept once compiled, so that reading a "
+                "SQLite store needs no SQLAlchemy import."),
         Setting("TYMPAN_BUSY_TIMEOUT", 30.0, _positive_float,
                 "Seconds a SQLite write waits for another process's lock before it is retried."),
         Setting("TYMPAN_EXIT_TIMEOUT", 30.0, _positive_float,

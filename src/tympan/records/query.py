@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from tympan.errors import InvalidInputError
 from tympan.records.language import Condition, parse_where
-from tympan.store.schema import RUN_STATUSES
+from tympan.store.runs import RUN_STATUSES
 
 __all__ = ["ARCHIVED", "FILTER_PARAMS", "RUN_FIELDS_SORTABLE", "RUN_STATUSES", "SUMMARY_FIELDS",
            "Condition", "RunFilter", "RunQuery", "Sort", "parse_sort", "parse_where",

@@ -165,7 +165,7 @@ def resolve_run_id(store: Store, text: str, project: str | None = None) -> str:
         raise RunNotFoundError(_no_run(store, text, project))
     if model_refs.is_model_uri(text):
         return _run_of_model(store, text, project)
-    with store.read() as conn:
+    with store.reader() as conn:
         project_id = None if project is None else projects.find(conn, project)
         if project is not None and project_id is None:
             raise RunNotFoundError(_no_run(store, text, project))
@@ -190,7 +190,7 @@ def resolve_run_id(store: Store, text: str, project: str | None = None) -> str:
 
 
 def _run_of_model(store: Store, text: str, project: str | None) -> str:
-    with store.read() as conn:
+    with store.reader() as conn:
         if project is None:
             return model_refs.run_of(conn, text)
         try:
@@ -215,14 +215,14 @@ def get_run(store: Store, run: str) -> RunRecord:
 
 def run_by_id(store: Store, run_id: str) -> RunRecord:
     """The run with exactly this id (no names, no prefixes)."""
-    with store.read() as conn:
+    with store.reader() as conn:
         row = runs.get(conn, run_id)
     if row is None:
         raise RunNotFoundError(f"no run with id {run_id!r}")
     if liveness.reconcile(store, [row]):
-        with store.read() as conn:
+        with store.reader() as conn:
             row = runs.get(conn, run_id)
-    with store.read() as conn:
+    with store.reader() as conn:
         project = projects.names(conn)[row.project_id]
         summary = for_runs(conn, [run_id])[run_id]
     return record_of(row, project, summary, store)
@@ -230,7 +230,7 @@ def run_by_id(store: Store, run_id: str) -> RunRecord:
 
 def child_runs(record: RunRecord) -> list[RunRecord]:
     """The runs whose parent is ``record`` and that are of its project, oldest first."""
-    with record.store.read() as conn:
+    with record.store.reader() as conn:
         ids = runs.child_ids(conn, record.id)
     children = [run_by_id(record.store, run_id) for run_id in ids]
     return [child for child in children if child.project == record.project]

@@ -18,7 +18,7 @@ from tympan.errors import InvalidInputError
 from tympan.records.language import Condition
 from tympan.records.query import SUMMARY_FIELDS, RunFilter, Sort, split_metric_key
 from tympan.store.run_where import ORDERED, RunOrder, RunTest, as_number
-from tympan.store.schema import RUN_STATUSES
+from tympan.store.runs import RUN_STATUSES
 
 __all__ = ["FIELDS", "ScopeKeys", "resolve_filter", "resolve_sort"]
 

@@ -103,31 +103,31 @@ class LocalSource:
     def environment(self, record: RunRecord) -> dict[str, Any] | None:
         from tympan.store import environments
 
-        with self.store.read() as conn:
+        with self.store.reader() as conn:
             return environments.get(conn, record.env_id)
 
     def artifacts(self, run_id: str) -> list[Any]:
         from tympan.store import artifacts
 
-        with self.store.read() as conn:
+        with self.store.reader() as conn:
             return artifacts.for_run(conn, run_id)
 
     def artifact(self, run_id: str, path: str) -> Any | None:
         from tympan.store import artifacts
 
-        with self.store.read() as conn:
+        with self.store.reader() as conn:
             return artifacts.get(conn, run_id, path)
 
     def audio_samples(self, run_id: str) -> list[Any]:
         from tympan.store import samples
 
-        with self.store.read() as conn:
+        with self.store.reader() as conn:
             return samples.for_run(conn, run_id)
 
     def media(self, run_id: str, kind: str) -> list[Any]:
         from tympan.store import media
 
-        with self.store.read() as conn:
+        with self.store.reader() as conn:
             return media.for_run(conn, run_id, kind)
 
     def read_blob(self, run_id: str, sha256: str) -> bytes:

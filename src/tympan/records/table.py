@@ -69,7 +69,7 @@ def query_runs(store: Store, query: RunQuery) -> RunPage:
     """One page of the runs table, with the metric summaries of its runs and the config and
     metric keys of the runs in scope (what the table can show as columns)."""
     total, page, keys = _select(store, query)
-    with store.read() as conn:
+    with store.reader() as conn:
         summaries = for_runs(conn, [r.id for r in page])
     for run in page:
         run.metrics = summaries[run.id]
@@ -85,7 +85,7 @@ def find_runs(store: Store, query: RunQuery, check: bool = True) -> list[RunReco
         check_project(store, query.filter.project)
     _, page, _ = _select(store, query)
     ids = [r.id for r in page]
-    with store.read() as conn:
+    with store.reader() as conn:
         names = projects.names(conn)
         rows = {row.id: row for row in runs.by_ids(conn, ids)}
         summaries = for_runs(conn, ids)
@@ -100,7 +100,7 @@ def find_runs(store: Store, query: RunQuery, check: bool = True) -> list[RunReco
 
 def runs_by_id(store: Store, run_ids: Sequence[str]) -> dict[str, TableRun]:
     """The table rows of the runs with these exact ids (missing ones are left out)."""
-    with store.read() as conn:
+    with store.reader() as conn:
         names = projects.names(conn)
         rows = table.table_rows(conn, run_ids=list(run_ids))
     crashed = liveness.reconcile(store, [r for r in rows if r.status == "running"])
@@ -111,11 +111,11 @@ def _select(store: Store, query: RunQuery) -> tuple[int, list[TableRun], ScopeKe
     """(how many runs match, the page of them in order, the scope's keys), without
     summaries: a few queries returning only the page's rows, whatever the number of runs."""
     f = query.filter
-    with store.read() as conn:
+    with store.reader() as conn:
         names = projects.names(conn)
         ids = _project_ids(names, f.project)
         liveness.reconcile(store, table.running_rows(conn, ids))
-    with store.read() as conn:
+    with store.reader() as conn:
         keys = scope_keys(store, conn, ids, f.study)
         tests = resolve_filter(f, keys, ids_by_name(names))
         order = resolve_sort(query.sort, query.descending, keys)
@@ -160,7 +160,7 @@ def check_project(store: Store, project: str | None) -> None:
     callers that see every project: the Python API and the CLI)."""
     if project is None:
         return
-    with store.read() as conn:
+    with store.reader() as conn:
         names = projects.names(conn)
     if project not in names.values():
         known = ", ".join(sorted(names.values())) or "none yet"

@@ -3,7 +3,10 @@
 ``open_store`` gives a :class:`Store` (an engine, a blob root and where they are); the record
 modules (``runs``, ``metrics``, ``summaries``, ``artifacts``, ``samples``, ``environments``,
 ``projects``) are plain functions over a SQLAlchemy connection, so one write transaction can
-touch several kinds of record. This package knows SQL and files, not what a run means.
+touch several kinds of record. Their common reads are built with ``statements``, which also
+runs them on a :meth:`Store.reader` of a SQLite store through ``sqlite3`` alone: a command
+that only reads (``tympan runs``, ``tympan show``) then never imports SQLAlchemy, the engine
+being made on first use. This package knows SQL and files, not what a run means.
 """
 
 from __future__ import annotations
@@ -14,17 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-from sqlalchemy import Connection, Engine, inspect, select, text
+from typing import TYPE_CHECKING, Any
 
 from tympan import settings
 from tympan.errors import StoreNotFoundError
-from tympan.store import integrity, versioning
+from tympan.store import integrity, statements, versioning
 from tympan.store.blobs import BlobStore
-from tympan.store.engine import WRITE, checkpoint, make_engine, prepare_new_sqlite
 from tympan.store.failures import translated
 from tympan.store.location import StoreLocation, parse_location, redact
-from tympan.store.schema import meta
+from tympan.store.sqlite_reader import SqliteReader
+
+if TYPE_CHECKING:  # SQLAlchemy loads when a store is first written or read with it
+    from sqlalchemy import Connection, Engine
 
 __all__ = ["Store", "StoreLocation", "check_store", "open_store", "parse_location",
            "store_revision", "upgrade_store"]
@@ -33,12 +37,23 @@ __all__ = ["Store", "StoreLocation", "check_store", "open_store", "parse_locatio
 @dataclass
 class Store:
     location: StoreLocation
-    engine: Engine
-    blobs: BlobStore
+    busy_timeout: float  # seconds a connection waits for another process's lock
+    blobs: BlobStore = field(init=False)
     where: str = field(init=False)
+    _engine: Engine | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.where = self.location.describe()
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, made on first use (a SQLite store opened only to be read
+        through :meth:`reader` never imports SQLAlchemy)."""
+        if self._engine is None:
+            from tympan.store.engine import make_engine
+
+            self._engine = make_engine(self.location, self.busy_timeout)
+        return self._engine
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -46,8 +61,23 @@ class Store:
             yield conn
 
     @contextmanager
+    def reader(self) -> Iterator[Any]:
+        """A read-only connection for the reads of ``tympan.store.statements``: on SQLite, a
+        :class:`~tympan.store.sqlite_reader.SqliteReader` (no SQLAlchemy unless a read needs
+        it); elsewhere the connection of :meth:`read`."""
+        path = self.location.sqlite_path
+        if path is None:
+            with self.read() as conn:
+                yield conn
+            return
+        with translated(self.where), SqliteReader(path, self.busy_timeout) as conn:
+            yield conn
+
+    @contextmanager
     def write(self) -> Iterator[Connection]:
         """One write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
+        from tympan.store.engine import WRITE
+
         with translated(self.where), self.engine.connect() as conn:
             conn = conn.execution_options(**WRITE)
             with conn.begin():
@@ -60,7 +90,8 @@ class Store:
                 integrity.verify(self.engine, self.location.sqlite_path)
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._engine is not None:
+            self._engine.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -84,27 +115,38 @@ def open_store(
     location = parse_location(where if where is not None else settings.get("TYMPAN_STORE"))
     if location.sqlite_path is not None and not _sqlite_file_exists(location, create):
         _create_sqlite_file(location)
-    engine = make_engine(location, settings.get("TYMPAN_BUSY_TIMEOUT"))
-    where_text = location.describe()
+    store = Store(location, settings.get("TYMPAN_BUSY_TIMEOUT"))
     try:
-        with translated(where_text):
-            if check_schema:
-                revision = versioning.check(engine, where_text)
-            else:
-                revision = versioning.current_revision(engine)
-            if revision is None:
-                if not create and check_schema:
-                    raise StoreNotFoundError(
-                        f"{where_text} holds no tympan store yet: start a run with "
-                        "tympan.init() or run `tympan db upgrade` to create one"
-                    )
-                if create:
-                    _create(engine, location)
-            root = _artifact_root(engine, location)
+        with translated(store.where):
+            root = _opened(store, create, check_schema)
     except BaseException:
-        engine.dispose()
+        store.close()
         raise
-    return Store(location, engine, BlobStore(root))
+    store.blobs = BlobStore(root)
+    return store
+
+
+def _opened(store: Store, create: bool, check_schema: bool) -> str:
+    """Check the store's schema revision (creating its schema if asked); its artifact root.
+    A SQLite store with a schema is checked through the stdlib driver alone."""
+    if store.location.sqlite_path is not None and check_schema:
+        with store.reader() as conn:
+            revision = versioning.checked(versioning.revision_of(conn), store.where)
+            if revision is not None:
+                return _root(statements.scalar(conn, _artifact_root_query), store.location)
+    elif check_schema:
+        revision = versioning.check(store.engine, store.where)
+    else:
+        revision = versioning.current_revision(store.engine)
+    if revision is None:
+        if not create and check_schema:
+            raise StoreNotFoundError(
+                f"{store.where} holds no tympan store yet: start a run with "
+                "tympan.init() or run `tympan db upgrade` to create one"
+            )
+        if create:
+            _create(store.engine, store.location)
+    return _artifact_root(store.engine, store.location)
 
 
 def store_revision(where: str | os.PathLike[str] | None = None) -> tuple[str | None, str]:
@@ -134,6 +176,8 @@ def check_store(where: str | os.PathLike[str] | None = None) -> tuple[str, list[
     """(where the store is, what SQLite's integrity_check finds: [] if sound). Does not read
     the schema, so a store too damaged or too old to open can still be checked."""
     location = parse_location(where if where is not None else settings.get("TYMPAN_STORE"))
+    from tympan.store.engine import make_engine
+
     integrity.sqlite_only(location.dialect, "tympan db check")
     _sqlite_file_exists(location, create=False)
     engine = make_engine(location, settings.get("TYMPAN_BUSY_TIMEOUT"))
@@ -172,6 +216,8 @@ def _create_sqlite_file(location: StoreLocation) -> None:
         new = path.with_name(f".{path.name}.new-{os.getpid()}")
         for leftover in (new, *(Path(f"{new}{s}") for s in _SIDE_FILES)):
             leftover.unlink(missing_ok=True)  # from a creation that crashed half way
+        from tympan.store.engine import checkpoint, make_engine
+
         engine = make_engine(replace(location, db_url=f"sqlite:///{new}", sqlite_path=new),
                              settings.get("TYMPAN_BUSY_TIMEOUT"))
         try:
@@ -207,6 +253,8 @@ def _creation_lock(engine: Engine, location: StoreLocation) -> Iterator[None]:
         with _file_lock(location.sqlite_path):
             yield
         return
+    from sqlalchemy import text
+
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_advisory_lock(7270001)"))
         conn.commit()
@@ -226,6 +274,9 @@ def _create(engine: Engine, location: StoreLocation) -> None:
 
 
 def _initialize(engine: Engine, location: StoreLocation) -> None:
+    from tympan.store.engine import prepare_new_sqlite
+    from tympan.store.schema import meta
+
     prepare_new_sqlite(engine)
     versioning.upgrade(engine)
     root = settings.get("TYMPAN_ARTIFACTS") or location.default_artifacts
@@ -238,11 +289,25 @@ def _initialize(engine: Engine, location: StoreLocation) -> None:
         ])
 
 
+def _artifact_root_query() -> Any:
+    from sqlalchemy import select
+
+    from tympan.store.schema import meta
+
+    return select(meta.c.value).where(meta.c.key == "artifact_root")
+
+
 def _artifact_root(engine: Engine, location: StoreLocation) -> str:
+    from sqlalchemy import inspect
+
     with engine.connect() as conn:
         if not inspect(conn).has_table("meta"):  # an empty database opened unchecked
             return location.default_artifacts
-        root = conn.execute(select(meta.c.value).where(meta.c.key == "artifact_root")).scalar()
+        return _root(statements.scalar(conn, _artifact_root_query), location)
+
+
+def _root(root: str | None, location: StoreLocation) -> str:
+    """The artifact root stored in ``meta`` (or the location's default), made absolute."""
     if root is None:
         root = location.default_artifacts
     if "://" in root or os.path.isabs(root) or location.sqlite_path is None:

@@ -23,13 +23,10 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
 from tympan.store.location import StoreLocation
+from tympan.store.sqlite_reader import MMAP_BYTES, WAL_BYTES, configure
 
-WAL_BYTES = 4 << 20  # checkpoint the WAL at this size, and truncate it back to it
-# Reads map the file instead of copying pages into each connection's cache: every request
-# opens a fresh connection (NullPool) whose 2 MiB cache holds 31 of our 64 KiB pages, so a
-# read touching 100,000 runs in random order copied the same pages in again and again (a
-# group-by of 100,000 runs: 1,047 ms of CPU without, 734 ms with; docs/benchmarks.md).
-MMAP_BYTES = 1 << 30
+__all__ = ["MMAP_BYTES", "WAL_BYTES", "WRITE", "checkpoint", "make_engine", "prepare_new_sqlite"]
+
 WRITE = {"tympan_write": True}  # execution option that makes a transaction BEGIN IMMEDIATE
 
 _pooled: weakref.WeakSet[Engine] = weakref.WeakSet()
@@ -78,16 +75,7 @@ def _sqlite_engine(location: StoreLocation, busy_timeout: float) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: sqlite3.Connection, _record: object) -> None:
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see module docstring)
-        cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        cur.execute("PRAGMA foreign_keys = ON")
-        cur.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL survives process crashes
-        page_size = cur.execute("PRAGMA page_size").fetchone()[0]
-        cur.execute(f"PRAGMA wal_autocheckpoint = {max(1, WAL_BYTES // page_size)}")
-        cur.execute(f"PRAGMA journal_size_limit = {WAL_BYTES}")
-        cur.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-        cur.close()
+        configure(dbapi_conn, busy_timeout)  # as SqliteReader's connections
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

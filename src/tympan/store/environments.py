@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
-
+from tympan.store import statements
 from tympan.store.location import redact
-from tympan.store.schema import environments
-from tympan.store.upsert import insert_for
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 def intern(conn: Connection, digest: str, data: dict[str, Any], now: float) -> int:
+    from sqlalchemy import select
+
+    from tympan.store.schema import environments
+    from tympan.store.upsert import insert_for
+
     conn.execute(
         insert_for(conn, environments)
         .values(digest=digest, data=data, created_at=now)
@@ -25,8 +30,15 @@ def intern(conn: Connection, digest: str, data: dict[str, Any], now: float) -> i
 def get(conn: Connection, env_id: int | None) -> dict[str, Any] | None:
     if env_id is None:
         return None
-    data = conn.execute(select(environments.c.data).where(environments.c.id == env_id)).scalar()
-    return _redacted(data)
+    return _redacted(statements.scalar(conn, _data, env_id=env_id))
+
+
+def _data() -> Any:
+    from sqlalchemy import bindparam, select
+
+    from tympan.store.schema import environments
+
+    return select(environments.c.data).where(environments.c.id == bindparam("env_id"))
 
 
 def _redacted(value: Any) -> Any:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-
-from sqlalchemy import Engine
+from typing import TYPE_CHECKING
 
 from tympan.errors import StoreCorruptError, StoreError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 HEADER = b"SQLite format 3\x00"
 SHOWN = 3  # problems quoted in an error message

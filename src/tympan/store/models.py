@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import Connection, Row, func, select, update
+from typing import TYPE_CHECKING, Any
 
 from tympan.errors import InvalidInputError, ModelNotFoundError
-from tympan.store.schema import model_aliases, model_versions, models, projects
-from tympan.store.upsert import insert_for
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Row
 
 PREFIX = "models:/"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
@@ -82,6 +81,9 @@ def parse_ref(text: str) -> ModelRef:
 def ensure(conn: Connection, name: str, project_id: int, now: float, created_by: str,
            protected: list[str], description: str = "") -> Row:
     """The model called ``name``, created in ``project_id`` if it is new (races are safe)."""
+    from tympan.store.schema import models
+    from tympan.store.upsert import insert_for
+
     conn.execute(insert_for(conn, models).values(
         name=name, project_id=project_id, description=description, protected=protected,
         created_at=now, created_by=created_by).on_conflict_do_nothing())
@@ -90,6 +92,10 @@ def ensure(conn: Connection, name: str, project_id: int, now: float, created_by:
 
 def get(conn: Connection, name: str) -> Row | None:
     """The model row with its project's name as ``project``."""
+    from sqlalchemy import select
+
+    from tympan.store.schema import models, projects
+
     stmt = (select(models, projects.c.name.label("project"))
             .join(projects, projects.c.id == models.c.project_id)
             .where(models.c.name == name))
@@ -98,6 +104,10 @@ def get(conn: Connection, name: str) -> Row | None:
 
 def lock(conn: Connection, model_id: int) -> None:
     """Serialise version numbering on PostgreSQL (SQLite's BEGIN IMMEDIATE already does)."""
+    from sqlalchemy import select
+
+    from tympan.store.schema import models
+
     if conn.dialect.name == "postgresql":
         conn.execute(select(models.c.id).where(models.c.id == model_id).with_for_update())
 
@@ -105,6 +115,10 @@ def lock(conn: Connection, model_id: int) -> None:
 def listing(conn: Connection, project: str | None = None) -> list[Row]:
     """Every model (of ``project``) with its project name, its latest version number and
     when that version was registered, by name."""
+    from sqlalchemy import func, select
+
+    from tympan.store.schema import model_versions, models, projects
+
     latest = (select(model_versions.c.model_id, func.max(model_versions.c.version).label("latest"),
                      func.max(model_versions.c.created_at).label("updated_at"),
                      func.count().label("versions"))
@@ -120,23 +134,37 @@ def listing(conn: Connection, project: str | None = None) -> list[Row]:
 
 
 def set_protected(conn: Connection, model_id: int, protected: list[str]) -> None:
+    from sqlalchemy import update
+
+    from tympan.store.schema import models
+
     conn.execute(update(models).where(models.c.id == model_id).values(protected=protected))
 
 
 # -- versions -------------------------------------------------------------------------------
 
 def next_number(conn: Connection, model_id: int) -> int:
+    from sqlalchemy import func, select
+
+    from tympan.store.schema import model_versions
+
     current = conn.execute(select(func.max(model_versions.c.version))
                            .where(model_versions.c.model_id == model_id)).scalar()
     return (current or 0) + 1
 
 
 def insert_version(conn: Connection, **fields: Any) -> int:
+    from tympan.store.schema import model_versions
+
     result = conn.execute(model_versions.insert().values(**fields))
     return int(result.inserted_primary_key[0])
 
 
 def _versions():
+    from sqlalchemy import select
+
+    from tympan.store.schema import model_versions, models, projects
+
     return (select(model_versions, models.c.name.label("model"),
                    projects.c.name.label("project"))
             .join(models, models.c.id == model_versions.c.model_id)
@@ -144,21 +172,29 @@ def _versions():
 
 
 def version(conn: Connection, model_id: int, number: int) -> Row | None:
+    from tympan.store.schema import model_versions
+
     return conn.execute(_versions().where(model_versions.c.model_id == model_id,
                                           model_versions.c.version == number)).first()
 
 
 def version_by_id(conn: Connection, version_id: int) -> Row | None:
+    from tympan.store.schema import model_versions
+
     return conn.execute(_versions().where(model_versions.c.id == version_id)).first()
 
 
 def versions(conn: Connection, model_id: int) -> list[Row]:
     """The model's versions, newest first."""
+    from tympan.store.schema import model_versions
+
     return list(conn.execute(_versions().where(model_versions.c.model_id == model_id)
                              .order_by(model_versions.c.version.desc())))
 
 
 def versions_of_run(conn: Connection, run_id: str) -> list[Row]:
+    from tympan.store.schema import model_versions
+
     return list(conn.execute(_versions().where(model_versions.c.run_id == run_id)
                              .order_by(model_versions.c.created_at)))
 
@@ -166,6 +202,10 @@ def versions_of_run(conn: Connection, run_id: str) -> list[Row]:
 def resolve(conn: Connection, ref: ModelRef) -> Row:
     """The version row ``ref`` names (one query when it exists), or ModelNotFoundError
     saying what exists instead."""
+    from sqlalchemy import select
+
+    from tympan.store.schema import model_aliases, model_versions, models
+
     stmt = _versions().where(models.c.name == ref.name)
     if ref.alias is not None:
         stmt = stmt.join(model_aliases, (model_aliases.c.version_id == model_versions.c.id)

@@ -16,26 +16,11 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import (
-    ARRAY,
-    BigInteger,
-    ColumnElement,
-    Float,
-    Text,
-    and_,
-    case,
-    cast,
-    func,
-    literal,
-    literal_column,
-    not_,
-    or_,
-    select,
-)
+if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
 
-from tympan.store.schema import run_summaries, runs
 
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~", "!~", "in", "not in", "has", "not has")
 ORDERED = ("<", "<=", ">", ">=")
@@ -73,6 +58,10 @@ class RunOrder:
 
 def condition(dialect: str, test: RunTest) -> ColumnElement[bool]:
     """The WHERE clause of ``test`` on ``runs``."""
+    from sqlalchemy import and_, func, not_, or_
+
+    from tympan.store.schema import runs
+
     if test.op not in OPERATORS and test.kind != "archived":
         raise ValueError(f"unknown operator {test.op!r}")
     if test.kind == "config":
@@ -97,6 +86,10 @@ def condition(dialect: str, test: RunTest) -> ColumnElement[bool]:
 def order_terms(dialect: str, order: RunOrder) -> list[Any]:
     """ORDER BY terms for ``order`` by a column or a config value (a metric order walks the
     summary index instead: ``run_table.page_rows``)."""
+    from sqlalchemy import case
+
+    from tympan.store.schema import runs
+
     desc = order.descending
 
     def direction(term: Any) -> Any:
@@ -114,6 +107,8 @@ def order_terms(dialect: str, order: RunOrder) -> list[Any]:
 
 def metric_join(stmt: Any, order: RunOrder) -> Any:
     """``stmt`` (selecting from runs) outer-joined to the summary ``order`` names."""
+    from tympan.store.schema import run_summaries, runs
+
     return stmt.outerjoin(run_summaries, (run_summaries.c.run_id == runs.c.id)
                           & (run_summaries.c.key == order.key))
 
@@ -121,6 +116,10 @@ def metric_join(stmt: Any, order: RunOrder) -> Any:
 def column_value(name: str, dialect: str = "sqlite") -> Any:
     """A run column; ``duration`` is computed, and ``seed`` is the seed the run recorded
     (``seed_everything``), else its config's ``seed``."""
+    from sqlalchemy import func
+
+    from tympan.store.schema import runs
+
     if name == "duration":
         return func.coalesce(runs.c.ended_at, runs.c.heartbeat_at) - runs.c.started_at
     if name == "seed":
@@ -131,6 +130,10 @@ def column_value(name: str, dialect: str = "sqlite") -> Any:
 def config_array(dialect: str, keys: Sequence[str]) -> Any:
     """The JSON text of a list starting with the values of config ``keys`` (null where a run
     lacks one), parsing each run's config once: ``json.loads`` gives the typed values back."""
+    from sqlalchemy import ARRAY, Text, cast, func, literal
+
+    from tympan.store.schema import runs
+
     if dialect == "sqlite":
         paths = [literal(_sqlite_path(k)) for k in keys]
         # one path gives a bare SQL value (true as 1); two or more give a JSON array
@@ -145,6 +148,7 @@ def config_jsonb() -> Any:
     """PostgreSQL's JSONB copy of ``runs.config`` (a generated column, revision 0010): read
     without parsing each run's JSON text again on every request. Not a column of the shared
     ``runs`` table, which SQLite stores lack."""
+    from sqlalchemy import literal_column
     from sqlalchemy.dialects.postgresql import JSONB  # here: SQLite commands skip its import
 
     return literal_column("runs.config_jsonb", JSONB)
@@ -158,6 +162,8 @@ def config_integer(dialect: str, key: str) -> Any:
 def finite(value: Any) -> Any:
     """``value`` where it is a finite number, else NULL (SQLite keeps NaN as NULL already;
     PostgreSQL's NaN compares above every number)."""
+    from sqlalchemy import case
+
     return case((value.between(-_LARGEST, _LARGEST), value))
 
 
@@ -172,6 +178,10 @@ class _ConfigValue:
     """The SQL expressions of one config key's value: its JSON type, its number, its text."""
 
     def __init__(self, dialect: str, key: str) -> None:
+        from sqlalchemy import BigInteger, Float, and_, case, cast, func, literal
+
+        from tympan.store.schema import runs
+
         parts = key.split(".")
         config = runs.c.config
         if dialect == "sqlite":
@@ -202,6 +212,8 @@ class _ConfigValue:
         self.present = and_(self.type.is_not(None), self.type != "null")
 
     def equals(self, value: str) -> ColumnElement[bool]:
+        from sqlalchemy import and_, or_
+
         options = [and_(self.is_string, self.raw == value)]
         if value == "true":
             options.append(self._true)
@@ -214,6 +226,8 @@ class _ConfigValue:
 
 
 def _config_test(value: _ConfigValue, op: str, values: tuple[Any, ...]) -> ColumnElement[bool]:
+    from sqlalchemy import and_, func, not_, or_
+
     if op in ORDERED:
         return and_(value.is_number, _compare(value.number, op, float(values[0])))
     if op in ("=", "in"):
@@ -228,6 +242,10 @@ def _config_test(value: _ConfigValue, op: str, values: tuple[Any, ...]) -> Colum
 def _metric_test(dialect: str, test: RunTest) -> ColumnElement[bool]:
     """The runs whose summary passes: ``runs.id IN`` the run ids of a range of the key's
     summary index (0009), not one summary lookup per run."""
+    from sqlalchemy import and_, not_, or_, select
+
+    from tympan.store.schema import run_summaries, runs
+
     if test.summary not in SUMMARY_FIELDS:
         raise ValueError(f"unknown summary field {test.summary!r}")
     summaries = run_summaries.alias()  # not the summary a metric sort joins
@@ -241,17 +259,23 @@ def _metric_test(dialect: str, test: RunTest) -> ColumnElement[bool]:
     return runs.c.id.in_(select(summaries.c.run_id).where(summaries.c.key == test.key, held))
 
 
-def summary_present(dialect: str, summary: str, table: Any = run_summaries
-                    ) -> ColumnElement[bool]:
+def summary_present(dialect: str, summary: str, table: Any = None) -> ColumnElement[bool]:
     """The summary field is a number: not NULL (SQLite's NaN) nor NaN (PostgreSQL's, which
-    compares above every number), written so that the key's summary index still serves."""
-    value = table.c[summary]
+    compares above every number), written so that the key's summary index still serves.
+    ``table`` is run_summaries (the default) or an alias of it."""
+    from sqlalchemy import Float, and_, literal
+
+    from tympan.store.schema import run_summaries
+
+    value = (run_summaries if table is None else table).c[summary]
     if dialect == "postgresql" and summary != "count":
         return and_(value.is_not(None), value != literal(float("nan"), Float))
     return value.is_not(None)
 
 
 def _column_test(column: Any, test: RunTest) -> ColumnElement[bool]:
+    from sqlalchemy import and_, func, not_
+
     if test.op == "in":
         return column.in_(list(test.values))
     if test.op == "not in":
@@ -281,6 +305,10 @@ def _compare(left: Any, op: str, right: Any) -> ColumnElement[bool]:
 
 
 def _has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
+    from sqlalchemy import func, literal, select
+
+    from tympan.store.schema import runs
+
     if dialect == "sqlite":
         elements = func.json_each(runs.c.tags).table_valued("value")
     else:

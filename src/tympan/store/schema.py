@@ -29,8 +29,6 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
-RUN_STATUSES = ("running", "finished", "failed", "crashed")
-
 meta = Table(
     "meta",
     metadata,

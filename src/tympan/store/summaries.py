@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
+from tympan.store import statements
 
-from tympan.store.schema import run_summaries
-from tympan.store.upsert import insert_for
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 @dataclass
@@ -31,6 +32,9 @@ def upsert(conn: Connection, run_id: str, changed: dict[str, Summary], now: floa
 def upsert_many(conn: Connection, changed: Mapping[str, Mapping[str, Summary]],
                 now: float) -> None:
     """The summaries of many runs (run id -> key -> summary) in one executemany."""
+    from tympan.store.schema import run_summaries
+    from tympan.store.upsert import insert_for
+
     rows = [{"run_id": run_id, "key": k, **asdict(s), "updated_at": now}
             for run_id, keys in changed.items() for k, s in keys.items()]
     if not rows:
@@ -46,13 +50,22 @@ _FIELDS = tuple(Summary.__dataclass_fields__)
 def for_runs(conn: Connection, run_ids: Sequence[str]) -> dict[str, dict[str, Summary]]:
     out: dict[str, dict[str, Summary]] = {r: {} for r in run_ids}
     for batch in _batches(run_ids, 500):
-        stmt = select(run_summaries).where(run_summaries.c.run_id.in_(batch))
-        for row in conn.execute(stmt).mappings():
+        for found in statements.rows(conn, _of_runs, run_ids=list(batch)):
+            row = found._mapping
             summary = Summary(**{f: row[f] for f in _FIELDS})
             if summary.count and summary.last is None:
                 summary.last = float("nan")  # SQLite stores NaN as NULL; count says it was set
             out[row["run_id"]][row["key"]] = summary
     return out
+
+
+def _of_runs() -> Any:
+    from sqlalchemy import bindparam, select
+
+    from tympan.store.schema import run_summaries
+
+    return select(run_summaries).where(
+        run_summaries.c.run_id.in_(bindparam("run_ids", expanding=True)))
 
 
 def _batches(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:

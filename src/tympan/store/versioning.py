@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-
-from sqlalchemy import Engine, inspect, text
+from typing import TYPE_CHECKING, Any
 
 from tympan.errors import SchemaVersionError, StoreCorruptError
+from tympan.store import statements
 from tympan.store.location import MASK
+from tympan.store.sqlite_reader import SqliteReader
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 HEAD = "0010"
 # every revision ever shipped, oldest first
@@ -24,20 +28,47 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def current_revision(engine: Engine) -> str | None:
     """The store's revision, or None for an empty database."""
     with engine.connect() as conn:
+        return revision_of(conn)
+
+
+def revision_of(conn: Any) -> str | None:
+    """:func:`current_revision` on an open connection (SQLAlchemy's or a SqliteReader)."""
+    if isinstance(conn, SqliteReader):
+        tables = set(statements.scalars(conn, _sqlite_tables))
+    else:
+        from sqlalchemy import inspect
+
         tables = set(inspect(conn).get_table_names())
-        if "alembic_version" not in tables:
-            if tables & {"runs", "projects"}:
-                raise StoreCorruptError(
-                    "the database has tympan-like tables but no schema revision; it was not "
-                    "created by tympan or was damaged"
-                )
-            return None
-        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    if "alembic_version" not in tables:
+        if tables & {"runs", "projects"}:
+            raise StoreCorruptError(
+                "the database has tympan-like tables but no schema revision; it was not "
+                "created by tympan or was damaged"
+            )
+        return None
+    return statements.scalar(conn, _revision)
+
+
+def _sqlite_tables() -> Any:
+    from sqlalchemy import column, select, table
+
+    return select(column("name")).select_from(table("sqlite_master")).where(
+        column("type") == "table")
+
+
+def _revision() -> Any:
+    from sqlalchemy import column, select, table
+
+    return select(column("version_num")).select_from(table("alembic_version"))
 
 
 def check(engine: Engine, where: str) -> str | None:
     """Raise SchemaVersionError unless the store is at HEAD (None means: empty, create it)."""
-    revision = current_revision(engine)
+    return checked(current_revision(engine), where)
+
+
+def checked(revision: str | None, where: str) -> str | None:
+    """``revision``, unless it is not HEAD: then SchemaVersionError (None: an empty store)."""
     if revision is None or revision == HEAD:
         return revision
     if revision in KNOWN:
