@@ -173,9 +173,13 @@ def _pools(rows: list[dict[str, Any]], width: int) -> list[_Pool]:
     """The groups of ``table.group_rows``' answer (a row of rank 1 carries its group's
     counts), keyed by their values as Python compares them."""
     pools: dict[tuple, _Pool] = {}
+    by_text: dict[str | None, _Pool] = {}  # each group's JSON text parsed once, not per member
     for row in rows:
-        values = json.loads(row["group"])[:width] if row["group"] else [None] * width
-        pool = pools.setdefault(tuple(_hashable(v) for v in values), _Pool(values))
+        pool = by_text.get(row["group"])
+        if pool is None:
+            values = json.loads(row["group"])[:width] if row["group"] else [None] * width
+            pool = pools.setdefault(tuple(_hashable(v) for v in values), _Pool(values))
+            by_text[row["group"]] = pool
         if row["rank"] == 1:
             pool.add(row["size"], row["n"], row["mean"], row["squares"])
         seed, value = row["seed"], row["value"]

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -94,7 +94,8 @@ def list_groups(
         "confidence": result.confidence, "total": result.total,
         "groups": [{
             "values": g.values, "n": g.n, "mean": g.mean, "std": g.std, "low": g.low,
-            "high": g.high, "size": g.size, "runs": [asdict(m) for m in g.members],
+            "high": g.high, "size": g.size, "runs": g.members,  # json_response turns them into
+            # dicts without asdict's deep copies (a quarter of a 36-group answer's time)
         } for g in result.groups],
     })
 
