@@ -18,7 +18,7 @@ from tests.server_fixtures import live_server
 
 import tympan
 from tympan.cli.app import main
-from tympan.store import open_store, tokens
+from tympan.store import open_store, run_events, tokens
 from tympan.track.stores import close_stores
 
 MLFLOW_PYTHON = Path(__file__).resolve().parents[1] / ".venv-mlflow" / "bin" / "python"
@@ -27,6 +27,7 @@ CLIENT = textwrap.dedent('''
     import json, math, os, sys
     import mlflow
     from mlflow import MlflowClient
+    from mlflow.entities import ViewType
     from mlflow.exceptions import MlflowException
 
     out = {}
@@ -71,6 +72,24 @@ CLIENT = textwrap.dedent('''
         client.create_experiment("other-team")
     except MlflowException as exc:
         out["create_other"] = exc.error_code
+    with mlflow.start_run(run_name="scratch") as scratch:  # deleted, restored, deleted again
+        mlflow.log_metric("loss", 1.0)
+    gone = out["scratch"] = scratch.info.run_id
+
+    def listed(view=ViewType.ACTIVE_ONLY):
+        return sorted(r.info.run_id for r in client.search_runs([exp.experiment_id],
+                                                                 run_view_type=view))
+    client.delete_run(gone)
+    out["deleted"] = [client.get_run(gone).info.lifecycle_stage, listed(),
+                      listed(ViewType.DELETED_ONLY), listed(ViewType.ALL)]
+    client.restore_run(gone)
+    out["restored"] = [client.get_run(gone).info.lifecycle_stage, listed(),
+                       listed(ViewType.DELETED_ONLY)]
+    client.delete_run(gone)
+    try:
+        client.delete_run("0" * 32)
+    except MlflowException as exc:
+        out["delete_missing"] = exc.error_code
     print(json.dumps(out))
 ''')
 
@@ -91,7 +110,7 @@ def test_the_mlflow_client_logs_through_the_endpoint(tmp_path, mlflow_python: st
     other.finish()
     close_stores()
     with open_store(store) as opened, opened.write() as conn:
-        token, _ = tokens.create(conn, "write", project="kws", name="mlflow client")
+        token, minted = tokens.create(conn, "write", project="kws", name="mlflow client")
         reader, _ = tokens.create(conn, "read", name="reader")
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
@@ -122,6 +141,18 @@ def test_the_mlflow_client_logs_through_the_endpoint(tmp_path, mlflow_python: st
     # The token is bound to project kws: other projects are nowhere to be seen.
     assert out["hidden"] is None and out["create_other"] == "RESOURCE_DOES_NOT_EXIST"
     assert anonymous.status_code == 401 and anonymous.json()["error_code"] == "UNAUTHENTICATED"
+    # delete_run is MLflow's soft delete: tympan archives the run, restore_run unarchives it.
+    kept, gone = out["run_id"], out["scratch"]
+    assert out["deleted"] == ["deleted", [kept], [gone], sorted([kept, gone])]
+    assert out["restored"] == ["active", sorted([kept, gone]), []]
+    assert out["delete_missing"] == "RESOURCE_DOES_NOT_EXIST"
+    archived = tympan.load_run(gone, store=store)
+    assert archived.archived_at is not None and archived.summary["loss"].count == 1
+    with open_store(store) as opened, opened.read() as conn:  # audited as the token
+        events = run_events.listed(conn, run_id=gone)
+    who = f"token:{minted.id} (mlflow client)"
+    assert [(e.action, e.actor) for e in events] == [
+        ("archive", who), ("unarchive", who), ("archive", who)]
 
     # The same run, read back by tympan: the CLI, the API, the Python reads.
     assert main(["--store", store, "runs", "--project", "kws"]) == 0

@@ -46,6 +46,7 @@ from tympan.store import Store, artifacts, projects
 from tympan.store.metrics import Chunk
 from tympan.store.schema import projects as project_table
 from tympan.track.local import LocalTransport
+from tympan.track.manage import archive_runs
 from tympan.track.naming import new_run_id, new_run_name
 from tympan.track.sink import combine, summarize
 from tympan.track.transport import Blob, MetricBatch, NewRun, RunMetrics
@@ -229,8 +230,15 @@ class MlflowTracking:
     def run(self, run_id: str) -> dict[str, Any]:
         return self._run_json(self._record(run_id))
 
+    def delete_run(self, run_id: str, actor: str, deleted: bool = True) -> None:
+        """MLflow's ``delete_run`` is soft (the run stays, ``restore_run`` brings it back):
+        tympan's archive, audited as one; ``deleted=False`` (restore) unarchives. Deleting for
+        good stays ``tympan delete``."""
+        archive_runs(self.store, [self._record(run_id).id], actor, archived=deleted)
+
     def search_runs(self, experiment_ids: Iterable[str], max_results: int, offset: int,
-                    filter_string: str = "") -> tuple[list[dict], int | None]:
+                    filter_string: str = "", archived: str = "hide"
+                    ) -> tuple[list[dict], int | None]:
         if filter_string.strip():
             raise InvalidInputError(
                 "tympan's MLflow endpoint does not evaluate search filters; search without "
@@ -241,7 +249,8 @@ class MlflowTracking:
             project = self.project_of_experiment(experiment_id)
             if project not in existing:  # Default before its first run
                 continue
-            found += find_runs(self.store, RunQuery(RunFilter(project=project),
+            found += find_runs(self.store, RunQuery(RunFilter(project=project,
+                                                              archived=archived),
                                                     limit=offset + max_results))
         found.sort(key=lambda r: (-r.started_at, r.id))
         page = found[offset:offset + max_results]
@@ -279,7 +288,8 @@ class MlflowTracking:
                 "user_id": system.get("mlflow.user", ""),
                 "status": STATUS_OUT.get(record.status, "RUNNING"),
                 "start_time": _ms(record.started_at), "end_time": _ms(record.ended_at),
-                "artifact_uri": f"mlflow-artifacts:/{record.id}", "lifecycle_stage": "active"}
+                "artifact_uri": f"mlflow-artifacts:/{record.id}",
+                "lifecycle_stage": "active" if record.archived_at is None else "deleted"}
         params = [{"key": k, "value": v} for k, v in params_of(record.config).items()]
         return {"info": info, "data": {"metrics": metrics, "params": params, "tags": tags},
                 "inputs": {}}

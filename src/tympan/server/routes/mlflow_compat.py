@@ -9,13 +9,15 @@
     POST /api/2.0/mlflow/runs/log-metric            POST /api/2.0/mlflow/runs/log-batch
     POST /api/2.0/mlflow/runs/log-parameter         POST /api/2.0/mlflow/runs/set-tag
     POST /api/2.0/mlflow/runs/delete-tag            GET  /api/2.0/mlflow/metrics/get-history
+    POST /api/2.0/mlflow/runs/delete                POST /api/2.0/mlflow/runs/restore
     POST /api/2.0/mlflow/logged-models/search       (none: tympan's registry keeps models)
     PUT|GET /api/2.0/mlflow-artifacts/artifacts/{run_id}/{path}   (mlflow.log_artifact)
     GET  /api/2.0/mlflow-artifacts/artifacts?path=RUN_ID/FOLDER    (list)
 
 The client sends its token (MLFLOW_TRACKING_TOKEN) as a Bearer token: reads need scope
 read, writes scope write, and a token bound to a project sees only that project's runs and
-experiment. How MLflow's records map onto tympan's is ``tympan.integrations.mlflow_tracking``.
+experiment. How MLflow's records map onto tympan's is ``tympan.integrations.mlflow_tracking``
+(a deleted run is an archived one: MLflow's delete is soft, as tympan's archive is).
 Errors come in MLflow's shape (``error_code``, ``message``), which its client turns into
 ``MlflowException``, together with tympan's ``error`` object.
 """
@@ -23,7 +25,7 @@ Errors come in MLflow's shape (``error_code``, ``message``), which its client tu
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +41,7 @@ from tympan.server import errors
 from tympan.server.auth import Principal
 from tympan.server.routes._read import Reader, StoreDep, Writer
 from tympan.server.routes.ingest import RUN_ID, receive_blob
+from tympan.server.routes.manage import actor
 from tympan.store import Store
 
 _CODES = {400: "INVALID_PARAMETER_VALUE", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
@@ -189,12 +192,22 @@ def get_run(principal: Reader, store: StoreDep,
     return {"run": _tracking(store, principal).run(run_id or run_uuid)}
 
 
+# MLflow's ViewType, by name (its client) or number (protobuf JSON allows both), as archived=.
+VIEW_TYPES = {"ACTIVE_ONLY": "hide", "DELETED_ONLY": "only", "ALL": "include",
+              1: "hide", 2: "only", 3: "include"}
+
+
 class SearchRunsIn(BaseModel):
     experiment_ids: list[Annotated[str, Field(max_length=20)]] = []
     filter: Short = ""
     order_by: list[Short] = []
     max_results: Limit = 1000
     page_token: Short | None = None
+    run_view_type: Literal["ACTIVE_ONLY", "DELETED_ONLY", "ALL", 1, 2, 3] = "ACTIVE_ONLY"
+
+
+class RunIdIn(BaseModel):
+    run_id: Annotated[str, Field(min_length=1, max_length=32)]
 
 
 @router.post("/mlflow/runs/search")
@@ -205,8 +218,23 @@ def search_runs(body: SearchRunsIn, principal: Reader, store: StoreDep) -> dict:
         raise InvalidInputError("tympan's MLflow endpoint does not evaluate order_by; runs "
                                 "come newest first (sort with tympan runs --sort)")
     found, more = _tracking(store, principal).search_runs(
-        body.experiment_ids, body.max_results, _offset(body.page_token), body.filter)
+        body.experiment_ids, body.max_results, _offset(body.page_token), body.filter,
+        archived=VIEW_TYPES[body.run_view_type])
     return {"runs": found, **_token(more)}
+
+
+@router.post("/mlflow/runs/delete")
+def delete_run(body: RunIdIn, principal: Writer, store: StoreDep) -> dict:
+    """MLflow's soft delete: the run is archived (hidden from searches, restorable)."""
+    _tracking(store, principal).delete_run(body.run_id, actor(principal))
+    return {}
+
+
+@router.post("/mlflow/runs/restore")
+def restore_run(body: RunIdIn, principal: Writer, store: StoreDep) -> dict:
+    """Undo a delete: the run is unarchived."""
+    _tracking(store, principal).delete_run(body.run_id, actor(principal), deleted=False)
+    return {}
 
 
 # -- logging --------------------------------------------------------------------------------
