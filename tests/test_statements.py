@@ -105,23 +105,27 @@ def test_filters_orders_and_summaries_match(store_path: str) -> None:
 
 
 def test_find_runs_reads_without_sqlalchemy_once_compiled(store_path: str) -> None:
-    """A second process (here: memory cleared) finds every statement in the cache file."""
+    """A second process (here: memory cleared) finds every statement in the cache file,
+    filters and sorts on metrics included (their numbers are converted when compiled)."""
+    query = RunQuery.from_options(where=["val/wer < 0.4", "encoder in (gru, conv)"],
+                                  sort="val/wer", descending=True)
     with open_store(store_path) as store:
-        first = find_runs(store, RunQuery.from_options())
+        first = find_runs(store, query)
     file = statements.cache_file()
     compiled = json.loads(file.read_text())
-    assert any("run_table._page" in key for key in compiled)
+    assert any("run_table._valued_page" in key for key in compiled)
     statements._memory.clear()
     statements._loaded.clear()
     built = statements._built.copy()
     statements._built.clear()
     try:
         with open_store(store_path) as store:
-            again = find_runs(store, RunQuery.from_options())
+            again = find_runs(store, query)
         assert not statements._built  # nothing was built: every SQL text came from the file
     finally:
         statements._built.update(built)
-    assert sorted(r.id for r in again) == sorted(r.id for r in first)
+    assert [r.id for r in again] == [r.id for r in first]
+    assert [r.summary["val/wer"].last for r in again] == [0.25, 0.5 / 3]
 
 
 def test_a_damaged_cache_file_is_rebuilt(store_path: str) -> None:

@@ -165,12 +165,14 @@ def _compile(stmt: Any) -> Compiled:
     constants: dict[str, Any] = {}
     lists: list[str] = []
     for bind, name in done.bind_names.items():
-        if (bind.callable is not None or bind.literal_execute
-                or bind.type._cached_bind_processor(dialect) is not None):
-            fit = False
+        convert = bind.type._cached_bind_processor(dialect)
+        if bind.callable is not None or bind.literal_execute or (convert and bind.required):
+            fit = False  # a value given at execution would need SQLAlchemy's conversion
         if bind.expanding:
             lists.append(name)
         value = bind.value
+        if convert is not None and not bind.required:  # a value known now: converted now
+            value = [convert(v) for v in value] if bind.expanding else convert(value)
         constants[name] = list(value) if isinstance(value, tuple | list) else value
     columns, json_columns = [], []
     for i, column in enumerate(done._result_columns):
