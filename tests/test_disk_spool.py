@@ -303,3 +303,83 @@ def test_a_journal_is_held_by_one_process_at_a_time_and_reads_up_to_damage(
     journal.folder.mkdir()  # a sync's lock file, made as the journal was being removed
     (journal.folder / "lock").touch()
     assert Journal.claim(journal.folder) is None and not journal.folder.exists()
+
+
+# A study trial whose server "goes down" (the proxy refuses its writes) once it has checked its
+# token: its run and points go to the disk spool, and it exits before the server is back.
+SPOOLED_TRIAL = textwrap.dedent("""
+    import os, pathlib, sys
+    import tympan
+
+    args = dict(a.split("=", 1) for a in sys.argv[1:])
+    with tympan.init(project="toy", config=args) as run:
+        run.log({"test/wer": 0.5 - 0.1 * (args["enc"] == "b") + 0.01 * int(args["seed"])})
+    if os.environ.get("TRIAL_BRINGS_BACK"):
+        pathlib.Path(os.environ["SERVER_BACK"]).touch()  # the server is back once this exits
+""")
+SPOOLED_STUDY = """\
+name: toy
+command: python trial.py
+factors:
+  enc: {levels: [a, b], baseline: a}
+seeds: 2
+metrics:
+  - {name: wer, split: test, direction: lower}
+"""
+
+
+@pytest.mark.parametrize("back", ["when the trial exits", "after the study"])
+def test_a_study_trial_whose_run_went_to_the_disk_spool_is_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, back: str,
+) -> None:
+    """Back when the trial exits: the runner sends the trial's journal and counts it. Back
+    only after the study: the trials are spooled (pending sync), said so, and the next
+    ``run_study`` sends them and counts the trials without running them again."""
+    from tests.lossy_proxy import lossy_proxy
+
+    from tympan.study.runner import run_study
+    from tympan.study.spec import load_study
+    from tympan.track.sync import waiting
+
+    (tmp_path / "trial.py").write_text(SPOOLED_TRIAL)
+    (tmp_path / "study.yaml").write_text(SPOOLED_STUDY)
+    up = tmp_path / "back"
+    refused: list[str] = []
+
+    def down_for_trials(method: str, path: str, body: bytes) -> str:
+        if not path.startswith("/api/ingest/") or path.startswith("/api/ingest/access"):
+            return "forward"  # the runner's study records, and the trial's token check
+        if up.exists():
+            return "forward"
+        refused.append(path)
+        return "refuse"
+
+    with served(tmp_path / "server") as server, lossy_proxy(server.url, down_for_trials) as url:
+        for key, value in client_env(server, tmp_path).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("SERVER_BACK", str(up))
+        if back == "when the trial exits":
+            monkeypatch.setenv("TRIAL_BRINGS_BACK", "1")
+
+        def trial_ran(event) -> None:
+            if event.event != "start":
+                up.unlink(missing_ok=True)  # down again for the next trial
+
+        study = load_study(tmp_path / "study.yaml")
+        stored = run_study(study, store=url, workers=1, on_progress=trial_ran)
+        assert refused  # the trials' runs really went to the spool
+        if back == "after the study":
+            first = stored.current_trials()
+            assert {t.status for t in first} == {"crashed"}
+            assert all(t.error.startswith("spooled: its run waits in the disk spool ")
+                       and "(pending sync)" in t.error for t in first)
+            assert len(waiting(url)) == 4
+            up.touch()
+            stored = run_study(study, store=url, workers=1)
+            assert [t.run_id for t in stored.current_trials()] == [t.run_id for t in first]
+        trials = stored.current_trials()
+        assert [(t.status, t.error) for t in trials] == [("finished", None)] * 4
+        assert waiting(url) == []  # the runner sent what the trials left on disk
+        for trial in trials:
+            record = tympan.load_run(trial.run_id, store=server.store)
+            assert record.status == "finished" and record.summary["test/wer"].count == 1

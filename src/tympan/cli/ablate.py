@@ -40,6 +40,7 @@ def ablate_command(
     from tympan.study.records import first_line
     from tympan.study.runner import run_study
     from tympan.study.spec import load_study
+    from tympan.study.spooled import is_spooled
 
     study = load_study(study_file)
     with StudyProgress(study.spec.name, live=not quiet) as progress:
@@ -51,7 +52,12 @@ def ablate_command(
     record_findings(stored.studies, analysis)
     typer.echo(f"report: tympan report {stored.name}")
     trials = stored.current_trials()
-    failed = [t for t in trials if t.status in ("failed", "crashed", "timed_out")]
+    spooled = [t for t in trials if is_spooled(t.status, t.error)]
+    if spooled:
+        print_error(f"{len(spooled)} of {len(trials)} trials are spooled: their runs wait on "
+                    "disk, pending sync (e.g. " + first_line(spooled[0].error) + ")")
+    failed = [t for t in trials if t.status in ("failed", "crashed", "timed_out")
+              and t not in spooled]
     if failed:
         t = failed[0]
         example = f"{t.arm} seed={t.seed}: {first_line(t.error)}"
@@ -59,6 +65,8 @@ def ablate_command(
                     f"({example if len(failed) == 1 else 'e.g. ' + example}); see `tympan "
                     f"study {stored.name}`, then run again with --retry-failed")
         raise typer.Exit(1)
+    if spooled:
+        raise typer.Exit(1)  # not done yet: `tympan sync`, then `tympan ablate` counts them
 
 
 class StudyProgress:
@@ -93,6 +101,7 @@ class StudyProgress:
 
     def update(self, p: Any) -> None:  # a tympan.study.runner.Progress
         from tympan.study.records import first_line
+        from tympan.study.spooled import is_spooled
 
         states = f"running {p.running} · failed {p.failed}"
         if p.skipped:
@@ -104,10 +113,11 @@ class StudyProgress:
                            f"finished, {p.to_run} to run")
         # Kept trials count as done for the bar but not for the ETA's rate.
         self.bar.update(self.task, completed=p.done + p.failed, states=states)
-        ended = ("finished", "failed", "timed_out")
+        ended = ("finished", "failed", "timed_out", "crashed")
         if not self.live and p.event in ended and p.trial is not None:
             self.ended += 1
             t = p.trial
             detail = "" if p.event == "finished" else f": {first_line(t.error)}"
-            typer.echo(f"[{self.ended}/{p.to_run}] {t.arm} seed={t.seed} {p.event} "
+            event = "spooled" if is_spooled(t.status, t.error) else p.event
+            typer.echo(f"[{self.ended}/{p.to_run}] {t.arm} seed={t.seed} {event} "
                        f"(run {t.run_id or '-'}){detail}")

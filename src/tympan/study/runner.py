@@ -32,6 +32,7 @@ from tympan.study.plan import arms, config_digest, entry_command, plan
 from tympan.study.records import StoredStudy, TrialRow, first_line
 from tympan.study.source import Registration, StudySource, shared_studies, studies_of
 from tympan.study.spec import DEFAULT_TRIAL_TIMEOUT, StudyFile
+from tympan.study.spooled import send_spooled, spooled_error
 from tympan.track.naming import new_run_id
 
 _BEAT = 5.0  # seconds between the runner's heartbeats on the study
@@ -92,7 +93,7 @@ def register(where: Store | StudySource, study: StudyFile, *, force: bool = Fals
 def _run(records: StudySource, study: StudyFile, study_id: str, where: str, pool: Executor,
          retry_failed: bool, on_progress: Callable[[Progress], None] | None) -> None:
     stored = records.load(study_id)
-    trials = {t.id: _reconciled(records, study_id, t) for t in stored.current_trials()}
+    trials = {t.id: _reconciled(records, study_id, t, where) for t in stored.current_trials()}
     todo = [t for t in trials.values() if t.status in ("pending", "crashed")
             or (retry_failed and t.status in FAILED)]
     skipped = sum(t.status == "finished" for t in trials.values())
@@ -125,7 +126,7 @@ def _run(records: StudySource, study: StudyFile, study_id: str, where: str, pool
             report("start", trial)
         for result in pool.wait(timeout=1.0):
             trial = _finish(records, study_id, running.pop(result.trial_id), result,
-                            study.spec.resources.timeout_seconds)
+                            study.spec.resources.timeout_seconds, where)
             trials[trial.id] = trial
             report(trial.status, trial)
             ended.append(trial)
@@ -182,9 +183,14 @@ def _limit(seconds: float | None) -> str:
 
 
 def _finish(records: StudySource, study_id: str, trial: TrialRow, result: TrialResult,
-            study_timeout: float | None = None) -> TrialRow:
-    """The trial's outcome from its exit and its run's record; the output kept as its log."""
+            study_timeout: float | None = None, where: str = "") -> TrialRow:
+    """The trial's outcome from its exit and its run's record (sent from the disk spool
+    first, if the trial left it there); the output kept as its log."""
     state = records.run_state(trial.run_id) if trial.run_id else None
+    spooled: list = []
+    if trial.run_id and (state is None or state[0] == "running"):
+        spooled = send_spooled(where, trial.run_id)
+        state = records.run_state(trial.run_id)
     output = result.output.decode("utf-8", "replace")
     log_sha = records.put_log(study_id, trial.id, result.output) if result.output else None
     status, error = "finished", None
@@ -200,22 +206,27 @@ def _finish(records: StudySource, study_id: str, trial: TrialRow, result: TrialR
         status = "failed"
         error = (state[1] if state is not None and state[1] else
                  f"exit status {result.returncode}\n{output[-_ERROR_TAIL:]}")
+    elif spooled:  # crashed: the next runner settles it by its run, once synced
+        status, error = "crashed", spooled_error(spooled)
     elif state is None:
         status, error = "failed", ("the command exited 0 without starting a tympan run: does "
                                    "it call tympan.init()?")
     elif state[0] != "finished":
         status, error = "failed", state[1] or f"its run ended {state[0]}"
-    run_id = trial.run_id if state else None
+    run_id = trial.run_id if state or spooled else None
     records.change_trial(study_id, trial.id, status=status, error=error, ended_at=time.time(),
                          run_id=run_id)
     return _replace(trial, status=status, error=error, log_sha256=log_sha, run_id=run_id)
 
 
-def _reconciled(records: StudySource, study_id: str, trial: TrialRow) -> TrialRow:
+def _reconciled(records: StudySource, study_id: str, trial: TrialRow, where: str = ""
+                ) -> TrialRow:
     """A trial an earlier runner left running or crashed is finished if its run finished
-    (taken, never run again), else crashed (run again)."""
+    (taken, never run again), else crashed (run again). A run left in the disk spool is
+    sent first."""
     if trial.status not in ("running", "crashed") or trial.run_id is None:
         return trial
+    send_spooled(where, trial.run_id)
     status = records.settle_trial(study_id, trial,
                                   "the runner stopped while this trial was running")
     return _replace(trial, status=status, error=None if status == "finished" else trial.error)
