@@ -216,7 +216,8 @@ def test_quantify_reads_a_learning_curve_study_through_the_server(team: Team,
         answers.append((result.stdout.replace(str(out), "OUT"),
                         json.loads((out / "quantify.json").read_text())))
     assert answers[1] == answers[0]
-    assert "to reach test/wer ≤ 0.1:" in answers[0][0]
+    # The answer names the target (reached, or beyond what this small curve supports).
+    assert "test/wer ≤ 0.1" in answers[0][0] and "quantify.json" in answers[0][0]
     local, remote = both(team, "quantify", "toy")
     assert_one_line_error(remote, "reads learning-curve studies")
     assert remote == local
