@@ -178,3 +178,15 @@ def test_builders_outside_the_store_are_refused(store_path: str) -> None:
     with open_store(store_path) as store, store.reader() as conn, \
             pytest.raises(ValueError, match="live in tympan.store"):
         statements.rows(conn, elsewhere)
+
+
+def test_a_long_lived_process_keeps_a_bounded_number_of_statements(
+    store_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server sees endless distinct filters (their values are part of the shape)."""
+    monkeypatch.setattr(statements, "KEPT", 4)
+    with open_store(store_path) as store, store.reader() as conn:
+        for limit in range(1, 11):
+            assert runs.ids_named(conn, "no-such-run", limit=limit) == []
+            assert len(statements._memory) <= 4 and len(statements._built) <= 4
+    assert len(json.loads(statements.cache_file().read_text())) <= 4

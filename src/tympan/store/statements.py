@@ -35,7 +35,7 @@ from tympan.store.sqlite_reader import SqliteReader
 __all__ = ["Compiled", "cache_file", "compiled", "dialect", "fingerprint", "first", "rows",
            "scalar", "scalars"]
 
-KEPT = 2000  # statements per cache file; the oldest half goes when it is full
+KEPT = 2000  # statements per cache file (the oldest half goes when it is full) and in memory
 FILES_KEPT = 8  # cache files (fingerprints) kept in the folder, the newest
 
 
@@ -97,6 +97,8 @@ def built(build: Builder, shape: tuple) -> Any:
     key = (build, shape)
     stmt = _built.get(key)
     if stmt is None:
+        if len(_built) >= KEPT:  # a filter's values are part of its shape: no end of them
+            _built.clear()
         stmt = _built[key] = build(*shape)
     return stmt
 
@@ -122,6 +124,8 @@ def compiled(build: Builder, shape: tuple) -> Compiled:
     else:
         entry = _compile(built(build, shape))
         _save(path, key, entry)
+    if len(_memory) >= KEPT:
+        _memory.clear()
     _memory[key] = entry
     return entry
 
