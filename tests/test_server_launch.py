@@ -131,8 +131,10 @@ def test_the_browser_is_opened_through_a_private_file(ui, tmp_path: Path) -> Non
     where, _ = ui
     record = tmp_path / "browser-argv.json"
     browser = tmp_path / "browser.py"
-    browser.write_text("import json, sys\n"
-                       f"json.dump(sys.argv[1:], open({str(record)!r}, 'w'))\n")
+    # Written aside and renamed, so the test never reads a file the browser is still writing.
+    browser.write_text("import json, os, sys\n"
+                       f"json.dump(sys.argv[1:], open({str(record)!r} + '.part', 'w'))\n"
+                       f"os.replace({str(record)!r} + '.part', {str(record)!r})\n")
     env = {**os.environ, "BROWSER": f"{sys.executable} {browser} %s", "PYTHONUNBUFFERED": "1"}
     out = tmp_path / "out.txt"
     with open(out, "wb") as sink:
@@ -143,6 +145,8 @@ def test_the_browser_is_opened_through_a_private_file(ui, tmp_path: Path) -> Non
         while not record.exists() and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
         assert record.exists(), out.read_text()
+        while "?token=" not in out.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
         argv = json.loads(record.read_text())
         token = out.read_text().split("?token=", 1)[1].split()[0]
         assert len(argv) == 1 and argv[0].startswith("file://") and token not in argv[0]
