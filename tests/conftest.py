@@ -11,9 +11,12 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
+# The stock MLflow client's own venv (`make mlflow-venv`), for tests that drive it for real.
+MLFLOW_PYTHON = Path(__file__).resolve().parents[1] / ".venv-mlflow" / "bin" / "python"
 PG_ADMIN = os.environ.get("TYMPAN_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 _pg_state: dict[str, object] = {}
 
@@ -107,3 +110,13 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     # A terminal's width (pytest-xdist's workers set COLUMNS=80) would fold the CLI's tables;
     # the tests read them as they reach a pipe.
     monkeypatch.delenv("COLUMNS", raising=False)
+
+
+@pytest.fixture(scope="session")
+def mlflow_python() -> str:
+    """MLFLOW_PYTHON; missing, the test fails under CI and skips elsewhere, naming the fix."""
+    if not MLFLOW_PYTHON.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{MLFLOW_PYTHON} is missing: `make mlflow-venv` makes it")
+        pytest.skip(f"{MLFLOW_PYTHON} is missing: run `make mlflow-venv`")
+    return str(MLFLOW_PYTHON)

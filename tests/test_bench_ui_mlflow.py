@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -21,7 +20,6 @@ from tympan.store import open_store, runs
 from tympan.track.stores import close_stores
 
 ROOT = Path(__file__).resolve().parents[1]
-MLFLOW_PYTHON = ROOT / ".venv-mlflow" / "bin" / "python"
 
 READ_BACK = textwrap.dedent('''
     import json, sys
@@ -47,15 +45,6 @@ def load(name: str):
     sys.modules[name] = module  # its dataclasses look their module up while being made
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(scope="module")
-def mlflow_python() -> str:
-    if not MLFLOW_PYTHON.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{MLFLOW_PYTHON} is missing: `make mlflow-venv` makes it")
-        pytest.skip(f"{MLFLOW_PYTHON} is missing: run `make mlflow-venv`")
-    return str(MLFLOW_PYTHON)
 
 
 def test_mlflow_gets_the_same_runs(tmp_path, mlflow_python: str) -> None:

@@ -11,8 +11,6 @@ import subprocess
 import textwrap
 
 import numpy as np
-import pytest
-from tests.test_mlflow_endpoint import MLFLOW_PYTHON
 
 import tympan
 
@@ -57,17 +55,13 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def test_import_mlflow_store(tmp_path) -> None:
-    if not MLFLOW_PYTHON.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{MLFLOW_PYTHON} is missing: `make mlflow-venv` makes it")
-        pytest.skip(f"{MLFLOW_PYTHON} is missing: run `make mlflow-venv`")
+def test_import_mlflow_store(tmp_path, mlflow_python: str) -> None:
     store, uri = str(tmp_path / "store"), f"sqlite:///{tmp_path / 'mlflow.db'}"
     script = tmp_path / "script.py"
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "TYMPAN_"))}
     env["TYMPAN_CAPTURE_ENV"] = "0"
-    done = subprocess.run([str(MLFLOW_PYTHON), str(script), uri, store, str(tmp_path)],
+    done = subprocess.run([mlflow_python, str(script), uri, store, str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=180,
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

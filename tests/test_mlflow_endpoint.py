@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import textwrap
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -20,8 +19,6 @@ import tympan
 from tympan.cli.app import main
 from tympan.store import open_store, run_events, tokens
 from tympan.track.stores import close_stores
-
-MLFLOW_PYTHON = Path(__file__).resolve().parents[1] / ".venv-mlflow" / "bin" / "python"
 
 CLIENT = textwrap.dedent('''
     import json, math, os, sys
@@ -92,15 +89,6 @@ CLIENT = textwrap.dedent('''
         out["delete_missing"] = exc.error_code
     print(json.dumps(out))
 ''')
-
-
-@pytest.fixture(scope="module")
-def mlflow_python() -> str:
-    if not MLFLOW_PYTHON.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{MLFLOW_PYTHON} is missing: `make mlflow-venv` makes it")
-        pytest.skip(f"{MLFLOW_PYTHON} is missing: run `make mlflow-venv`")
-    return str(MLFLOW_PYTHON)
 
 
 def test_the_mlflow_client_logs_through_the_endpoint(tmp_path, mlflow_python: str,
