@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,12 @@ if TYPE_CHECKING:
     from tympan.records.source import RunSource
     from tympan.store import Store
     from tympan.study.source import StudySource
+
+# --project of the commands that name a study (study, report, quantify): study names are unique
+# only within a project.
+StudyProjectOpt = Annotated[str | None, typer.Option(
+    "--project", metavar="PROJECT", show_default=False,
+    help="The project of the study, when several projects have one of that name.")]
 
 
 @dataclass(frozen=True)

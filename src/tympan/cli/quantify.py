@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tympan.cli import render
-from tympan.cli.context import opened_studies
+from tympan.cli.context import StudyProjectOpt, opened_studies
 
 
 def quantify_command(
@@ -48,12 +48,7 @@ def quantify_command(
                      help="Where to write the plot and report. Default: "
                           "reports/<study name>/quantify"),
     ] = None,
-    project: Annotated[
-        str | None,
-        typer.Option("--project", metavar="PROJECT", show_default=False,
-                     help="The project of the study, when several projects have one of that "
-                          "name."),
-    ] = None,
+    project: StudyProjectOpt = None,
 ) -> None:
     """Fit a learning-curve study and say how much data reaches a target, with an interval."""
     from tympan.study.curves_report import write_quantification  # numpy, scipy: only here

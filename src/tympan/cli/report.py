@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from tympan.cli import render
-from tympan.cli.context import opened_studies
+from tympan.cli.context import StudyProjectOpt, opened_studies
 from tympan.cli.study import print_verdicts
 
 
@@ -20,12 +20,7 @@ def report_command(
         typer.Option("--out", metavar="DIR", show_default=False,
                      help="Directory to write the report into. Default: reports/<study name>"),
     ] = None,
-    project: Annotated[
-        str | None,
-        typer.Option("--project", metavar="PROJECT", show_default=False,
-                     help="The project of the study, when several projects have one of that "
-                          "name."),
-    ] = None,
+    project: StudyProjectOpt = None,
     link_base: Annotated[
         str | None,
         typer.Option("--link-base", metavar="URL", show_default=False,

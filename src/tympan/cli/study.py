@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tympan.cli.context import opened_studies
+from tympan.cli.context import StudyProjectOpt, opened_studies
 from tympan.cli.render import (
     console,
     duration,
@@ -26,9 +26,7 @@ VERDICT_STYLES = {"improves": "bold green", "hurts": "bold red"}
 def study_command(
     ctx: typer.Context,
     study: Annotated[str, typer.Argument(metavar="STUDY", help="Study name or id.")],
-    project: Annotated[str | None, typer.Option(
-        "--project", metavar="PROJECT", help="The project, when several have this study.")
-    ] = None,
+    project: StudyProjectOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead.")] = False,
 ) -> None:
     """Show a study: its trials with their status and runs, then the verdicts so far."""
