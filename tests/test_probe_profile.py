@@ -330,3 +330,48 @@ def test_bad_input_is_rejected_with_clear_errors(asr_model, speech_profile) -> N
         Profile.load(b"not a profile")
     with pytest.raises(InvalidInputError, match="calibration must be a fraction"):
         fit_features({"a": np.zeros((50, 4))}, {"a": "Linear"}, calibration=1.5)
+
+
+def test_the_layers_scored_in_one_pass_match_each_detector(asr_model, reference) -> None:
+    """``Distances`` (every layer of a width in one product, through the low-rank form of a
+    precision fitted on fewer inputs than features) gives each layer's own distances; a
+    non-finite feature still makes that input's distance inf, and k-NN layers score alone."""
+    from tympan.probe.distances import Distances, low_rank
+
+    names, ref = collect(asr_model, split(reference))
+    kinds = {n: type(dict(asr_model.named_modules())[n]).__name__ for n in names}
+    _, noisy = collect(asr_model, _speech_inputs(40, seed=8, snr_db=10))
+    few = fit_features({n: v[:26] for n, v in ref.items()}, kinds, calibration=0.5)  # 13 fit
+    wide = [lay for lay in few.layers if lay.dims >= 64]
+    assert wide and all(low_rank(lay.detector.precision) is not None for lay in wide)
+    many = fit_features(ref, kinds, detector="knn")
+    for profile in (few, many, fit_features(ref, kinds)):
+        expected = np.stack([lay.distance(noisy[lay.name]) for lay in profile.layers], 1)
+        np.testing.assert_allclose(Distances(profile.layers)(noisy), expected, rtol=1e-9)
+    broken = {n: v.copy() for n, v in noisy.items()}
+    broken[names[1]][3, 0] = np.nan
+    got = Distances(few.layers)(broken)
+    assert np.isinf(got[3, 1]) and np.isfinite(np.delete(got, 3, 0)).all()
+    dense = few.layers[1].detector.precision
+    c, v, e = low_rank(dense)
+    np.testing.assert_allclose(c * np.eye(len(dense)) + (v * e) @ v.T, dense, atol=1e-9)
+    assert low_rank(np.diag(np.arange(1.0, 41.0))) is None  # full rank: the dense product
+
+
+def test_the_guards_scoring_gives_the_reports_numbers(asr_model, speech_profile) -> None:
+    """``combine_features`` (the serving guard's scoring, without the per-layer tests) says
+    exactly what ``score_features`` says of each input's combined score."""
+    from tympan.probe.scorer import verdicts
+
+    head = speech_profile.output.head if speech_profile.output else None
+    for snr in (None, 5):
+        _, feats = collect(asr_model, _speech_inputs(30, seed=11, snr_db=snr),
+                           speech_profile.layer_names, head=head)
+        full = speech_profile.score_features(feats, alpha=0.05)
+        part = speech_profile.combine_features(feats, alpha=0.05)
+        for name in ("anomaly_score", "p_value", "z", "outputs", "output_z", "profile",
+                     "entry"):
+            np.testing.assert_array_equal(getattr(part, name), getattr(full, name))
+        assert part.stages == full.stages and part.entry_layer == full.entry_layer
+        assert verdicts(part) == verdicts(full)
+    assert part.flagged().any()  # the noisy inputs exercise the entry stages

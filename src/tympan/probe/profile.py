@@ -52,8 +52,9 @@ from tympan.probe.combine import (
     stage_profile,
 )
 from tympan.probe.detectors import LayerDetector, detector_class
+from tympan.probe.distances import Distances
 from tympan.probe.features import OUTPUT_KEY, OutputHead, collect, require_finite
-from tympan.probe.pvalues import conformal_p, holm, step_down_min_p
+from tympan.probe.pvalues import conformal_p_sorted, holm, step_down_min_p
 from tympan.records.probe import PROFILE
 
 FORMAT = "tympan.probe.profile/3"
@@ -106,8 +107,50 @@ def _fit_layer(name: str, module: str, fit: np.ndarray, cal: np.ndarray, pooling
     return layer
 
 
+class _PerInput:
+    """What both reports answer from their combined p-values and entry stages."""
+
+    p_value: np.ndarray
+    alpha: float
+    stages: list[str]
+    entry: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.p_value)
+
+    def flagged(self, alpha: float | None = None) -> np.ndarray:
+        """(n,) bool: inputs whose combined p-value is <= alpha (default: the report's)."""
+        return self.p_value <= (self.alpha if alpha is None else alpha)
+
+    def entry_layers(self, alpha: float | None = None) -> list[str | None]:
+        """Per input flagged at alpha, the stage where its divergence enters; None if not
+        flagged."""
+        return [self.stages[int(e)] if f else None
+                for e, f in zip(self.entry, self.flagged(alpha), strict=True)]
+
+
 @dataclass
-class AnomalyReport:
+class CombinedReport(_PerInput):
+    """The combined part of an ``AnomalyReport`` (same fields, same numbers): per input the
+    combined anomaly score, its conformal p-value, the z profile over the stages and where
+    the divergence enters; what a verdict needs (``Profile.combine_features``)."""
+
+    stages: list[str]  # layers (+ "output")
+    alpha: float
+    anomaly_score: np.ndarray  # (n,) the largest calibrated z of any layer or output score
+    p_value: np.ndarray  # (n,) its conformal p-value
+    z: np.ndarray  # (n, layers) calibrated z
+    output_names: list[str]
+    outputs: np.ndarray  # (n, k) raw output scores
+    output_z: np.ndarray  # (n, k)
+    profile: np.ndarray  # (n, stages) z
+    entry: np.ndarray  # (n,) stage index
+    n_calibration: int
+    entry_layer: list[str | None] = field(default_factory=list)  # flagged inputs' entry
+
+
+@dataclass
+class AnomalyReport(_PerInput):
     """Per-input anomaly scores. Arrays are indexed [input], [input, layer] or
     [input, stage] (stages: the layers, then ``"output"`` when the profile has a head)."""
 
@@ -132,23 +175,10 @@ class AnomalyReport:
     entry_layer: list[str | None] = field(default_factory=list)  # flagged inputs' entry
     n_calibration: int = 0
 
-    def __len__(self) -> int:
-        return len(self.p_value)
-
-    def flagged(self, alpha: float | None = None) -> np.ndarray:
-        """(n,) bool: inputs whose combined p-value is <= alpha (default: the report's)."""
-        return self.p_value <= (self.alpha if alpha is None else alpha)
-
     def divergent_layers(self, alpha: float | None = None) -> list[str | None]:
         """First layer per input whose step-down adjusted p <= alpha, in forward order."""
         sig = self.adjusted <= (self.alpha if alpha is None else alpha)
         return [self.layers[int(np.argmax(row))] if row.any() else None for row in sig]
-
-    def entry_layers(self, alpha: float | None = None) -> list[str | None]:
-        """Per input flagged at alpha, the stage where its divergence enters; None if not
-        flagged."""
-        return [self.stages[int(e)] if f else None
-                for e, f in zip(self.entry, self.flagged(alpha), strict=True)]
 
 
 class Profile:
@@ -160,12 +190,16 @@ class Profile:
         self.layers = layers
         self.meta = meta
         self.output = output
+        self._z_mean = np.array([lay.z_mean for lay in layers])
+        self._z_std = np.array([lay.z_std for lay in layers])
         cal = np.stack([lay.calibration for lay in layers])  # (L, n_cal)
         # Calibration ranks per layer: #{calibration scores >= own score}, own included.
         self._cal_ranks = np.stack([_ranks_ge(c) for c in cal])
         self.output_calibration = output_calibration  # (n_cal, 3) raw output scores
         z_out = None if output is None else output.z(output_calibration)
         self.calibration = combined(self._z(cal.T), z_out)  # (n_cal,) combined statistics
+        self._sorted_calibration = np.sort(self.calibration)
+        self._distances = Distances(layers)
 
     @property
     def layer_names(self) -> list[str]:
@@ -201,9 +235,7 @@ class Profile:
                 f"{int(np.ceil(1 / alpha)) - 1} calibration inputs")
 
     def _z(self, scores: np.ndarray) -> np.ndarray:
-        mean = np.array([lay.z_mean for lay in self.layers])
-        std = np.array([lay.z_std for lay in self.layers])
-        return (scores - mean) / std
+        return (scores - self._z_mean) / self._z_std
 
     def __repr__(self) -> str:
         head = "" if self.output is None else f", output head {self.output.head.layer!r}"
@@ -242,6 +274,20 @@ class Profile:
                        alpha: float = 0.01) -> AnomalyReport:
         """Score pooled features ``{layer: (n, 2 * channels)}`` (from ``features.collect``;
         with an output head, its scores under ``OUTPUT_KEY``)."""
+        scores, raw = self._distances_of(feats, alpha)
+        return self._report(scores, raw, alpha)
+
+    def combine_features(self, feats: Mapping[str, np.ndarray],
+                         alpha: float = 0.01) -> CombinedReport:
+        """What ``score_features`` says of each input's combined score (its score, p-value,
+        z profile and entry stage: a verdict), without the per-layer tests (p-values, Holm,
+        step-down), which cost more than the rest on a batch of one: the serving guard's
+        scoring. The numbers are the same as ``score_features``'s."""
+        scores, raw = self._distances_of(feats, alpha)
+        return self._combine(scores, raw, alpha)
+
+    def _distances_of(self, feats: Mapping[str, np.ndarray], alpha: float
+                      ) -> tuple[np.ndarray, np.ndarray | None]:
         self.check_alpha(alpha)
         if self.output is not None and OUTPUT_KEY not in feats:
             raise InvalidInputError(f"no output scores ({OUTPUT_KEY!r}) for this profile's "
@@ -253,9 +299,27 @@ class Profile:
                 raise InvalidInputError(
                     f"layer {lay.name!r} has {feats[lay.name].shape[-1] // 2} channels but "
                     f"{lay.channels} in the profile: another architecture")
-        scores = np.stack([lay.distance(feats[lay.name]) for lay in self.layers], axis=1)
         raw = None if self.output is None else np.asarray(feats[OUTPUT_KEY], float)
-        return self._report(scores, raw, alpha)
+        return self._distances(feats), raw
+
+    def _combine(self, scores: np.ndarray, raw: np.ndarray | None,
+                 alpha: float) -> CombinedReport:
+        """(n, layers) distances and (n, 3) raw output scores -> the combined statistic, its
+        conformal p-value, the z profile and where the divergence enters."""
+        z = self._z(scores)
+        z = np.where(np.isnan(z), np.inf, z)
+        z_out = None if self.output is None else self.output.z(raw)
+        statistic = combined(z, z_out)
+        stages = stage_profile(z, z_out)
+        p_value = conformal_p_sorted(statistic, self._sorted_calibration)
+        report = CombinedReport(
+            self.stages, alpha, statistic, p_value, z,
+            [] if self.output is None else list(self.output.names),
+            np.empty((len(z), 0)) if raw is None else raw,
+            np.empty((len(z), 0)) if z_out is None else z_out,
+            stages, entry_stages(stages), self.n_calibration)
+        report.entry_layer = report.entry_layers(alpha)
+        return report
 
     def _report(self, scores: np.ndarray, raw: np.ndarray | None,
                 alpha: float) -> AnomalyReport:
@@ -272,22 +336,15 @@ class Profile:
             # score is >= its own.
             adjusted[i:i + _CHUNK] = step_down_min_p(ranks, self._cal_ranks[None] + le)
         p_values = test_ranks / (n_cal + 1)
-        z = self._z(scores)
-        z = np.where(np.isnan(z), np.inf, z)
-        z_out = None if self.output is None else self.output.z(raw)
-        statistic = combined(z, z_out)
-        stages = stage_profile(z, z_out)
+        part = self._combine(scores, raw, alpha)
         report = AnomalyReport(
-            self.layer_names, scores, p_values, holm(p_values),
-            conformal_p(statistic, self.calibration), alpha, adjusted=adjusted,
-            anomaly_score=statistic, z=z,
-            output_names=[] if self.output is None else list(self.output.names),
-            outputs=np.empty((len(z), 0)) if raw is None else raw,
-            output_z=np.empty((len(z), 0)) if z_out is None else z_out,
-            stages=self.stages, profile=stages, entry=entry_stages(stages),
+            self.layer_names, scores, p_values, holm(p_values), part.p_value, alpha,
+            adjusted=adjusted, anomaly_score=part.anomaly_score, z=part.z,
+            output_names=part.output_names, outputs=part.outputs, output_z=part.output_z,
+            stages=part.stages, profile=part.profile, entry=part.entry,
             n_calibration=n_cal)
         report.first_divergent_layer = report.divergent_layers(alpha)
-        report.entry_layer = report.entry_layers(alpha)
+        report.entry_layer = part.entry_layer
         return report
 
     # -- storage ----------------------------------------------------------------------------

@@ -41,6 +41,11 @@ def step_down_min_p(p_ranks: np.ndarray, cal_ranks: np.ndarray) -> np.ndarray:
 
 def conformal_p(statistic: np.ndarray, calibration: np.ndarray) -> np.ndarray:
     """(1 + #{calibration >= s}) / (n_cal + 1) for each s."""
-    cal = np.sort(calibration)
+    return conformal_p_sorted(statistic, np.sort(calibration))
+
+
+def conformal_p_sorted(statistic: np.ndarray, cal: np.ndarray) -> np.ndarray:
+    """``conformal_p`` against calibration statistics already sorted (a profile sorts
+    them once, not on every request)."""
     above = len(cal) - np.searchsorted(cal, statistic, side="left")
     return (1 + above) / (len(cal) + 1)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from tympan.errors import InvalidInputError
-from tympan.probe.profile import AnomalyReport, Profile
+from tympan.probe.profile import AnomalyReport, CombinedReport, Profile
 
 
 @dataclass
@@ -44,8 +44,8 @@ class Verdict:
                 "outputs": {k: _finite(v) for k, v in self.outputs.items()}}
 
 
-def verdicts(report: AnomalyReport) -> list[Verdict]:
-    """One ``Verdict`` per input of an ``AnomalyReport``."""
+def verdicts(report: AnomalyReport | CombinedReport) -> list[Verdict]:
+    """One ``Verdict`` per input of an ``AnomalyReport`` (or of its combined part)."""
     flagged = report.flagged()
     return [Verdict(float(report.anomaly_score[i]), float(report.p_value[i]), bool(flagged[i]),
                     report.alpha,

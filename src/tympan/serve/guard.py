@@ -3,7 +3,7 @@
 This module is the one seam between serving and the probe (``tympan.probe``): it finds the
 profile, captures the watched layers and the output head in the same forward pass that
 answers the request (no second pass), and scores them with the probe's own scoring
-(``Profile.score_features``, verdicts from ``tympan.probe.scorer``): per request the combined
+(``Profile.combine_features``, verdicts from ``tympan.probe.scorer``): per request the combined
 anomaly score (the largest calibrated z over the stages), its conformal p-value, the z
 profile by stage (layers in forward order, then ``output``), the model's output scores
 (energy, max softmax probability, CTC blank ratio) and the layer where the divergence enters.
@@ -100,7 +100,7 @@ class Guard:
         """One ``tympan.probe.scorer.Verdict`` per input of the pooled features."""
         from tympan.probe.scorer import verdicts
 
-        return verdicts(self.profile.score_features(feats, alpha=self.threshold))
+        return verdicts(self.profile.combine_features(feats, alpha=self.threshold))
 
 
 class Capture:
