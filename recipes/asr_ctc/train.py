@@ -208,6 +208,71 @@ class ConvBlock(nn.Module):
         return x + self.drop(nn.functional.gelu(self.norm(h)))
 
 
+class PackedEncoderLayer(nn.TransformerEncoderLayer):
+    """``nn.TransformerEncoderLayer`` (same weights, same answers) that at inference computes
+    only the batch's real frames: their rows packed end to end into one (frames, width)
+    sequence for the linear layers and norms, attention block by block (each clip attends to
+    itself only: the block-diagonal mask, without computing its zero blocks). A padded batch
+    then costs what its clips cost, and the matrix products are as large as the batch. In
+    and out it is the stock layer's padded (batch, time, width), zeros on padding, so a probe's
+    hook on the layer pools each clip by its length as before.
+
+    Training, and tracing for export, take the stock path: dropout's random draws stay those
+    of the recorded runs, and an exported graph keeps static, exact padded shapes (packing
+    gathers rows whose count depends on the lengths). So does a layer with hooks inside it
+    (they expect the stock submodules' calls), as torch's own fast path does."""
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor | None = None,
+                src_key_padding_mask: torch.Tensor | None = None,
+                is_causal: bool = False) -> torch.Tensor:
+        pad = src_key_padding_mask
+        if (self.training or src_mask is not None or is_causal or pad is None
+                or src.dim() != 3 or not _plain_eager() or self._hooked_inside()):
+            return super().forward(src, src_mask, pad, is_causal)
+        if pad.dtype != torch.bool:  # nn.TransformerEncoder hands it over as 0 / -inf
+            if not bool(((pad == 0) | (pad == -math.inf)).all()):
+                return super().forward(src, src_mask, pad, is_causal)  # a bias, not padding
+            pad = pad != 0
+        b, t, width = src.shape
+        counts = (~pad).sum(1).tolist()
+        rows = (~pad).reshape(b * t).nonzero().squeeze(1)  # each clip's frames, in order
+        x = src.reshape(b * t, width).index_select(0, rows)
+        if self.norm_first:
+            x = x + self._packed_attention(self.norm1(x), counts)
+            x = x + self._packed_feed_forward(self.norm2(x))
+        else:
+            x = self.norm1(x + self._packed_attention(x, counts))
+            x = self.norm2(x + self._packed_feed_forward(x))
+        return src.new_zeros(b * t, width).index_copy_(0, rows, x).view(b, t, width)
+
+    def _packed_attention(self, x: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        attn = self.self_attn
+        heads, width = attn.num_heads, x.shape[1]
+        qkv = nn.functional.linear(x, attn.in_proj_weight, attn.in_proj_bias)
+        # (3, 1, heads, frames, d): 4-d, so that CPU attention takes its fused kernel.
+        qkv = qkv.view(-1, 3, heads, width // heads).permute(1, 2, 0, 3)[:, None]
+        blocks, start = [], 0
+        for n in counts:  # one clip's block of the block-diagonal attention
+            q, k, v = qkv[..., start:start + n, :]
+            blocks.append(nn.functional.scaled_dot_product_attention(q, k, v))
+            start += n
+        out = torch.cat(blocks, 2)[0].transpose(0, 1).reshape(-1, width)
+        return nn.functional.linear(out, attn.out_proj.weight, attn.out_proj.bias)
+
+    def _packed_feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear2(self.activation(self.linear1(x)))  # dropout: off at inference
+
+    def _hooked_inside(self) -> bool:
+        return any(m._forward_hooks or m._forward_pre_hooks
+                   for m in self.modules() if m is not self)
+
+
+def _plain_eager() -> bool:
+    """Not traced, scripted, compiled or exported: packing's shapes depend on the data."""
+    return not (torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export())
+
+
 class CTCModel(nn.Module):
     def __init__(self, cfg: Config, dims: int) -> None:
         super().__init__()
@@ -221,8 +286,8 @@ class CTCModel(nn.Module):
                                   bidirectional=True,
                                   dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         else:
-            layer = nn.TransformerEncoderLayer(cfg.hidden, 4, 2 * cfg.hidden, cfg.dropout,
-                                               batch_first=True, norm_first=True)
+            layer = PackedEncoderLayer(cfg.hidden, 4, 2 * cfg.hidden, cfg.dropout,
+                                       batch_first=True, norm_first=True)
             self.encoder = nn.TransformerEncoder(layer, cfg.layers, enable_nested_tensor=False)
         self.out = nn.Linear(cfg.hidden, len(ALPHABET) + 1)
 
@@ -249,7 +314,9 @@ class CTCModel(nn.Module):
             h = nn.utils.rnn.pad_packed_sequence(self.encoder(packed)[0], batch_first=True,
                                                  total_length=h.shape[1])[0]
         else:
-            # The conv subsampler gives relative position; the mask hides the padding.
+            # The conv subsampler gives relative position (there is no positional encoding
+            # to restart per clip); the mask hides the padding, which at inference the layers
+            # pack away (PackedEncoderLayer).
             pad = torch.arange(h.shape[1]) >= self.out_lengths(lengths)[:, None]
             h = self.encoder(h, src_key_padding_mask=pad)
         return self.out(h).log_softmax(-1)
