@@ -54,10 +54,11 @@ class OutputProfile:
     def oriented(self, raw: np.ndarray) -> np.ndarray:
         """(n, 3) raw scores -> (n, k), higher = more anomalous: energy as is, MSP negated,
         blank ratio as its distance from the fit part's median."""
-        out = np.empty((len(raw), len(self.names)))
-        for j, name in enumerate(self.names):
-            col = raw[:, OUTPUT_SCORES.index(name)]
-            out[:, j] = {"energy": col, "msp": -col}.get(name, np.abs(col - self.center[j]))
+        cols = [OUTPUT_SCORES.index(n) for n in self.names]
+        sign = np.array([-1.0 if n == "msp" else 1.0 for n in self.names])
+        two_sided = [j for j, n in enumerate(self.names) if n == "blank_ratio"]
+        out = raw[:, cols] * sign
+        out[:, two_sided] = np.abs(out[:, two_sided] - self.center[two_sided])
         return out
 
     def z(self, raw: np.ndarray) -> np.ndarray:
@@ -109,7 +110,8 @@ def stage_profile(z_layers: np.ndarray, z_outputs: np.ndarray | None) -> np.ndar
 def entry_stages(profile: np.ndarray) -> np.ndarray:
     """(n, stages) z profile -> (n,) index of the stage whose z (floored at 0) rises most
     over the previous stage's (the first stage rises from 0); the earliest on a tie."""
-    floored = np.nan_to_num(np.maximum(profile, 0.0), nan=np.inf, posinf=1e300)
+    floored = np.maximum(profile, 0.0)  # NaN -> inf, inf -> 1e300 (as nan_to_num, cheaper)
+    floored = np.where(np.isnan(floored), np.inf, np.minimum(floored, 1e300))
     jumps = np.diff(floored, axis=1, prepend=0.0)
     return jumps.argmax(axis=1)
 

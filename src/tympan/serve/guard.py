@@ -77,13 +77,8 @@ class Guard:
         from tympan.probe.features import FeatureCapture
 
         self.profile.check_model(model)
-        outputs: list[Any] = []
-        handle = model.register_forward_hook(lambda _m, _i, out: outputs.append(out))
-        try:
-            with FeatureCapture(model, self.layers, self.head, padding="batch") as capture:
-                yield Capture(capture, outputs)
-        finally:
-            handle.remove()
+        with FeatureCapture(model, self.layers, self.head, padding="batch") as capture:
+            yield Capture(capture)
 
     def pool(self, outputs: Mapping[str, Any], lengths: Any, frames: int
              ) -> dict[str, np.ndarray]:
@@ -106,14 +101,11 @@ class Guard:
 class Capture:
     """Runs the model once and returns its outputs and the watched layers' features."""
 
-    def __init__(self, capture: Any, outputs: list[Any]) -> None:
+    def __init__(self, capture: Any) -> None:
         self.capture = capture
-        self._out = outputs  # the model's own forward hook appends its output here
 
     def run(self, inputs: tuple[Any, ...]) -> tuple[Any, dict[str, np.ndarray]]:
         if len(inputs) != 2:
             raise InvalidInputError("the guard needs a model called as model(x, lengths): "
                                     "serve this model with --guard off")
-        self._out.clear()
-        feats = self.capture.capture(inputs)
-        return self._out[-1], feats
+        return self.capture.forward(inputs)
