@@ -68,7 +68,7 @@ class Distances:
         out = np.empty((n, len(self.layers)))
         for cols, names, mean, scale, product in self._stacks:
             x = np.stack([feats[name] for name in names])  # (G, n, d)
-            if not np.isfinite(x).all():  # the per-layer path marks those inputs inf
+            if not np.isfinite(x.sum()):  # the per-layer path marks non-finite inputs inf
                 for i in cols:
                     lay = self.layers[i]
                     out[:, i] = lay.distance(feats[lay.name])

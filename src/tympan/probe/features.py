@@ -176,6 +176,7 @@ def pooled_features(outputs: Mapping[str, torch.Tensor], layers: Sequence[str],
     float64, each layer's features a view of the result. Pooling is per channel, so this is
     the same arithmetic in a fifth of the calls, and on a lone request the serving guard
     pays per call (a few microseconds each), not per frame."""
+    rows = None if lengths is None else len(lengths)
     if lengths is not None and int(lengths.min()) == t_input:
         lengths = None  # unpadded (a request alone): every layer's frames are all valid
     feats: dict[str, np.ndarray] = {}
@@ -183,9 +184,9 @@ def pooled_features(outputs: Mapping[str, torch.Tensor], layers: Sequence[str],
     names: dict[tuple[int, torch.dtype], list[str]] = {}
     for name in layers:
         out = torch.as_tensor(outputs[name])
-        if lengths is not None and out.shape[0] != len(lengths):
+        if rows is not None and out.shape[0] != rows:
             raise InvalidInputError(
-                f"layer {name!r} put out {out.shape[0]} rows for a batch of {len(lengths)}: "
+                f"layer {name!r} put out {out.shape[0]} rows for a batch of {rows}: "
                 f"its output is not batch-first; probe another layer")
         key = (out.shape[1], out.dtype)  # pooled together: one time axis, one dtype
         alike.setdefault(key, []).append(out)

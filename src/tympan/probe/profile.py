@@ -309,8 +309,10 @@ class Profile:
         z = self._z(scores)
         z = np.where(np.isnan(z), np.inf, z)
         z_out = None if self.output is None else self.output.z(raw)
-        statistic = combined(z, z_out)
         stages = stage_profile(z, z_out)
+        # combined(z, z_out), in one call: no NaN is left in z or z_out, and the largest z
+        # of any layer or output score is the largest stage's
+        statistic = stages.max(axis=1)
         p_value = conformal_p_sorted(statistic, self._sorted_calibration)
         report = CombinedReport(
             self.stages, alpha, statistic, p_value, z,
