@@ -5,7 +5,8 @@ concurrent clients, a bounded number of requests each, in the same run:
   --guard-blocks N also as the target asks: both servers up, N blocks of requests to each in
   alternation, p50 over each side's blocks;
 - dynamic batching (--max-batch 16) against batch size 1 (target: >= 2x throughput at 16
-  clients);
+  clients); with --batch-blocks N also in alternation: both servers up, N blocks of 16
+  clients to each, the median throughput of each side's blocks;
 - onnxruntime against eager (target: at least as fast on the conv encoder), every encoder;
 - Ray Serve (--engine ray, a local Ray started by the command) with 1 and 2 replicas, one
   torch thread each, against the embedded engine.
@@ -32,6 +33,7 @@ HTTP server and the replicas share the same two cores.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
@@ -39,6 +41,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -203,37 +206,70 @@ def ratios(results: list[dict], encoder: str) -> list[str]:
     return facts
 
 
+@contextlib.contextmanager
+def servers_up(store: str, model: str, configs: dict[str, str], threads: str
+               ) -> Iterator[dict[str, str]]:
+    """One server per side ({side: configuration name}), all up at once: {side: url}."""
+    servers: dict[str, tuple[subprocess.Popen, str, Path]] = {}
+    try:
+        for side, name in configs.items():
+            servers[side] = serve(store, model, CONFIGS[name], threads)
+        yield {side: url for side, (_proc, url, _log) in servers.items()}
+    finally:
+        for proc, _url, _log in servers.values():
+            proc.terminate()
+            proc.wait(30)
+
+
+def alternating(urls: dict[str, str], clips: list[bytes], clients: int, blocks: int
+                ) -> dict[str, list[dict[str, float]]]:
+    """``blocks`` blocks of ``16 * clients`` requests to each server, in alternation (ABBA
+    order, so that a drift in the machine's speed hits every side alike): each side's blocks."""
+    sides = list(urls)
+    got: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+    for block in range(blocks):
+        for side in sides if block % 2 == 0 else sides[::-1]:
+            got[side].append(load_test(urls[side], clips, clients, 16 * clients))
+    return got
+
+
 def guard_cost(encoder: str, store: str, model: str, clips: list[bytes], threads: str,
                blocks: int) -> list[dict]:
     """The guard's cost at p50, measured as its target says: a server with the guard and one
-    without (batch 16), both up, ``blocks`` blocks of requests to each in alternation (ABBA
-    order, so a drift in the machine's speed hits both alike), p50 over each side's blocks."""
-    sides = ("guard", "no guard")
-    servers = {"guard": serve(store, model, CONFIGS[GUARD], threads),
-               "no guard": serve(store, model, CONFIGS[NO_GUARD], threads)}
+    without (batch 16), both up, ``blocks`` blocks of requests to each in alternation, p50
+    over each side's blocks."""
     rows = []
-    try:
+    with servers_up(store, model, {"guard": GUARD, "no guard": NO_GUARD}, threads) as urls:
         for clients in (1, 16):
-            got: dict[str, list[float]] = {side: [] for side in sides}
-            for block in range(blocks):
-                order = sides if block % 2 == 0 else sides[::-1]
-                for side in order:
-                    url = servers[side][1]
-                    got[side] += load_test(url, clips, clients, 16 * clients)["latencies_ms"]
-            p50 = {side: float(np.percentile(got[side], 50)) for side in sides}
+            got = alternating(urls, clips, clients, blocks)
+            p50 = {side: float(np.percentile([ms for b in got[side] for ms in b["latencies_ms"]],
+                                             50)) for side in got}
             overhead = 100 * (p50["guard"] / p50["no guard"] - 1)
             rows.append({"encoder": encoder, "config": "guard blocks", "clients": clients,
-                         "blocks": blocks, "requests": len(got["guard"]),
+                         "blocks": blocks, "requests": 16 * clients * blocks,
                          "p50_guard_ms": p50["guard"], "p50_no_guard_ms": p50["no guard"],
                          "overhead_percent": overhead})
             print(f"{encoder:>5} | guard vs none, {blocks} alternating blocks | {clients:>2} "
                   f"clients | p50 {p50['guard']:.2f} vs {p50['no guard']:.2f} ms: "
                   f"{overhead:+.1f}% (target <= 5%)", flush=True)
-    finally:
-        for proc, _url, _log in servers.values():
-            proc.terminate()
-            proc.wait(30)
     return rows
+
+
+def batching_gain(encoder: str, store: str, model: str, clips: list[bytes], threads: str,
+                  blocks: int) -> list[dict]:
+    """Batching's gain as its target says, in alternating blocks: a batch-16 server and a
+    batch-1 server (both with the guard) up at once, ``blocks`` blocks of 16 clients to each;
+    the median throughput of each side's blocks. One run per configuration, one after the
+    other, moved by 20% or more between runs on the shared two cores."""
+    with servers_up(store, model, {"batch 16": GUARD, "batch 1": BATCH_1}, threads) as urls:
+        got = alternating(urls, clips, 16, blocks)
+    rps = {side: float(np.median([b["rps"] for b in got[side]])) for side in got}
+    gain = rps["batch 16"] / rps["batch 1"]
+    print(f"{encoder:>5} | batch 16 vs batch 1, {blocks} alternating blocks | 16 clients | "
+          f"{rps['batch 16']:.1f} vs {rps['batch 1']:.1f} req/s (median of blocks): "
+          f"{gain:.2f}x (target >= 2x)", flush=True)
+    return [{"encoder": encoder, "config": "batching blocks", "clients": 16, "blocks": blocks,
+             "rps_batch_16": rps["batch 16"], "rps_batch_1": rps["batch 1"], "gain": gain}]
 
 
 def main() -> None:
@@ -249,6 +285,9 @@ def main() -> None:
     parser.add_argument("--guard-blocks", type=int, default=0, metavar="N",
                         help="also measure the guard's cost: N blocks of requests to a server "
                              "with the guard and N to one without, alternating (0: skip)")
+    parser.add_argument("--batch-blocks", type=int, default=0, metavar="N",
+                        help="also measure batching's gain: N blocks of 16 clients to a batch-16 "
+                             "server and N to a batch-1 server, alternating (0: skip)")
     opts = parser.parse_args()
     configs = {name: args for name, args in CONFIGS.items()
                if opts.config is None or name in opts.config}
@@ -278,6 +317,9 @@ def main() -> None:
         if opts.guard_blocks:
             results += guard_cost(encoder, store, model, clips, opts.threads,
                                   opts.guard_blocks)
+        if opts.batch_blocks:
+            results += batching_gain(encoder, store, model, clips, opts.threads,
+                                     opts.batch_blocks)
     print("\nratios (same run; those whose configurations ran):")
     for encoder in opts.encoders.split(","):
         facts = ratios(results, encoder)
