@@ -3,7 +3,7 @@ own would make it faster than reading each run's config JSON (issue 17, item 7).
 
 Over a store filled by ``benchmarks/ui.py`` (the sweep project), the same group-by as
 ``/api/runs/groups?by=model.encoder,model.attention,optim.lr&metric=valid/wer.min`` is run
-(a) as tympan runs it (``run_table.group_rows``), (b) with the three keys read from a key
+(a) as tympan runs it (``run_groups.group_rows``), (b) with the three keys read from a key
 table (run_id, key, JSON value; primary key (run_id, key), index (key, run_id)) instead of
 the JSON, and on SQLite (c) without the memory-mapped reads of ``store/engine.py``. The key
 table is a TEMP table of the session: the store is not changed. Each figure is the best of
@@ -28,7 +28,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from sqlalchemy import text  # noqa: E402
 
-from tympan.store import open_store, projects, run_table  # noqa: E402
+from tympan.store import open_store, projects, run_groups  # noqa: E402
 
 BY = ("model.encoder", "model.attention", "optim.lr")
 METRIC = ("valid/wer", "min")
@@ -84,7 +84,7 @@ def timed(store, dialect: str, project: int, how: str, repeat: int) -> float:
             if how == "key table":
                 conn.execute(text(keyed_sql(dialect)), {"project": project}).all()
             else:
-                run_table.group_rows(conn, BY, project_ids=[project], metric=METRIC,
+                run_groups.group_rows(conn, BY, project_ids=[project], metric=METRIC,
                                      members=100)
             best = min(best, (time.process_time() - t0) * 1000)
     return best
@@ -100,7 +100,7 @@ def pg_execution_ms(conn, project: int, sql: str | None) -> float:
             captured.append((statement, parameters))
 
         event.listen(conn, "before_cursor_execute", keep)
-        run_table.group_rows(conn, BY, project_ids=[project], metric=METRIC, members=100)
+        run_groups.group_rows(conn, BY, project_ids=[project], metric=METRIC, members=100)
         event.remove(conn, "before_cursor_execute", keep)
         statement, parameters = captured[-1]
         plan = conn.exec_driver_sql("EXPLAIN ANALYZE " + statement, parameters).scalars()

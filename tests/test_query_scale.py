@@ -16,7 +16,7 @@ from tympan.config import flatten
 from tympan.records.groups import GroupMember, group_runs, mean_interval
 from tympan.records.query import RunFilter, RunQuery
 from tympan.records.table import query_runs
-from tympan.store import open_store, projects, runs, summaries
+from tympan.store import open_store, projects, run_groups, runs, summaries
 from tympan.store.summaries import Summary
 from tympan.track.stores import close_stores, shared_store
 
@@ -91,9 +91,16 @@ def _close(got: tuple, want: tuple) -> bool:
                for g, w in zip(got, want, strict=True))
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "in-stretches"])
 @pytest.mark.parametrize("summary", ["min", "last"])
-def test_groups_computed_in_sql_equal_the_per_run_computation(store_url: str,
-                                                             summary: str) -> None:
+def test_groups_computed_in_sql_equal_the_per_run_computation(store_url: str, summary: str,
+                                                             split: bool, monkeypatch) -> None:
+    """``in-stretches``: SQLite reads the runs in 3 rowid stretches on parallel connections
+    and merges them (at 100,000 runs; here forced at 72), which must change nothing."""
+    if split:
+        monkeypatch.setattr(run_groups, "RUNS_PER_PART", 20)
+        monkeypatch.setattr(run_groups, "WORKERS", 3)
+        spy = _StretchSpy(monkeypatch)
     ids = _fill(store_url)
     store = shared_store(store_url)
     by = ["model.encoder", "lr"]
@@ -116,7 +123,24 @@ def test_groups_computed_in_sql_equal_the_per_run_computation(store_url: str,
                           (mean, std, low, high))
         means = [g.mean for g in result.groups if g.mean is not None]
         assert means == sorted(means)
+    if split and "://" not in store_url:  # SQLite: the sweep's runs are rowids 1 to 72
+        assert spy.stretches == [[(1, 24), (25, 48), (49, 72)]] * 3  # once per `members`
     close_stores()
+
+
+class _StretchSpy:
+    """Records the rowid stretches each group-by was read in."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.stretches: list[list[tuple[int, int]]] = []
+        real = run_groups._stretches
+
+        def spy(*args, **kwargs):
+            found = real(*args, **kwargs)
+            self.stretches.append(found)
+            return found
+
+        monkeypatch.setattr(run_groups, "_stretches", spy)
 
 
 def test_groups_without_a_metric_and_under_a_filter(store_url: str) -> None:

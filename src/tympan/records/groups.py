@@ -16,6 +16,7 @@ from tympan.records.scope import scope_keys
 from tympan.records.table import ids_by_name, order_key
 from tympan.store import Store, projects
 from tympan.store import run_table as table
+from tympan.store.run_groups import group_rows, member_order
 from tympan.track import liveness
 
 __all__ = ["GroupMember", "RunGroup", "RunGroups", "group_runs", "mean_interval"]
@@ -118,10 +119,10 @@ def group_runs(
         if key is not None and summary is not None and ids != []:
             key = keys.name(f"metric:{key}.{summary}", f"group on {metric!r}")[1]
         by = [name for _, name, _ in configs] or by
-        rows = [] if ids == [] else table.group_rows(
+        rows = [] if ids == [] else group_rows(
             conn, by, project_ids=ids, study_id=filters.study, tests=tests,
             metric=(key, summary) if key is not None and summary is not None else None,
-            members=members)
+            members=members, more=store.read)
     groups = []
     for pool in _pools(rows, len(by)):
         group = RunGroup(values=dict(zip(by, pool.values, strict=True)),
@@ -170,23 +171,18 @@ class _Pool:
 
 
 def _pools(rows: list[dict[str, Any]], width: int) -> list[_Pool]:
-    """The groups of ``table.group_rows``' answer (a row of rank 1 carries its group's
-    counts), keyed by their values as Python compares them."""
+    """The groups of ``group_rows``' answer, keyed by their values as Python compares them."""
     pools: dict[tuple, _Pool] = {}
-    by_text: dict[str | None, _Pool] = {}  # each group's JSON text parsed once, not per member
     for row in rows:
-        pool = by_text.get(row["group"])
-        if pool is None:
-            values = json.loads(row["group"])[:width] if row["group"] else [None] * width
-            pool = pools.setdefault(tuple(_hashable(v) for v in values), _Pool(values))
-            by_text[row["group"]] = pool
-        if row["rank"] == 1:
-            pool.add(row["size"], row["n"], row["mean"], row["squares"])
-        seed, value = row["seed"], row["value"]
-        finite = value is not None and math.isfinite(value)
-        pool.members.append(((seed is None, seed or 0, row["started_at"], row["id"]),
-                             GroupMember(row["id"], row["name"], seed, row["status"],
-                                         float(value) if finite else None)))
+        values = json.loads(row["group"])[:width] if row["group"] else [None] * width
+        pool = pools.setdefault(tuple(_hashable(v) for v in values), _Pool(values))
+        pool.add(row["size"], row["n"], row["mean"], row["squares"])
+        for member in row["members"]:
+            value = member["value"]
+            finite = value is not None and math.isfinite(value)
+            pool.members.append((member_order(member), GroupMember(
+                member["id"], member["name"], member["seed"], member["status"],
+                float(value) if finite else None)))
     return list(pools.values())
 
 
