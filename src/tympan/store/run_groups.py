@@ -1,18 +1,21 @@
 """Runs grouped by config keys, in SQL: each group's counts and sums of a metric and its first
 members in member order (seed, missing last, then started_at and id).
 
-One statement answers both for a stretch of the runs table. The scope's runs are read once
-with their group (the keys' values as one JSON text) and metric value (a materialized CTE); a
-GROUP BY counts and sums them, and a window ranks each group's members, of which the first
-``members`` come back, then their names. Two passes cost less than one window computing the
-ranks and the whole-partition sums together: 0.51 s of SQLite's CPU at 100,000 runs, against
-0.72 s.
+Two statements answer it. The first reads the scope's runs with their group (the keys' values
+as one JSON text) and metric value, and counts and sums them per group. The second lists each
+group's first ``members`` runs. Ranking every run to find them was most of the work (a sort of
+the whole scope by group, seed, start and id: 0.35 s of SQLite's CPU at 100,000 runs), so the
+second statement ranks only a prefix of the scope in member order, taken with a bounded sort
+that reads no JSON and no summary: the first ``2 x members x groups`` runs. A group's first
+members are within any prefix that holds ``members`` of its runs, or all of them; where a
+prefix falls short for some group, a four times longer one is read, and past the scope's size,
+all of it.
 
-SQLite runs a statement on one core, and that CPU goes to the JSON of each config, the summary
-seeks and the sorts. A large scope is therefore read in stretches of rowids on parallel
-connections (``sqlite3`` lets go of the GIL while a statement runs) and the answers merged:
-counts and sums add, and a group's first members are the first of its stretches' first
-members. PostgreSQL plans its own parallel scans.
+SQLite runs a statement on one core, and the first statement's CPU (the JSON of every config,
+a summary seek per run, the GROUP BY's sort) grows with the scope. A large scope is therefore
+counted in stretches of rowids on parallel connections (``sqlite3`` lets go of the GIL while a
+statement runs), the counts added up, and its members listed on one more connection at the
+same time, from a prefix guessed for 32 groups. PostgreSQL plans its own parallel scans.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tympan.store.run_where import RunTest
@@ -32,8 +36,23 @@ __all__ = ["group_rows", "member_order"]
 
 RUNS_PER_PART = 12_500  # fewer runs than this per stretch cost more in threads than they save
 WORKERS = min(4, os.cpu_count() or 1)  # stretches read at once
+PREFIX_GROWTH = 4  # how much longer the next prefix is when one falls short
+GUESSED_GROUPS = 32  # groups the members listed alongside the counts are read for
+MEMBER = ("id", "name", "status", "seed", "started_at", "value")  # a listed member's fields
 
 Opener = Callable[[], AbstractContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """What a group-by asks, as its statements need it."""
+
+    by: tuple[str, ...]
+    project_ids: Sequence[int] | None
+    study_id: str | None
+    tests: tuple[RunTest, ...]
+    metric: tuple[str, str] | None
+    shift: float  # subtracted from every value before it is summed (see group_rows)
 
 
 def group_rows(
@@ -56,13 +75,13 @@ def group_rows(
     ``value`` (the metric, None when missing or not finite).
 
     ``more`` opens another read connection to the same SQLite store: given, a large scope is
-    read in stretches on parallel connections (see the module docstring)."""
+    counted in stretches, and its members listed, on parallel connections (see the module
+    docstring)."""
     from sqlalchemy import func, select
 
     from tympan.store.run_where import finite
     from tympan.store.schema import run_summaries
 
-    dialect = conn.dialect.name
     shift = 0.0
     if metric is not None:
         value = finite(run_summaries.c[metric[1]])
@@ -70,27 +89,93 @@ def group_rows(
         # squares' precision when values are large next to their spread
         shift = conn.execute(select(func.min(value)).where(
             run_summaries.c.key == metric[0], value.is_not(None))).scalar() or 0.0
-    ask = dict(by=tuple(by), project_ids=project_ids, study_id=study_id, tests=tuple(tests),
-               metric=metric, members=members, shift=shift)
-    stretches = _stretches(conn, project_ids, study_id) if dialect == "sqlite" and more else []
-    if len(stretches) < 2:
-        return _named(conn, _merged([_part(conn, None, **ask)], shift, members))
+    ask = _Ask(tuple(by), project_ids, study_id, tuple(tests), metric, shift)
+    scope, stretches = _stretches(conn, project_ids, study_id) \
+        if conn.dialect.name == "sqlite" and more is not None else (0, [])
+    reads: list[Callable[[Any], Any]] = [lambda c, s=s: _counts(c, ask, s)
+                                         for s in stretches or [None]]
+    # a large scope's members are listed alongside its counts, from a guessed prefix
+    alongside = members != 0 and scope >= RUNS_PER_PART
+    guess = None if members is None else 2 * members * GUESSED_GROUPS
+    if alongside:
+        reads.append(lambda c: _ranked(c, ask, members, guess))
+    answers = _in_parallel(conn, more, reads)
+    groups: dict[str | None, dict[str, Any]] = {}
+    for rows in answers[:len(stretches) or 1]:
+        for text, size, n, total, total2 in rows:
+            _add(groups, text, size, n, total or 0.0, total2 or 0.0)
+    if members != 0:
+        _list_members(conn, ask, groups, members, (guess, answers[-1]) if alongside else None)
+    for group in groups.values():
+        n, total, total2 = group["n"], group.pop("sum"), group.pop("sum2")
+        group["mean"] = shift + total / n if n else None
+        group["squares"] = max(0.0, total2 - total * total / n) if n else None
+    return list(groups.values())
 
-    def elsewhere(stretch: tuple[int, int]) -> list[Any]:
-        assert more is not None
+
+def member_order(member: dict[str, Any]) -> tuple:
+    """A member's place in its group: by seed, missing last, then started_at and id."""
+    seed = member["seed"]
+    return (seed is None, seed or 0, member["started_at"], member["id"])
+
+
+def _add(groups: dict[str | None, dict[str, Any]], text: str | None, size: int = 0,
+         n: int = 0, total: float = 0.0, total2: float = 0.0) -> dict[str, Any]:
+    group = groups.setdefault(text, {"group": text, "size": 0, "n": 0, "sum": 0.0,
+                                     "sum2": 0.0, "members": []})
+    group["size"] += size
+    group["n"] += n
+    group["sum"] += total
+    group["sum2"] += total2
+    return group
+
+
+def _list_members(conn: Any, ask: _Ask, groups: dict[str | None, dict[str, Any]],
+                  members: int | None, tried: tuple[int | None, list[Any]] | None) -> None:
+    """Each group's first ``members`` runs (all with None) into its ``members`` list;
+    ``tried``: (prefix, rows) of a listing already made, to be checked first."""
+    total = sum(g["size"] for g in groups.values())
+    prefix = None if members is None else 2 * members * max(1, len(groups))
+    while True:
+        if tried is not None:
+            (tried_prefix, rows), tried = tried, None
+        else:
+            if prefix is not None and prefix >= total:
+                prefix = None  # the whole scope: no bounded sort in front
+            tried_prefix, rows = prefix, _ranked(conn, ask, members, prefix)
+        listed: dict[str | None, list[dict[str, Any]]] = {}
+        for text, *member in rows:
+            listed.setdefault(text, []).append(dict(zip(MEMBER, member, strict=True)))
+        if tried_prefix is None or all(
+                len(listed.get(t, ())) >= min(g["size"], members or 0)
+                for t, g in groups.items()):
+            break
+        prefix = max(tried_prefix * PREFIX_GROWTH, prefix or 0)
+    for text, found in listed.items():  # a run added since the counts lists a group too
+        _add(groups, text)["members"] = sorted(found, key=member_order)
+
+
+def _in_parallel(conn: Any, more: Opener | None, reads: list[Callable[[Any], Any]]
+                 ) -> list[Any]:
+    """The answers of ``reads``, each given a connection: the first runs on ``conn`` in this
+    thread, the others on connections from ``more`` in threads of their own."""
+    if len(reads) == 1:
+        return [reads[0](conn)]
+    assert more is not None
+
+    def elsewhere(read: Callable[[Any], Any]) -> Any:
         with more() as other:
-            return _part(other, stretch, **ask)
+            return read(other)
 
-    with ThreadPoolExecutor(len(stretches) - 1, thread_name_prefix="tympan-groups") as pool:
-        others = [pool.submit(elsewhere, s) for s in stretches[1:]]
-        parts = [_part(conn, stretches[0], **ask)] + [f.result() for f in others]
-    return _named(conn, _merged(parts, shift, members))
+    with ThreadPoolExecutor(len(reads) - 1, thread_name_prefix="tympan-groups") as pool:
+        others = [pool.submit(elsewhere, read) for read in reads[1:]]
+        return [reads[0](conn)] + [f.result() for f in others]
 
 
 def _stretches(conn: Connection, project_ids: Sequence[int] | None, study_id: str | None
-               ) -> list[tuple[int, int]]:
-    """Rowid ranges splitting the scope's runs into WORKERS stretches of equal width, or []
-    when the scope is too small to be worth it."""
+               ) -> tuple[int, list[tuple[int, int]]]:
+    """(the scope's runs, rowid ranges splitting them into WORKERS stretches of equal width,
+    or [] when the scope is too small to be worth it)."""
     from sqlalchemy import func, literal_column, select
 
     from tympan.store.run_table import _filtered
@@ -102,97 +187,81 @@ def _stretches(conn: Connection, project_ids: Sequence[int] | None, study_id: st
         project_ids, study_id)).one()
     parts = min(WORKERS, count // RUNS_PER_PART)
     if parts < 2:
-        return []
+        return count, []
     edges = [low + (high - low + 1) * k // parts for k in range(parts)] + [high + 1]
-    return [(edges[k], edges[k + 1] - 1) for k in range(parts)]
+    return count, [(edges[k], edges[k + 1] - 1) for k in range(parts)]
 
 
-def _part(conn: Any, stretch: tuple[int, int] | None, *, by: tuple[str, ...],
-          project_ids: Sequence[int] | None, study_id: str | None, tests: tuple[RunTest, ...],
-          metric: tuple[str, str] | None, members: int | None, shift: float) -> list[Any]:
-    """The rows of one statement over ``stretch`` (rowids, inclusive; None: all): the first
-    ``members`` of each group (``rank`` set), then each group's counts (``rank`` None)."""
-    from sqlalchemy import Float, Integer, cast, func, literal_column, null, select, union_all
+def _seed(dialect: str) -> Any:
+    from sqlalchemy import func
 
+    from tympan.store.run_where import config_integer
+    from tympan.store.schema import runs
+
+    return func.coalesce(runs.c.seed, config_integer(dialect, "seed"))
+
+
+def _scoped(dialect: str, ask: _Ask, stmt: Any) -> Any:
+    """``stmt`` (selecting from runs) limited to the scope's runs that pass the tests."""
     from tympan.store.run_table import _filtered
-    from tympan.store.run_where import RunOrder, config_array, config_integer, finite, metric_join
-    from tympan.store.schema import run_summaries, runs
 
-    dialect = conn.dialect.name
-    value = (finite(run_summaries.c[metric[1]]) if metric is not None
-             else cast(null(), Float))
-    stmt = _filtered(select(
-        runs.c.id, func.coalesce(runs.c.seed, config_integer(dialect, "seed")).label("seed"),
-        runs.c.started_at, config_array(dialect, by).label("group"), value.label("value"),
-    ), project_ids, study_id, tests, dialect)
-    if metric is not None:
-        stmt = metric_join(stmt, RunOrder("metric", metric[0], metric[1]))
+    return _filtered(stmt, ask.project_ids, ask.study_id, ask.tests, dialect)
+
+
+def _grouped(dialect: str, ask: _Ask, *columns: Any) -> Any:
+    """The scope's runs with ``columns``, their group and their metric value."""
+    from sqlalchemy import Float, cast, null, select
+
+    from tympan.store.run_where import RunOrder, config_array, finite, metric_join
+    from tympan.store.schema import run_summaries
+
+    if ask.metric is None:
+        return _scoped(dialect, ask, select(
+            *columns, config_array(dialect, ask.by).label("group"),
+            cast(null(), Float).label("value")))
+    stmt = _scoped(dialect, ask, select(
+        *columns, config_array(dialect, ask.by).label("group"),
+        finite(run_summaries.c[ask.metric[1]]).label("value")))
+    return metric_join(stmt, RunOrder("metric", ask.metric[0], ask.metric[1]))
+
+
+def _counts(conn: Any, ask: _Ask, stretch: tuple[int, int] | None) -> list[Any]:
+    """(group, size, n, sum, sum of squares) of the values minus ``ask.shift``, per group of
+    the runs in ``stretch`` (rowids, inclusive; None: all)."""
+    from sqlalchemy import func, literal_column, select
+
+    stmt = _grouped(conn.dialect.name, ask)
     if stretch is not None:
         stmt = stmt.where(literal_column("runs.rowid").between(*stretch))
-    # each run's JSON parsed once: the CTE is read by both passes below
-    run = stmt.cte("grouped").prefix_with("MATERIALIZED")
-    rank = func.row_number().over(partition_by=run.c.group, order_by=[
-        run.c.seed.is_(None), run.c.seed, run.c.started_at, run.c.id]).label("rank")
-    ranked = select(run, rank).subquery()
-    first = select(ranked.c.group, ranked.c.id, ranked.c.seed, ranked.c.started_at,
-                   ranked.c.value, ranked.c.rank,
-                   *[cast(null(), Integer)] * 2, *[cast(null(), Float)] * 2)
-    if members is not None:
-        first = first.where(ranked.c.rank <= members)
-    shifted = run.c.value - shift
-    counts = select(run.c.group, *[null()] * 4, cast(null(), Integer), func.count(),
-                    func.count(run.c.value), func.sum(shifted),
-                    func.sum(shifted * shifted)).group_by(run.c.group)
-    return list(conn.execute(union_all(first, counts)))
+    run = stmt.subquery()
+    shifted = run.c.value - ask.shift
+    return list(conn.execute(select(
+        run.c.group, func.count(), func.count(run.c.value), func.sum(shifted),
+        func.sum(shifted * shifted)).group_by(run.c.group)))
 
 
-def _merged(parts: list[list[Any]], shift: float, members: int | None
-            ) -> list[dict[str, Any]]:
-    """One answer from the parts' rows (see :func:`_part`), groups by their JSON text."""
-    groups: dict[str | None, dict[str, Any]] = {}
-    for rows in parts:
-        for text, run_id, seed, started_at, value, rank, size, n, total, total2 in rows:
-            group = groups.setdefault(text, {"group": text, "size": 0, "n": 0, "sum": 0.0,
-                                             "sum2": 0.0, "members": []})
-            if rank is None:
-                group["size"] += size
-                group["n"] += n
-                group["sum"] += total or 0.0
-                group["sum2"] += total2 or 0.0
-            else:
-                group["members"].append({"id": run_id, "seed": seed,
-                                         "started_at": started_at, "value": value})
-    for group in groups.values():
-        group["members"].sort(key=member_order)  # UNION ALL keeps no order; parts rank apart
-        if members is not None:
-            del group["members"][members:]
-        n, total, total2 = group["n"], group.pop("sum"), group.pop("sum2")
-        group["mean"] = shift + total / n if n else None
-        group["squares"] = max(0.0, total2 - total * total / n) if n else None
-    return list(groups.values())
-
-
-def _named(conn: Any, groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``groups`` with their members' names and statuses, read for the listed members only:
-    carried through the sorts of every run, they cost more (7% at 100,000 runs)."""
-    from sqlalchemy import select
+def _ranked(conn: Any, ask: _Ask, members: int | None, prefix: int | None) -> list[Any]:
+    """(group, id, name, status, seed, started_at, value) of each group's first ``members``
+    runs (all with None) among the scope's first ``prefix`` runs in member order (all with
+    None)."""
+    from sqlalchemy import func, select
 
     from tympan.store.schema import runs
 
-    listed = [m for g in groups for m in g["members"]]
-    found: dict[str, tuple[str, str]] = {}
-    for start in range(0, len(listed), 500):
-        ids = [m["id"] for m in listed[start:start + 500]]
-        found.update((i, (name, status)) for i, name, status in conn.execute(
-            select(runs.c.id, runs.c.name, runs.c.status).where(runs.c.id.in_(ids))))
-    for group in groups:  # a run deleted since the group query is left out
-        group["members"] = [m | dict(zip(("name", "status"), found[m["id"]], strict=True))
-                            for m in group["members"] if m["id"] in found]
-    return groups
-
-
-def member_order(member: dict[str, Any]) -> tuple:
-    """A member's place in its group (as the window orders them): by seed, missing last,
-    then started_at and id."""
-    seed = member["seed"]
-    return (seed is None, seed or 0, member["started_at"], member["id"])
+    dialect = conn.dialect.name
+    seed = _seed(dialect)
+    stmt = _grouped(dialect, ask, runs.c.id, runs.c.name, runs.c.status, seed.label("seed"),
+                    runs.c.started_at)
+    if prefix is not None:  # a bounded sort over columns of the row: no JSON, no summaries
+        first = _scoped(dialect, ask, select(runs.c.id.label("first_id"))).order_by(
+            seed.is_(None), seed, runs.c.started_at, runs.c.id).limit(prefix).subquery()
+        stmt = stmt.join(first, first.c.first_id == runs.c.id)
+    run = stmt.subquery()
+    rank = func.row_number().over(partition_by=run.c.group, order_by=[
+        run.c.seed.is_(None), run.c.seed, run.c.started_at, run.c.id]).label("rank")
+    ranked = select(run, rank).subquery()
+    listed = select(ranked.c.group, ranked.c.id, ranked.c.name, ranked.c.status,
+                    ranked.c.seed, ranked.c.started_at, ranked.c.value)
+    if members is not None:
+        listed = listed.where(ranked.c.rank <= members)
+    return list(conn.execute(listed))
