@@ -204,7 +204,7 @@ def pooled_features(outputs: Mapping[str, torch.Tensor], layers: Sequence[str],
             start += 2 * width
     if head is not None:
         feats[OUTPUT_KEY] = output_scores(torch.as_tensor(outputs[head.layer]), lengths,
-                                          t_input, head.blank).numpy()
+                                          t_input, head.blank)
     return {name: feats[name] for name in layers} | (
         {OUTPUT_KEY: feats[OUTPUT_KEY]} if head is not None else {})
 
@@ -221,26 +221,28 @@ def _layer_order(widths: tuple[int, ...]) -> np.ndarray:
 
 
 def output_scores(logits: torch.Tensor, lengths: torch.Tensor | None, t_input: int,
-                  blank: int | None) -> torch.Tensor:
+                  blank: int | None) -> np.ndarray:
     """(batch, time, classes) logits -> (batch, 3) float64: energy, msp and blank ratio over
-    each input's valid frames (blank ratio NaN when ``blank`` is None)."""
-    logits = logits.detach().to(torch.float64)
+    each input's valid frames (blank ratio NaN when ``blank`` is None).
+
+    In numpy, as the max-shifted sum a logsumexp is: a dozen calls on a (1, 45, 17) array
+    cost a third of what the same calls cost in torch, and the guard pays them per request.
+    """
     b, t_layer, classes = logits.shape
     if blank is not None and not 0 <= blank < classes:
         raise InvalidInputError(f"the blank class {blank} is not one of the head's {classes} "
                                 f"outputs")
-    lse = torch.logsumexp(logits, dim=-1)  # (b, t)
-    top, best = logits.max(-1)
-    blanks = (torch.full_like(lse, float("nan")) if blank is None
-              else (best == blank).to(torch.float64))
+    x = logits.detach().to("cpu", torch.float64).numpy()
+    top = x.max(-1, keepdims=True)
+    total = np.exp(x - top).sum(-1)  # softmax's denominator, over the largest logit
+    blanks = np.full(total.shape, np.nan) if blank is None else x.argmax(-1) == blank
     # per frame: energy (-logsumexp), max softmax probability, whether blank wins
-    frames = torch.stack([-lse, (top - lse).exp(), blanks], dim=2)
+    frames = np.stack([-(top[..., 0] + np.log(total)), 1.0 / total, blanks], axis=2)
     masked = _frame_mask(b, t_layer, lengths, t_input, logits.device)
     if masked is None:
-        return frames.mean(1).cpu()
-    mask, valid = masked
-    return (torch.where(mask[:, :, None], frames, 0.0).sum(1)
-            / valid.to(torch.float64)[:, None]).cpu()
+        return frames.mean(1)
+    mask, valid = (m.cpu().numpy() for m in masked)
+    return np.where(mask[:, :, None], frames, 0.0).sum(1) / valid[:, None]
 
 
 class FeatureCapture:
