@@ -79,6 +79,10 @@ CLIENT = textwrap.dedent('''
     client.delete_run(gone)
     out["deleted"] = [client.get_run(gone).info.lifecycle_stage, listed(),
                       listed(ViewType.DELETED_ONLY), listed(ViewType.ALL)]
+    try:  # MLflow refuses writes to a deleted run; so does tympan, and keeps nothing of it
+        client.log_metric(gone, "loss", 2.0)
+    except MlflowException as exc:
+        out["log_deleted"] = [exc.error_code, "active" in str(exc)]
     client.restore_run(gone)
     out["restored"] = [client.get_run(gone).info.lifecycle_stage, listed(),
                        listed(ViewType.DELETED_ONLY)]
@@ -132,6 +136,7 @@ def test_the_mlflow_client_logs_through_the_endpoint(tmp_path, mlflow_python: st
     # delete_run is MLflow's soft delete: tympan archives the run, restore_run unarchives it.
     kept, gone = out["run_id"], out["scratch"]
     assert out["deleted"] == ["deleted", [kept], [gone], sorted([kept, gone])]
+    assert out["log_deleted"] == ["INVALID_PARAMETER_VALUE", True]
     assert out["restored"] == ["active", sorted([kept, gone]), []]
     assert out["delete_missing"] == "RESOURCE_DOES_NOT_EXIST"
     archived = tympan.load_run(gone, store=store)

@@ -213,7 +213,7 @@ class MlflowTracking:
 
     def update_run(self, run_id: str, status: str | None, end_time: int | None,
                    run_name: str | None) -> dict[str, Any]:
-        record = self._record(run_id)
+        record = self._active(run_id)
         if run_name:
             self.transport.describe_run(run_id, name=check_name(run_name, "run name"))
         if status in STATUS_IN:
@@ -266,6 +266,17 @@ class MlflowTracking:
         self._check_project(record.project, message)
         return record
 
+    def _active(self, run_id: str) -> RunRecord:
+        """The run, refused once deleted (archived), as MLflow refuses writes to a deleted
+        run: nothing logged to it would show where its client looks."""
+        record = self._record(run_id)
+        if record.archived_at is not None:
+            raise InvalidInputError(
+                f"the run {run_id} must be in the 'active' state; it is deleted (archived in "
+                "tympan): restore it first (MlflowClient.restore_run, or `tympan runs "
+                "unarchive`)")
+        return record
+
     def _parent(self, parent: str | None) -> str | None:
         return None if not parent else self._record(parent).id
 
@@ -301,7 +312,7 @@ class MlflowTracking:
     # -- logging ----------------------------------------------------------------------------
     def log_batch(self, run_id: str, metrics: list[MetricPoint], params: Mapping[str, str],
                   tags: Mapping[str, str]) -> None:
-        record = self._record(run_id)
+        record = self._active(run_id)
         if params:
             self._log_params(record, params)
         if tags:
@@ -335,7 +346,7 @@ class MlflowTracking:
             self._set_environment(record.id, {**old, **system})
 
     def delete_tag(self, run_id: str, key: str) -> None:
-        record = self._record(run_id)
+        record = self._active(run_id)
         labels = [t for t in record.tags if label_tag(t)[0] != key]
         system = dict(((record.environment() or {}).get("mlflow") or {}).get("tags") or {})
         if len(labels) == len(record.tags) and key not in system:
