@@ -256,3 +256,31 @@ def test_config_reads_follow_updates_and_a_0009_store_upgraded(store_url: str) -
     assert upgrade_store(store_url)[:2] == ("0009", versioning.HEAD)
     assert answers() == after_update
     close_stores()
+
+
+def test_running_runs_are_read_through_the_status_index(tmp_path) -> None:
+    """Every read request asks which runs of the project are running (liveness, kept keys).
+    Walking the project's index read all its runs (25 ms at 100,000); the few running ones
+    come from the status index."""
+    from tympan.store import run_table
+
+    where = str(tmp_path / "store")
+    _fill(where)
+    with open_store(where) as store, store.read() as conn:
+        captured: list[tuple[str, object]] = []
+        from sqlalchemy import event
+
+        def keep(_conn, _cursor, statement, parameters, _context, _many) -> None:
+            captured.append((statement, parameters))
+
+        event.listen(conn, "before_cursor_execute", keep)
+        assert run_table.running_ids(conn, [1]) == []
+        assert run_table.running_rows(conn, [1]) == []
+        event.remove(conn, "before_cursor_execute", keep)
+        selects = [(s, p) for s, p in captured if s.lstrip().upper().startswith("SELECT")]
+        assert len(selects) == 2
+        for statement, parameters in selects:
+            plan = " ".join(str(row[3]) for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "ix_runs_status" in plan, plan
+    close_stores()

@@ -129,8 +129,10 @@ def _running_ids(in_projects: bool, in_study: bool) -> Any:
 
     from tympan.store.schema import runs
 
-    return _in_scope(select(runs.c.id).where(runs.c.status == "running"), in_projects,
-                     in_study)
+    stmt = select(runs.c.id).where(runs.c.status == "running")
+    if in_projects:
+        stmt = stmt.where(_not_indexed_project().in_(_ids_param()))
+    return _in_scope(stmt, False, in_study)
 
 
 def _batches(ids: Sequence[str] | None, size: int = 500) -> list[Sequence[str] | None]:
@@ -181,7 +183,17 @@ def _running(in_projects: bool) -> Any:
 
     stmt = select(runs.c.id, runs.c.status, runs.c.host, runs.c.pid, runs.c.heartbeat_at,
                   runs.c.started_at).where(runs.c.status == "running")
-    return _filtered(stmt, _ids_param() if in_projects else None, None)
+    return stmt.where(_not_indexed_project().in_(_ids_param())) if in_projects else stmt
+
+
+def _not_indexed_project() -> Any:
+    """``runs.project_id`` as an expression no index answers: with both a project and
+    ``status = 'running'`` to go by, SQLite (no statistics) walks the project's index and
+    reads every run of it (25 ms at 100,000 runs); through the status index the few running
+    runs take 0.1 ms."""
+    from tympan.store.schema import runs
+
+    return runs.c.project_id + 0
 
 
 def _ids_param() -> Any:
