@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from tympan.store.run_where import RunTest
@@ -218,17 +219,40 @@ def _grouped(dialect: str, ask: _Ask, *columns: Any) -> Any:
     """The scope's runs with ``columns``, their group and their metric value."""
     from sqlalchemy import Float, cast, null, select
 
-    from tympan.store.run_where import RunOrder, config_array, finite, metric_join
+    from tympan.store.run_where import config_array, finite
+    from tympan.store.schema import runs
+
+    group = config_array(dialect, ask.by).label("group")
+    if ask.metric is None:
+        return _scoped(dialect, ask, select(*columns, group,
+                                            cast(null(), Float).label("value")))
+    key, summary = ask.metric
+    summaries = _summary_values()
+    return _scoped(dialect, ask, select(
+        *columns, group, finite(summaries.c[summary]).label("value")).select_from(
+        runs.outerjoin(summaries, (summaries.c.run_id == runs.c.id)
+                       & (summaries.c.key == key))))
+
+
+@cache
+def _summary_values() -> Any:
+    """run_summaries, read on SQLite through the index that holds its values (revision 0011):
+    without statistics SQLite seeks the primary key, then the row, for every run. (Made on
+    first use: a store module imports SQLAlchemy only when it reads through it.)"""
+    from sqlalchemy.ext.compiler import compiles
+    from sqlalchemy.sql.selectable import Alias
+
     from tympan.store.schema import run_summaries
 
-    if ask.metric is None:
-        return _scoped(dialect, ask, select(
-            *columns, config_array(dialect, ask.by).label("group"),
-            cast(null(), Float).label("value")))
-    stmt = _scoped(dialect, ask, select(
-        *columns, config_array(dialect, ask.by).label("group"),
-        finite(run_summaries.c[ask.metric[1]]).label("value")))
-    return metric_join(stmt, RunOrder("metric", ask.metric[0], ask.metric[1]))
+    class IndexedBy(Alias):
+        inherit_cache = True
+
+    @compiles(IndexedBy, "sqlite")
+    def indexed_by(element: IndexedBy, compiler: Any, **kw: Any) -> str:
+        text = compiler.visit_alias(element, **kw)
+        return f"{text} INDEXED BY ix_run_summaries_values" if kw.get("asfrom") else text
+
+    return IndexedBy._construct(run_summaries, name="run_summaries")
 
 
 def _counts(conn: Any, ask: _Ask, stretch: tuple[int, int] | None) -> list[Any]:
