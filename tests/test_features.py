@@ -182,3 +182,64 @@ def test_bad_arguments_raise_invalid_input() -> None:
         F.power_to_db(np.ones(3), amin=0)
     with pytest.raises(InvalidInputError, match="window"):
         F.stft(y, n_fft=256, window="no-such-window")
+
+
+def _clips(lengths: tuple[int, ...]) -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    clips = [rng.standard_normal(n) * rng.uniform(0.01, 1.0) for n in lengths]
+    # A quiet clip ending in a click: the frame past its last one (within its padding) holds
+    # the click at the window's peak, 20 dB above any of its own frames, so a top_db floor
+    # taken over the padding too would cut its quiet frames.
+    if len(clips) > 1:
+        clips[0] = 1e-5 * rng.standard_normal(lengths[0])
+        clips[0][-1] = 1.0
+    return clips
+
+
+@pytest.mark.parametrize("lengths", [(50 * 160 + 159, 16000, 400, 28800, 161),
+                                     (12345,), (28800, 1, 159, 160)])
+@pytest.mark.parametrize("front_end", ["log_mel", "mfcc"])
+def test_a_padded_batch_with_lengths_gives_each_clip_its_features_alone(
+        lengths: tuple[int, ...], front_end: str) -> None:
+    clips = _clips(lengths)
+    waves, counts = F.pad_waves(clips)
+    kw = {"n_fft": 400, "hop_length": 160, "n_mels": 40}
+    func = getattr(F, front_end)
+    batched = func(waves.double(), SR, lengths=counts, **kw)
+    frames = F.stft_frames(counts, n_fft=400, hop_length=160)
+    assert batched.shape[-1] == int(frames.max())
+    for i, clip in enumerate(clips):
+        alone = func(clip, SR, **kw)
+        assert alone.shape[-1] == frames[i]
+        np.testing.assert_allclose(batched[i, :, :frames[i]].numpy(), alone.numpy(),
+                                   atol=1e-6)
+
+
+@pytest.mark.parametrize(("center", "scale"), [(True, True), (True, False), (False, False)])
+def test_normalize_frames_normalizes_each_utterance_over_its_own_frames(
+        center: bool, scale: bool) -> None:
+    gen = torch.Generator().manual_seed(0)
+    feats = [torch.randn(n, 5, generator=gen) * 3 + 1 for n in (7, 2, 12)]
+    x, frames = F.pad_features(feats)
+    got = F.normalize_frames(x, frames, center=center, scale=scale)
+    for i, f in enumerate(feats):
+        want = f - f.mean(0) if center else f
+        want = want / (want.std(0) + 1e-5) if scale else want
+        torch.testing.assert_close(got[i, :len(f)], want)
+        assert got[i, len(f):].abs().sum() == 0
+    alone = F.normalize_frames(feats[2][None], frames[2:], center=center, scale=scale)
+    torch.testing.assert_close(alone[0], got[2])
+
+
+def test_lengths_that_cannot_hold_raise_invalid_input() -> None:
+    waves, counts = F.pad_waves([np.ones(800), np.ones(500)])
+    with pytest.raises(InvalidInputError, match="pad_mode='constant'"):
+        F.log_mel(waves, SR, n_fft=400, pad_mode="reflect", lengths=counts)
+    with pytest.raises(InvalidInputError, match="one length per clip"):
+        F.log_mel(waves, SR, n_fft=400, lengths=counts[:1])
+    with pytest.raises(InvalidInputError, match="lengths must be in"):
+        F.mfcc(waves, SR, n_fft=400, n_mels=40, lengths=torch.tensor([800, 900]))
+    with pytest.raises(InvalidInputError, match="lengths must be in"):
+        F.log_mel(waves, SR, n_fft=600, center=False, lengths=counts)
+    with pytest.raises(InvalidInputError, match="one frame count per item"):
+        F.normalize_frames(torch.zeros(2, 3), torch.tensor([3, 3]))

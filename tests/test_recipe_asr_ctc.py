@@ -182,3 +182,20 @@ def test_training_and_export_tracing_take_the_stock_padded_path() -> None:
     assert "index_copy" not in str(traced.inlined_graph)  # no packing baked into a graph
     with torch.inference_mode():
         torch.testing.assert_close(traced(x, lengths), stock(x, lengths), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("front_end", ["logmel", "mfcc"])
+@pytest.mark.parametrize("lengths", [(16000, 28800, 161, 12345), (20000,), (400, 401)])
+def test_a_batchs_features_in_one_pass_equal_each_clips_alone(front_end: str,
+                                                              lengths: tuple[int, ...]) -> None:
+    from recipes.asr_ctc.train import batch_features, features
+
+    from tympan.audio.features import pad_features, pad_waves
+
+    cfg = Config(front_end=front_end)
+    gen = torch.Generator().manual_seed(2)
+    clips = [0.1 * torch.randn(n, generator=gen) for n in lengths]
+    x, frames = batch_features(cfg, *pad_waves(clips))
+    want, want_frames = pad_features([features(cfg, c.numpy()) for c in clips])
+    assert torch.equal(frames, want_frames)
+    torch.testing.assert_close(x, want, rtol=1e-4, atol=1e-4)

@@ -39,7 +39,14 @@ from torch import nn
 import tympan
 import tympan.config
 from tympan.audio.corpus import Corpus, Utterance, nested_subset, synth_corpus
-from tympan.audio.features import log_mel, mfcc, pad_features, pad_waves
+from tympan.audio.features import (
+    log_mel,
+    mfcc,
+    normalize_frames,
+    pad_features,
+    pad_waves,
+    stft_frames,
+)
 from tympan.audio.io import load
 from tympan.audio.metrics import character_error_rate, word_error_rate
 from tympan.errors import ConfigError, NotFoundError
@@ -136,6 +143,17 @@ def features(cfg: Config, wav: np.ndarray) -> torch.Tensor:
                  n_mels=cfg.n_mels)
     x = x.T.float()
     return (x - x.mean(0)) / (x.std(0) + 1e-5)
+
+
+def batch_features(cfg: Config, waves: torch.Tensor, lengths: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``features`` of each clip of a zero-padded batch, in one STFT for the whole batch:
+    (batch, frames, dims) zero-padded, and each clip's frames."""
+    kw = {"sr": SAMPLE_RATE, "n_fft": 400, "hop_length": cfg.hop, "n_mels": cfg.n_mels,
+          "lengths": lengths}
+    x = log_mel(waves, **kw) if cfg.front_end == "logmel" else mfcc(waves, n_mfcc=cfg.n_mfcc, **kw)
+    frames = stft_frames(lengths, n_fft=400, hop_length=cfg.hop)
+    return normalize_frames(x.transpose(1, 2).float(), frames), frames
 
 
 @dataclass
@@ -461,10 +479,9 @@ class AsrInference:
 
     def preprocess(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
-        """(features, frames) of a zero-padded (batch, samples) batch; each utterance is cut
-        to its length first, since features are normalized per utterance."""
-        return pad_features([features(self.cfg, w[:n].numpy())
-                             for w, n in zip(waves, lengths.tolist(), strict=True)])
+        """(features, frames) of a zero-padded (batch, samples) batch: each utterance's are
+        ``features`` of it alone (normalized over its own frames), made in one pass."""
+        return batch_features(self.cfg, waves, lengths)
 
     def postprocess(self, log_probs: torch.Tensor, inputs: tuple[torch.Tensor, torch.Tensor]
                     ) -> list[str]:

@@ -54,7 +54,14 @@ from torch import nn
 import tympan
 import tympan.config
 from tympan.audio.corpus import Corpus, Utterance, nested_subset, synth_corpus
-from tympan.audio.features import log_mel, mfcc, pad_features, pad_waves
+from tympan.audio.features import (
+    log_mel,
+    mfcc,
+    normalize_frames,
+    pad_features,
+    pad_waves,
+    stft_frames,
+)
 from tympan.audio.io import load
 from tympan.audio.metrics import eer, min_dcf
 from tympan.errors import ConfigError
@@ -159,6 +166,19 @@ def features(cfg: Config, wav: np.ndarray) -> torch.Tensor:
     if cfg.norm == "meanvar":
         x = x / (x.std(0) + 1e-5)
     return x
+
+
+def batch_features(cfg: Config, waves: torch.Tensor, lengths: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``features`` of each clip of a zero-padded batch, in one STFT for the whole batch:
+    (batch, frames, dims) zero-padded, and each clip's frames."""
+    kw = {"sr": SAMPLE_RATE, "n_fft": 400, "hop_length": cfg.hop, "n_mels": cfg.n_mels,
+          "lengths": lengths}
+    x = log_mel(waves, **kw) if cfg.front_end == "logmel" else mfcc(waves, n_mfcc=cfg.n_mfcc, **kw)
+    frames = stft_frames(lengths, n_fft=400, hop_length=cfg.hop)
+    x = normalize_frames(x.transpose(1, 2).float(), frames, center=cfg.norm != "none",
+                         scale=cfg.norm == "meanvar")
+    return x, frames
 
 
 @dataclass
@@ -397,8 +417,7 @@ class SpeakerInference:
 
     def preprocess(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor,
                                                                           torch.Tensor]:
-        return pad_features([features(self.cfg, w[:n].numpy())
-                             for w, n in zip(waves, lengths.tolist(), strict=True)])
+        return batch_features(self.cfg, waves, lengths)
 
     def postprocess(self, outputs: tuple[torch.Tensor, torch.Tensor],
                     inputs: tuple[torch.Tensor, torch.Tensor]) -> list[dict[str, Any]]:

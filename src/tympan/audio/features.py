@@ -7,6 +7,11 @@ What torch adds:
 
 - batches: every function takes ``(..., time)`` (or ``(..., freq, frames)``) and keeps the
   leading axes; item ``i`` of a batch equals the function applied to item ``i`` alone;
+- clips of different lengths in one pass: ``log_mel`` and ``mfcc`` take a zero-padded
+  ``(batch, samples)`` batch with ``lengths=``; item ``i``'s first ``stft_frames(...)[i]``
+  frames equal the function applied to clip ``i`` alone (a serving batch makes its features
+  in one STFT instead of one call per clip); ``normalize_frames`` then normalizes each
+  utterance over its own frames;
 - devices and autograd: CPU or CUDA, and gradients flow back to the waveform;
 - input: numpy arrays or torch tensors; the result is always a torch tensor on the input's
   device (numpy input: CPU). Float64 input computes in float64, float32 in float32, integer
@@ -35,12 +40,14 @@ __all__ = [
     "mel_filterbank",
     "melspectrogram",
     "mfcc",
+    "normalize_frames",
     "pad_features",
     "pad_waves",
     "power_spectrogram",
     "power_to_db",
     "spectrogram",
     "stft",
+    "stft_frames",
 ]
 
 ArrayLike = Any  # np.ndarray | torch.Tensor: kept loose so numpy input type-checks too
@@ -149,12 +156,19 @@ def melspectrogram(y: ArrayLike, sr: int = 22050, n_fft: int = 2048,
 
 
 def power_to_db(S: ArrayLike, ref: float | Callable[[torch.Tensor], Any] = 1.0,
-                amin: float = 1e-10, top_db: float | None = 80.0) -> torch.Tensor:
+                amin: float = 1e-10, top_db: float | None = 80.0, *,
+                frames: torch.Tensor | None = None) -> torch.Tensor:
     """``10 * log10(max(S, amin) / max(ref, amin))`` as ``librosa.power_to_db``, then, when
     ``top_db`` is set, floored at ``top_db`` below the maximum of each item (the last two
     axes; librosa takes the maximum of the whole array, which is the same for one item).
-    ``ref`` is a number or a callable of the spectrogram (e.g. ``torch.amax``)."""
+    ``ref`` is a number or a callable of the spectrogram (e.g. ``torch.amax``). ``frames``
+    (a ``(batch, freq, frames)`` batch of clips of different lengths): each item's number of
+    frames of its own; its maximum is taken over those only."""
     s = _as_tensor(S)
+    if frames is not None and (s.ndim != 3 or tuple(frames.shape) != (s.shape[0],)):
+        raise InvalidInputError(f"frames= needs a (batch, freq, frames) spectrogram and one "
+                                f"count per item, got {tuple(s.shape)} and "
+                                f"{tuple(frames.shape)}")
     if amin <= 0:
         raise InvalidInputError(f"amin must be strictly positive, got {amin}")
     if s.is_complex():
@@ -169,7 +183,12 @@ def power_to_db(S: ArrayLike, ref: float | Callable[[torch.Tensor], Any] = 1.0,
         if top_db < 0:
             raise InvalidInputError(f"top_db must be non-negative, got {top_db}")
         axes = tuple(range(-min(2, log_spec.ndim), 0))
-        peak = torch.amax(log_spec, dim=axes, keepdim=True) if axes else log_spec
+        valid = log_spec
+        if frames is not None and int(frames.min()) < s.shape[-1]:  # another clip's
+            # padding is no part of this one's maximum
+            past = torch.arange(s.shape[-1], device=s.device) >= frames.to(s.device)[:, None]
+            valid = log_spec.masked_fill(past[:, None, :], -torch.inf)
+        peak = torch.amax(valid, dim=axes, keepdim=True) if axes else log_spec
         log_spec = torch.maximum(log_spec, peak - top_db)
     return log_spec
 
@@ -179,22 +198,26 @@ def log_mel(y: ArrayLike, sr: int = 22050, n_fft: int = 2048, hop_length: int | 
             pad_mode: str = "constant", power: float = 2.0, n_mels: int = 128,
             fmin: float = 0.0, fmax: float | None = None, htk: bool = False,
             norm: str | float | None = "slaney", *, ref: float = 1.0, amin: float = 1e-10,
-            top_db: float | None = 80.0) -> torch.Tensor:
+            top_db: float | None = 80.0, lengths: torch.Tensor | None = None) -> torch.Tensor:
     """``power_to_db(melspectrogram(y, ...), ref, amin, top_db)`` in dB, ``(..., n_mels,
-    frames)``: the usual input of speech models."""
+    frames)``: the usual input of speech models. ``lengths``: ``y`` is a zero-padded
+    ``(batch, samples)`` batch (``pad_waves``) and these its clips' samples; item ``i``'s
+    first ``stft_frames(lengths, ...)[i]`` frames are clip ``i``'s alone."""
+    frames = _batch_frames(y, lengths, n_fft, hop_length, win_length, center, pad_mode)
     mel = melspectrogram(y, sr, n_fft, hop_length, win_length, window, center, pad_mode,
                          power, n_mels, fmin, fmax, htk, norm)
-    return power_to_db(mel, ref=ref, amin=amin, top_db=top_db)
+    return power_to_db(mel, ref=ref, amin=amin, top_db=top_db, frames=frames)
 
 
 def mfcc(y: ArrayLike, sr: int = 22050, n_mfcc: int = 20, dct_type: int = 2,
          norm: str | None = "ortho", lifter: float = 0, *, mel_norm: str | float | None = "slaney",
-         top_db: float | None = 80.0, **mel_kwargs: Any) -> torch.Tensor:
+         top_db: float | None = 80.0, lengths: torch.Tensor | None = None,
+         **mel_kwargs: Any) -> torch.Tensor:
     """MFCCs ``(..., n_mfcc, frames)`` as ``librosa.feature.mfcc``: the DCT (``dct_type``
     1-3, ``norm`` "ortho" or None, as ``scipy.fft.dct``) over mel bands of
     ``power_to_db(melspectrogram(y, sr, **mel_kwargs), top_db=top_db)``, then optional
     sinusoidal liftering. ``norm`` is the DCT's, as in librosa; the filterbank's is
-    ``mel_norm``."""
+    ``mel_norm``. ``lengths``: a zero-padded batch of clips, as for :func:`log_mel`."""
     if n_mfcc <= 0:
         raise InvalidInputError(f"n_mfcc must be positive, got {n_mfcc}")
     if lifter < 0:
@@ -202,7 +225,15 @@ def mfcc(y: ArrayLike, sr: int = 22050, n_mfcc: int = 20, dct_type: int = 2,
     if dct_type not in (1, 2, 3) or norm not in ("ortho", None):
         raise InvalidInputError(f"dct_type must be 1, 2 or 3 and norm 'ortho' or None, got "
                                 f"{dct_type!r} and {norm!r}")
-    S = power_to_db(melspectrogram(y, sr, norm=mel_norm, **mel_kwargs), top_db=top_db)
+    frames = None
+    if lengths is not None:
+        keys = ("n_fft", "hop_length", "win_length", "center", "pad_mode")
+        given = {k: mel_kwargs[k] for k in keys if k in mel_kwargs}
+        frames = _batch_frames(y, lengths, **{"n_fft": 2048, "hop_length": None,
+                                              "win_length": None, "center": True,
+                                              "pad_mode": "constant", **given})
+    S = power_to_db(melspectrogram(y, sr, norm=mel_norm, **mel_kwargs), top_db=top_db,
+                    frames=frames)
     n_mels = S.shape[-2]
     if n_mfcc > n_mels:
         raise InvalidInputError(f"n_mfcc ({n_mfcc}) cannot exceed n_mels ({n_mels})")
@@ -213,6 +244,46 @@ def mfcc(y: ArrayLike, sr: int = 22050, n_mfcc: int = 20, dct_type: int = 2,
             torch.pi * torch.arange(1, 1 + n_mfcc, device=S.device, dtype=S.dtype) / lifter)
         M = M * lift[:, None]
     return M
+
+
+def stft_frames(lengths: torch.Tensor, n_fft: int = 2048, hop_length: int | None = None,
+                win_length: int | None = None, center: bool = True) -> torch.Tensor:
+    """How many frames :func:`stft` gives a clip of each of ``lengths`` samples alone."""
+    win_length = n_fft if win_length is None else int(win_length)
+    hop = win_length // 4 if hop_length is None else int(hop_length)
+    lengths = torch.as_tensor(lengths, dtype=torch.int64)
+    if center:
+        return 1 + lengths // hop
+    return 1 + torch.div(lengths - n_fft, hop, rounding_mode="floor")
+
+
+def normalize_frames(x: torch.Tensor, frames: torch.Tensor, *, center: bool = True,
+                     scale: bool = True, eps: float = 1e-5) -> torch.Tensor:
+    """Per-utterance normalization of a padded ``(batch, frames, dims)`` batch over each
+    utterance's own ``frames``: minus its mean (``center``), then over its standard deviation
+    (``scale``: unbiased, plus ``eps``), as ``(f - f.mean(0)) / (f.std(0) + eps)`` on each
+    utterance's ``f`` alone; zeros past each one's frames (as ``pad_features`` pads)."""
+    if x.ndim != 3 or tuple(frames.shape) != (x.shape[0],):
+        raise InvalidInputError(f"normalize_frames needs (batch, frames, dims) features and "
+                                f"one frame count per item, got {tuple(x.shape)} and "
+                                f"{tuple(frames.shape)}")
+    # In float64, so that an utterance's result does not depend on its batch: summed in
+    # another order than alone, float32 statistics drifted ~1e-6 (more in a guard's z).
+    dtype = x.dtype
+    if int(frames.min()) == x.shape[1]:  # no padding (a batch of one): the plain statistics
+        y = x.to(torch.float64)
+        y = y - y.mean(1, keepdim=True) if center else y
+        return (y / (y.std(1, keepdim=True) + eps) if scale else y).to(dtype)
+    valid = (torch.arange(x.shape[1], device=x.device) < frames.to(x.device)[:, None])[..., None]
+    count = frames.to(device=x.device, dtype=torch.float64)[:, None, None]
+    y = x.to(torch.float64) * valid
+    if center:
+        y = (y - y.sum(1, keepdim=True) / count) * valid
+    if scale:
+        # a one-frame utterance has no deviation (NaN, as alone): keep it off the padding
+        y = (y / ((y.square().sum(1, keepdim=True) / (count - 1)).sqrt() + eps)
+             ).masked_fill(~valid, 0.0)
+    return y.to(dtype)
 
 
 def pad_features(feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -232,6 +303,28 @@ def pad_waves(waves: list[ArrayLike]) -> tuple[torch.Tensor, torch.Tensor]:
     rows = [_as_tensor(w).to(torch.float32).reshape(-1) for w in waves]
     lengths = torch.tensor([len(r) for r in rows], dtype=torch.int64)
     return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True), lengths
+
+
+def _batch_frames(y: ArrayLike, lengths: torch.Tensor | None, n_fft: int,
+                  hop_length: int | None, win_length: int | None, center: bool,
+                  pad_mode: str) -> torch.Tensor | None:
+    """Each clip's frames in a zero-padded batch, checked: only zeros may follow a clip's
+    end for its frames to equal its own, which padding with another mode would break."""
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths, dtype=torch.int64)
+    shape = tuple(np.shape(y))
+    if len(shape) != 2 or tuple(lengths.shape) != (shape[0],):
+        raise InvalidInputError(f"lengths= needs a (batch, samples) batch and one length per "
+                                f"clip, got {shape} and {tuple(lengths.shape)}")
+    if center and pad_mode != "constant":
+        raise InvalidInputError(f"lengths= needs pad_mode='constant' (zeros past each clip, "
+                                f"as in the padded batch), got {pad_mode!r}")
+    shortest = 1 if center else n_fft  # what stft takes for one clip alone
+    if len(lengths) and (int(lengths.min()) < shortest or int(lengths.max()) > shape[1]):
+        raise InvalidInputError(f"lengths must be in [{shortest}, {shape[1]}] samples, got "
+                                f"{lengths.tolist()}")
+    return stft_frames(lengths, n_fft, hop_length, win_length, center)
 
 
 def _as_tensor(y: ArrayLike) -> torch.Tensor:
