@@ -42,7 +42,7 @@ from rich.table import Table  # noqa: E402
 from ui_mlflow import against_mlflow  # noqa: E402
 
 import tympan  # noqa: E402
-from tympan.store import open_store, projects, runs, summaries  # noqa: E402
+from tympan.store import open_store, projects, runs, summaries, upgrade_store  # noqa: E402
 from tympan.store.summaries import Summary  # noqa: E402
 from tympan.track.naming import new_run_id  # noqa: E402
 from tympan.track.stores import close_stores  # noqa: E402
@@ -195,7 +195,9 @@ def cached_store(args: argparse.Namespace, out: Console) -> tuple[str, str, list
         marker, existed = Path(where) / f"bench-{size}.ids", not args.fresh
     if existed and marker.exists():
         long_id, *compare_ids = marker.read_text().split()
-        out.print(f"reusing the store at {where} (--fresh fills it again)")
+        before, after, _ = upgrade_store(where)  # a store kept from an older tympan
+        migrated = f", migrated from revision {before} to {after}" if before != after else ""
+        out.print(f"reusing the store at {where} (--fresh fills it again{migrated})")
         return where, long_id, compare_ids
     if args.pg:
         where, _ = pg_database(f"tympan_bench_ui_{size.replace('-', '_')}", fresh=True)
