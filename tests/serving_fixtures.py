@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -132,3 +133,19 @@ def live_serve(store: str, model: str, *args: str, timeout: float = 90.0
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def assert_batch_features_match(batch_features: Any, features: Any, cfg: Any,
+                                lengths: tuple[int, ...]) -> None:
+    """A recipe's ``batch_features`` (a serving batch in one pass) gives each clip of random
+    audio of these lengths the frames and features its ``features`` gives the clip alone."""
+    import torch
+
+    from tympan.audio.features import pad_features, pad_waves
+
+    gen = torch.Generator().manual_seed(2)
+    clips = [0.1 * torch.randn(n, generator=gen) for n in lengths]
+    x, frames = batch_features(cfg, *pad_waves(clips))
+    want, want_frames = pad_features([features(cfg, c.numpy()) for c in clips])
+    assert torch.equal(frames, want_frames)
+    torch.testing.assert_close(x, want, rtol=1e-4, atol=1e-4)

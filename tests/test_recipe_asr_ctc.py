@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from recipes.asr_ctc.train import Config, ConfigError, load_config, main
+from tests.serving_fixtures import assert_batch_features_match
 
 import tympan
 
@@ -190,12 +191,4 @@ def test_a_batchs_features_in_one_pass_equal_each_clips_alone(front_end: str,
                                                               lengths: tuple[int, ...]) -> None:
     from recipes.asr_ctc.train import batch_features, features
 
-    from tympan.audio.features import pad_features, pad_waves
-
-    cfg = Config(front_end=front_end)
-    gen = torch.Generator().manual_seed(2)
-    clips = [0.1 * torch.randn(n, generator=gen) for n in lengths]
-    x, frames = batch_features(cfg, *pad_waves(clips))
-    want, want_frames = pad_features([features(cfg, c.numpy()) for c in clips])
-    assert torch.equal(frames, want_frames)
-    torch.testing.assert_close(x, want, rtol=1e-4, atol=1e-4)
+    assert_batch_features_match(batch_features, features, Config(front_end=front_end), lengths)
