@@ -77,9 +77,9 @@ def group_rows(
     id, name, status, seed (recorded, else the config's integer ``seed``), started_at and
     ``value`` (the metric, None when missing or not finite).
 
-    ``more`` opens another read connection to the same SQLite store: given, a large scope is
-    counted in stretches, and its members listed, on parallel connections (see the module
-    docstring)."""
+    ``more`` opens another read connection to the same store: given, a large scope's
+    members are listed on one while it counts (on SQLite, in stretches on parallel
+    connections; see the module docstring)."""
     from sqlalchemy import func, select
 
     from tympan.store.run_where import finite
@@ -98,8 +98,9 @@ def group_rows(
                                          for s in stretches or [None]]
     # a large scope's members are listed alongside its counts, from a guessed prefix
     alongside = members != 0 and scope >= RUNS_PER_PART
-    prefixed = conn.dialect.name == "sqlite"  # PostgreSQL ranks a whole scope faster
-    guess = None if members is None or not prefixed else 2 * members * GUESSED_GROUPS
+    prefixed = members is not None and conn.dialect.name == "sqlite"  # PostgreSQL ranks a
+    # whole scope faster than it takes a prefix
+    guess = 2 * members * GUESSED_GROUPS if prefixed else None
     if alongside:
         reads.append(lambda c: _ranked(c, ask, members, guess))
     answers = _in_parallel(conn, more, reads)
@@ -108,7 +109,8 @@ def group_rows(
         for text, size, n, total, total2 in rows:
             _add(groups, text, size, n, total or 0.0, total2 or 0.0)
     if members != 0:
-        _list_members(conn, ask, groups, members, (guess, answers[-1]) if alongside else None)
+        _list_members(conn, ask, groups, members, prefixed,
+                      (guess, answers[-1]) if alongside else None)
     for group in groups.values():
         n, total, total2 = group["n"], group.pop("sum"), group.pop("sum2")
         group["mean"] = shift + total / n if n else None
@@ -134,12 +136,13 @@ def _add(groups: dict[str | None, dict[str, Any]], text: str | None, size: int =
 
 
 def _list_members(conn: Any, ask: _Ask, groups: dict[str | None, dict[str, Any]],
-                  members: int | None, tried: tuple[int | None, list[Any]] | None) -> None:
-    """Each group's first ``members`` runs (all with None) into its ``members`` list;
-    ``tried``: (prefix, rows) of a listing already made, to be checked first."""
+                  members: int | None, prefixed: bool,
+                  tried: tuple[int | None, list[Any]] | None) -> None:
+    """Each group's first ``members`` runs (all with None) into its ``members`` list, ranked
+    from a prefix of the scope if ``prefixed``, else from all of it; ``tried``: (prefix,
+    rows) of a listing already made, to be checked first."""
     total = sum(g["size"] for g in groups.values())
-    prefix = None if members is None or conn.dialect.name != "sqlite" \
-        else 2 * members * max(1, len(groups))
+    prefix = 2 * (members or 0) * max(1, len(groups)) if prefixed else None
     while True:
         if tried is not None:
             (tried_prefix, rows), tried = tried, None
