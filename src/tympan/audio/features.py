@@ -64,12 +64,7 @@ def stft(y: ArrayLike, n_fft: int = 2048, hop_length: int | None = None,
     ``win_length // 4``; the window (a scipy ``get_window`` spec or an array) is centred in
     ``n_fft``; ``center`` pads ``n_fft // 2`` each side with ``pad_mode``."""
     x = _as_tensor(y)
-    win_length = n_fft if win_length is None else int(win_length)
-    hop_length = win_length // 4 if hop_length is None else int(hop_length)
-    if not 0 < win_length <= n_fft:
-        raise InvalidInputError(f"win_length must be in (0, n_fft={n_fft}], got {win_length}")
-    if hop_length <= 0:
-        raise InvalidInputError(f"hop_length must be positive, got {hop_length}")
+    win_length, hop_length = _window_and_hop(n_fft, win_length, hop_length)
     if x.ndim == 0:
         raise InvalidInputError("stft needs a signal shaped (..., time), got a scalar")
     lead, n = x.shape[:-1], x.shape[-1]
@@ -246,11 +241,22 @@ def mfcc(y: ArrayLike, sr: int = 22050, n_mfcc: int = 20, dct_type: int = 2,
     return M
 
 
+def _window_and_hop(n_fft: int, win_length: int | None, hop_length: int | None
+                    ) -> tuple[int, int]:
+    """:func:`stft`'s window and hop lengths (librosa's defaults), checked."""
+    win_length = n_fft if win_length is None else int(win_length)
+    hop_length = win_length // 4 if hop_length is None else int(hop_length)
+    if not 0 < win_length <= n_fft:
+        raise InvalidInputError(f"win_length must be in (0, n_fft={n_fft}], got {win_length}")
+    if hop_length <= 0:
+        raise InvalidInputError(f"hop_length must be positive, got {hop_length}")
+    return win_length, hop_length
+
+
 def stft_frames(lengths: torch.Tensor, n_fft: int = 2048, hop_length: int | None = None,
                 win_length: int | None = None, center: bool = True) -> torch.Tensor:
     """How many frames :func:`stft` gives a clip of each of ``lengths`` samples alone."""
-    win_length = n_fft if win_length is None else int(win_length)
-    hop = win_length // 4 if hop_length is None else int(hop_length)
+    _, hop = _window_and_hop(n_fft, win_length, hop_length)
     lengths = torch.as_tensor(lengths, dtype=torch.int64)
     if center:
         return 1 + lengths // hop
