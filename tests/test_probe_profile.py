@@ -332,11 +332,12 @@ def test_bad_input_is_rejected_with_clear_errors(asr_model, speech_profile) -> N
         fit_features({"a": np.zeros((50, 4))}, {"a": "Linear"}, calibration=1.5)
 
 
-def test_the_layers_scored_in_one_pass_match_each_detector(asr_model, reference) -> None:
-    """``Distances`` (every layer of a width in one product, through the low-rank form of a
-    precision fitted on fewer inputs than features) gives each layer's own distances; a
-    non-finite feature still makes that input's distance inf, and k-NN layers score alone."""
-    from tympan.probe.distances import Distances, low_rank
+def test_the_compiled_scoring_matches_each_detector(asr_model, reference) -> None:
+    """The kernel's distances (each Mahalanobis layer through the low-rank form of a
+    precision fitted on fewer inputs than features, or the dense one) are each layer's own
+    detector distances; a non-finite feature still makes that input's distance inf, and k-NN
+    layers score alone."""
+    from tympan.probe.kernel import Scoring, low_rank
 
     names, ref = collect(asr_model, split(reference))
     kinds = {n: type(dict(asr_model.named_modules())[n]).__name__ for n in names}
@@ -345,16 +346,19 @@ def test_the_layers_scored_in_one_pass_match_each_detector(asr_model, reference)
     wide = [lay for lay in few.layers if lay.dims >= 64]
     assert wide and all(low_rank(lay.detector.precision) is not None for lay in wide)
     many = fit_features(ref, kinds, detector="knn")
-    for profile in (few, many, fit_features(ref, kinds)):
+    dense = fit_features(ref, kinds)
+    assert any(low_rank(lay.detector.precision) is None for lay in dense.layers)
+    for profile in (few, many, dense):
         expected = np.stack([lay.distance(noisy[lay.name]) for lay in profile.layers], 1)
-        np.testing.assert_allclose(Distances(profile.layers)(noisy), expected, rtol=1e-9)
+        got = Scoring(profile.layers, None)(noisy, None).distances
+        np.testing.assert_allclose(got, expected, rtol=1e-9)
     broken = {n: v.copy() for n, v in noisy.items()}
     broken[names[1]][3, 0] = np.nan
-    got = Distances(few.layers)(broken)
+    got = Scoring(few.layers, None)(broken, None).distances
     assert np.isinf(got[3, 1]) and np.isfinite(np.delete(got, 3, 0)).all()
-    dense = few.layers[1].detector.precision
-    c, v, e = low_rank(dense)
-    np.testing.assert_allclose(c * np.eye(len(dense)) + (v * e) @ v.T, dense, atol=1e-9)
+    precision = few.layers[1].detector.precision
+    c, v, e = low_rank(precision)
+    np.testing.assert_allclose(c * np.eye(len(precision)) + (v * e) @ v.T, precision, atol=1e-9)
     assert low_rank(np.diag(np.arange(1.0, 41.0))) is None  # full rank: the dense product
 
 

@@ -16,6 +16,10 @@ Where the divergence *enters*: along the stages (the layers in forward order, th
 output scores as one stage, their largest z), the stage whose z (floored at 0) rises most
 over the previous one's. A channel shift jumps at the front end and stays; a content shift
 climbs late.
+
+This module fits what the scores are put in units of; ``kernel.py`` computes each input's z,
+its stage profile, the combined statistic, its p-value and the entry stage, in one compiled
+call for the serving guard and the probe's reports alike.
 """
 
 from __future__ import annotations
@@ -61,11 +65,6 @@ class OutputProfile:
         out[:, two_sided] = np.abs(out[:, two_sided] - self.center[two_sided])
         return out
 
-    def z(self, raw: np.ndarray) -> np.ndarray:
-        """(n, 3) raw scores -> (n, k) z; non-finite scores are infinitely anomalous."""
-        z = (self.oriented(raw) - self.mean) / self.std
-        return np.where(np.isfinite(z), z, np.inf)
-
     def to_json(self) -> dict[str, Any]:
         return {"layer": self.head.layer, "blank": self.head.blank, "names": self.names,
                 "center": self.center.tolist(), "mean": self.mean.tolist(),
@@ -92,26 +91,3 @@ def out_of_fold(distances_of: Any, feats: np.ndarray, seed: int) -> tuple[float,
                            for fold in folds])
     held = held[np.isfinite(held)]
     return float(held.mean()), float(_floor(held.std()))
-
-
-def combined(z_layers: np.ndarray, z_outputs: np.ndarray | None) -> np.ndarray:
-    """(n, L) and (n, k) z -> (n,) combined statistic: the largest."""
-    parts = z_layers if z_outputs is None else np.concatenate([z_layers, z_outputs], axis=1)
-    return np.where(np.isnan(parts), np.inf, parts).max(axis=1)
-
-
-def stage_profile(z_layers: np.ndarray, z_outputs: np.ndarray | None) -> np.ndarray:
-    """(n, stages) z profile: each layer's z, then (with outputs) their largest z."""
-    if z_outputs is None or z_outputs.shape[1] == 0:
-        return z_layers
-    return np.concatenate([z_layers, z_outputs.max(axis=1, keepdims=True)], axis=1)
-
-
-def entry_stages(profile: np.ndarray) -> np.ndarray:
-    """(n, stages) z profile -> (n,) index of the stage whose z (floored at 0) rises most
-    over the previous stage's (the first stage rises from 0); the earliest on a tie."""
-    floored = np.maximum(profile, 0.0)  # NaN -> inf, inf -> 1e300 (as nan_to_num, cheaper)
-    floored = np.where(np.isnan(floored), np.inf, np.minimum(floored, 1e300))
-    jumps = np.diff(floored, axis=1, prepend=0.0)
-    return jumps.argmax(axis=1)
-

@@ -223,26 +223,20 @@ def _layer_order(widths: tuple[int, ...]) -> np.ndarray:
 def output_scores(logits: torch.Tensor, lengths: torch.Tensor | None, t_input: int,
                   blank: int | None) -> np.ndarray:
     """(batch, time, classes) logits -> (batch, 3) float64: energy, msp and blank ratio over
-    each input's valid frames (blank ratio NaN when ``blank`` is None).
+    each input's valid frames (blank ratio NaN when ``blank`` is None), in one compiled call
+    (``kernel.output_scores``: a dozen numpy calls cost more than the model's head)."""
+    from tympan.probe.kernel import output_scores as compiled
 
-    In numpy, as the max-shifted sum a logsumexp is: a dozen calls on a (1, 45, 17) array
-    cost a third of what the same calls cost in torch, and the guard pays them per request.
-    """
     b, t_layer, classes = logits.shape
     if blank is not None and not 0 <= blank < classes:
         raise InvalidInputError(f"the blank class {blank} is not one of the head's {classes} "
                                 f"outputs")
-    x = logits.detach().to("cpu", torch.float64).numpy()
-    top = x.max(-1, keepdims=True)
-    total = np.exp(x - top).sum(-1)  # softmax's denominator, over the largest logit
-    blanks = np.full(total.shape, np.nan) if blank is None else x.argmax(-1) == blank
-    # per frame: energy (-logsumexp), max softmax probability, whether blank wins
-    frames = np.stack([-(top[..., 0] + np.log(total)), 1.0 / total, blanks], axis=2)
-    masked = _frame_mask(b, t_layer, lengths, t_input, logits.device)
-    if masked is None:
-        return frames.mean(1)
-    mask, valid = (m.cpu().numpy() for m in masked)
-    return np.where(mask[:, :, None], frames, 0.0).sum(1) / valid[:, None]
+    valid = np.full(b, t_layer) if lengths is None else \
+        _valid(b, t_layer, lengths, t_input).numpy()
+    x = logits.detach().cpu()
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.double()
+    return compiled(x.numpy(), valid, -1 if blank is None else blank)
 
 
 class FeatureCapture:

@@ -43,18 +43,11 @@ import numpy as np
 from torch import nn
 
 from tympan.errors import InvalidInputError
-from tympan.probe.combine import (
-    OUTPUT_STAGE,
-    OutputProfile,
-    combined,
-    entry_stages,
-    out_of_fold,
-    stage_profile,
-)
+from tympan.probe.combine import OUTPUT_STAGE, OutputProfile, out_of_fold
 from tympan.probe.detectors import LayerDetector, detector_class
-from tympan.probe.distances import Distances
 from tympan.probe.features import OUTPUT_KEY, OutputHead, collect, require_finite
-from tympan.probe.pvalues import conformal_p_sorted, holm, step_down_min_p
+from tympan.probe.kernel import Scored, Scoring
+from tympan.probe.pvalues import holm, step_down_min_p
 from tympan.records.probe import PROFILE
 
 FORMAT = "tympan.probe.profile/3"
@@ -190,16 +183,13 @@ class Profile:
         self.layers = layers
         self.meta = meta
         self.output = output
-        self._z_mean = np.array([lay.z_mean for lay in layers])
-        self._z_std = np.array([lay.z_std for lay in layers])
         cal = np.stack([lay.calibration for lay in layers])  # (L, n_cal)
         # Calibration ranks per layer: #{calibration scores >= own score}, own included.
         self._cal_ranks = np.stack([_ranks_ge(c) for c in cal])
         self.output_calibration = output_calibration  # (n_cal, 3) raw output scores
-        z_out = None if output is None else output.z(output_calibration)
-        self.calibration = combined(self._z(cal.T), z_out)  # (n_cal,) combined statistics
-        self._sorted_calibration = np.sort(self.calibration)
-        self._distances = Distances(layers)
+        self._scoring = Scoring(layers, output)
+        # (n_cal,) combined statistics, kept sorted by the scoring for the p-values
+        self.calibration = self._scoring.calibrate(cal.T, output_calibration)
 
     @property
     def layer_names(self) -> list[str]:
@@ -233,9 +223,6 @@ class Profile:
                 f"p-value of a profile calibrated on {n} inputs: nothing could be flagged. Use "
                 f"alpha >= {self.min_alpha:.4g}, or refit with at least "
                 f"{int(np.ceil(1 / alpha)) - 1} calibration inputs")
-
-    def _z(self, scores: np.ndarray) -> np.ndarray:
-        return (scores - self._z_mean) / self._z_std
 
     def __repr__(self) -> str:
         head = "" if self.output is None else f", output head {self.output.head.layer!r}"
@@ -274,8 +261,8 @@ class Profile:
                        alpha: float = 0.01) -> AnomalyReport:
         """Score pooled features ``{layer: (n, 2 * channels)}`` (from ``features.collect``;
         with an output head, its scores under ``OUTPUT_KEY``)."""
-        scores, raw = self._distances_of(feats, alpha)
-        return self._report(scores, raw, alpha)
+        scored, raw = self._scored(feats, alpha)
+        return self._report(scored, raw, alpha)
 
     def combine_features(self, feats: Mapping[str, np.ndarray],
                          alpha: float = 0.01) -> CombinedReport:
@@ -283,11 +270,11 @@ class Profile:
         z profile and entry stage: a verdict), without the per-layer tests (p-values, Holm,
         step-down), which cost more than the rest on a batch of one: the serving guard's
         scoring. The numbers are the same as ``score_features``'s."""
-        scores, raw = self._distances_of(feats, alpha)
-        return self._combine(scores, raw, alpha)
+        scored, raw = self._scored(feats, alpha)
+        return self._combine(scored, raw, alpha)
 
-    def _distances_of(self, feats: Mapping[str, np.ndarray], alpha: float
-                      ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _scored(self, feats: Mapping[str, np.ndarray], alpha: float
+                ) -> tuple[Scored, np.ndarray | None]:
         self.check_alpha(alpha)
         if self.output is not None and OUTPUT_KEY not in feats:
             raise InvalidInputError(f"no output scores ({OUTPUT_KEY!r}) for this profile's "
@@ -300,32 +287,25 @@ class Profile:
                     f"layer {lay.name!r} has {feats[lay.name].shape[-1] // 2} channels but "
                     f"{lay.channels} in the profile: another architecture")
         raw = None if self.output is None else np.asarray(feats[OUTPUT_KEY], float)
-        return self._distances(feats), raw
+        return self._scoring(feats, raw), raw
 
-    def _combine(self, scores: np.ndarray, raw: np.ndarray | None,
+    def _combine(self, scored: Scored, raw: np.ndarray | None,
                  alpha: float) -> CombinedReport:
-        """(n, layers) distances and (n, 3) raw output scores -> the combined statistic, its
+        """The kernel's numbers (``kernel.py``) as a report: the combined statistic, its
         conformal p-value, the z profile and where the divergence enters."""
-        z = self._z(scores)
-        z = np.where(np.isnan(z), np.inf, z)
-        z_out = None if self.output is None else self.output.z(raw)
-        stages = stage_profile(z, z_out)
-        # combined(z, z_out), in one call: no NaN is left in z or z_out, and the largest z
-        # of any layer or output score is the largest stage's
-        statistic = stages.max(axis=1)
-        p_value = conformal_p_sorted(statistic, self._sorted_calibration)
+        n, layers = scored.distances.shape
         report = CombinedReport(
-            self.stages, alpha, statistic, p_value, z,
+            self.stages, alpha, scored.statistic, scored.p_value, scored.stages[:, :layers],
             [] if self.output is None else list(self.output.names),
-            np.empty((len(z), 0)) if raw is None else raw,
-            np.empty((len(z), 0)) if z_out is None else z_out,
-            stages, entry_stages(stages), self.n_calibration)
+            np.empty((n, 0)) if raw is None else raw, scored.output_z, scored.stages,
+            scored.entry, self.n_calibration)
         report.entry_layer = report.entry_layers(alpha)
         return report
 
-    def _report(self, scores: np.ndarray, raw: np.ndarray | None,
+    def _report(self, scored: Scored, raw: np.ndarray | None,
                 alpha: float) -> AnomalyReport:
         n_cal = self.n_calibration
+        scores = scored.distances
         cal = np.stack([lay.calibration for lay in self.layers])  # (L, n_cal)
         test_ranks = np.empty(scores.shape, dtype=np.int64)
         adjusted = np.empty(scores.shape)
@@ -338,7 +318,7 @@ class Profile:
             # score is >= its own.
             adjusted[i:i + _CHUNK] = step_down_min_p(ranks, self._cal_ranks[None] + le)
         p_values = test_ranks / (n_cal + 1)
-        part = self._combine(scores, raw, alpha)
+        part = self._combine(scored, raw, alpha)
         report = AnomalyReport(
             self.layer_names, scores, p_values, holm(p_values), part.p_value, alpha,
             adjusted=adjusted, anomaly_score=part.anomaly_score, z=part.z,
