@@ -3,8 +3,8 @@
 For each input of a batch and each watched layer, the layer's output is read as
 (batch, time, channels) (see ``tympan.probe.layers``) and pooled over the input's valid
 frames into one vector: the per-channel mean followed by the per-channel standard deviation
-(``2 * channels`` numbers), accumulated in the layer's precision and returned as float64
-(``pool``; ``pooled_features`` pools outputs captured elsewhere).
+(``2 * channels`` numbers), in float64 (``pool``; ``pooled_features`` pools outputs captured
+elsewhere).
 
 Batches are a tensor ``x`` shaped (batch, time, ...) or a tuple ``(x, lengths)``; the model is
 called as ``model(x)`` or ``model(x, lengths)``. With lengths, a layer whose output has
@@ -31,7 +31,6 @@ without a blank). They are returned under the key ``OUTPUT_KEY``.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -111,116 +110,73 @@ def iter_batches(data: Any) -> Iterator[Batch]:
     yield from data
 
 
-def _valid(b: int, t_layer: int, lengths: torch.Tensor | None, t_input: int) -> torch.Tensor:
+def _valid(b: int, t_layer: int, lengths: torch.Tensor | None, t_input: int) -> np.ndarray:
+    """(batch,) int64: each input's valid frames of a layer's ``t_layer``."""
     if lengths is None:
-        return torch.full((b,), t_layer, dtype=torch.long)
-    return valid_frames(lengths, t_input, t_layer)
+        return np.full(b, t_layer, dtype=np.int64)
+    return valid_frames(lengths, t_input, t_layer).numpy()
 
 
-def _frame_mask(b: int, t_layer: int, lengths: torch.Tensor | None, t_input: int,
-                device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(batch, time) bool mask of the valid frames and (batch,) their counts, or None when
-    every frame is valid (an unpadded batch: a request alone)."""
-    if lengths is None:
-        return None
-    valid = _valid(b, t_layer, lengths, t_input)
-    if int(valid.min()) == t_layer:
-        return None
-    valid = valid.to(device)
-    return torch.arange(t_layer, device=device)[None, :] < valid[:, None], valid
-
-
-def pool(out: torch.Tensor, lengths: torch.Tensor | None, t_input: int) -> torch.Tensor:
+def pool(out: torch.Tensor, lengths: torch.Tensor | None, t_input: int) -> np.ndarray:
     """A layer's (batch, time, channels) output -> (batch, 2*channels) float64: per input, the
-    mean and standard deviation of each channel over its valid frames (``valid_frames``).
-
-    In the output's precision (float32: about 1e-6 relative next to a float64 pooling), no
-    copy of the batch in float64: pooling cost as much as the model's forward pass on small
-    speech models, which the serving guard pays on every batch. An unpadded batch (a request
-    alone) skips building the mask.
-    """
-    mean, std = _mean_std(out, lengths, t_input)
-    return torch.cat([mean, std], dim=1).to("cpu", torch.float64)
-
-
-def _mean_std(out: torch.Tensor, lengths: torch.Tensor | None, t_input: int
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    x = out.detach()
-    if x.dtype != torch.float64:
-        x = x.float()
-    b, t_layer, _ = x.shape
-    masked = _frame_mask(b, t_layer, lengths, t_input, x.device)
-    # (batch, 1, time): 1/n on an input's valid frames, 0 on its padding. (Not var_mean: 12x
-    # slower than two products over the time axis of a (1, 90, 657) output.)
-    if masked is None:
-        weights = x.new_ones((b, 1, t_layer)) / t_layer
-    else:
-        mask, valid = masked
-        weights = (mask.to(x.dtype) / valid.to(x.dtype)[:, None])[:, None, :]
-    mean = torch.bmm(weights, x)
-    dev = x - mean
-    return mean[:, 0], torch.bmm(weights, dev * dev)[:, 0].sqrt()
+    mean and standard deviation of each channel over its valid frames (``valid_frames``)."""
+    return pooled_features({"x": out}, ["x"], None, lengths, t_input)["x"]
 
 
 def pooled_features(outputs: Mapping[str, torch.Tensor], layers: Sequence[str],
                     head: OutputHead | None, lengths: torch.Tensor | None,
                     t_input: int) -> dict[str, np.ndarray]:
     """The probe's features of layer outputs already captured: each of ``layers`` pooled
-    (``pool``) and, with a ``head``, its output scores under ``OUTPUT_KEY``. ``outputs``:
+    and, with a ``head``, its output scores under ``OUTPUT_KEY``. ``outputs``:
     {layer: (batch, time, channels)} of one batch of ``t_input`` input frames padded past
-    ``lengths`` (None: no padding). What ``FeatureCapture`` computes from its hooks, for
-    outputs that come from elsewhere (an exported model run by onnxruntime).
+    ``lengths`` (None: no padding). What ``FeatureCapture`` computes from its hooks, and
+    what it computes for outputs that come from elsewhere (an exported model run by
+    onnxruntime).
 
-    Layers whose outputs share their time axis and dtype (the blocks of an encoder) are
-    pooled as one: their channels side by side, one pooling for all, one conversion to
-    float64, each layer's features a view of the result. Pooling is per channel, so this is
-    the same arithmetic in a fifth of the calls, and on a lone request the serving guard
-    pays per call (a few microseconds each), not per frame."""
+    Each layer is pooled in one compiled call (``kernel.pool``) from its output as it lies in
+    memory (a convolution's channels-first output is not copied), in float64, into one
+    (batch, features) array of which each layer's features are a view. On a lone request the
+    serving guard paid for torch's calls (a dozen for the pooling, of a few microseconds
+    each with cold caches), not for the frames."""
+    from tympan.probe.kernel import pool as compiled
+
     rows = None if lengths is None else len(lengths)
     if lengths is not None and int(lengths.min()) == t_input:
         lengths = None  # unpadded (a request alone): every layer's frames are all valid
-    feats: dict[str, np.ndarray] = {}
-    alike: dict[tuple[int, torch.dtype], list[torch.Tensor]] = {}
-    names: dict[tuple[int, torch.dtype], list[str]] = {}
+    arrays = []
     for name in layers:
-        out = torch.as_tensor(outputs[name])
+        out = _as_array(outputs[name])
         if rows is not None and out.shape[0] != rows:
             raise InvalidInputError(
                 f"layer {name!r} put out {out.shape[0]} rows for a batch of {rows}: "
                 f"its output is not batch-first; probe another layer")
-        key = (out.shape[1], out.dtype)  # pooled together: one time axis, one dtype
-        alike.setdefault(key, []).append(out)
-        names.setdefault(key, []).append(name)
-    for key, parts in alike.items():
-        mean, std = _mean_std(torch.cat(parts, dim=2) if len(parts) > 1 else parts[0],
-                              lengths, t_input)
-        widths = tuple(p.shape[2] for p in parts)
-        both = torch.cat([mean, std], dim=1).to("cpu", torch.float64).numpy()
-        # all means then all stds -> each layer's means and stds side by side
-        flat = both[:, _layer_order(widths)]
-        start = 0
-        for name, width in zip(names[key], widths, strict=True):
-            feats[name] = flat[:, start:start + 2 * width]
-            start += 2 * width
+        arrays.append(out)
+    n = len(arrays[0]) if arrays else 0
+    pooled = np.empty((n, sum(2 * a.shape[2] for a in arrays)))
+    feats: dict[str, np.ndarray] = {}
+    column = 0
+    for name, out in zip(layers, arrays, strict=True):
+        compiled(out, _valid(n, out.shape[1], lengths, t_input), pooled, column)
+        feats[name] = pooled[:, column:column + 2 * out.shape[2]]
+        column += 2 * out.shape[2]
     if head is not None:
-        feats[OUTPUT_KEY] = output_scores(torch.as_tensor(outputs[head.layer]), lengths,
-                                          t_input, head.blank)
-    return {name: feats[name] for name in layers} | (
-        {OUTPUT_KEY: feats[OUTPUT_KEY]} if head is not None else {})
+        feats[OUTPUT_KEY] = output_scores(outputs[head.layer], lengths, t_input, head.blank)
+    return feats
 
 
-@functools.lru_cache(maxsize=64)
-def _layer_order(widths: tuple[int, ...]) -> np.ndarray:
-    """Columns of [means of all layers, stds of all layers] in the order [means, stds] of
-    each layer in turn."""
-    total, start, order = sum(widths), 0, []
-    for width in widths:
-        order += [*range(start, start + width), *range(total + start, total + start + width)]
-        start += width
-    return np.array(order)
+def _as_array(out: Any) -> np.ndarray:
+    """A layer's output as a float32 or float64 array (a view of a CPU tensor)."""
+    if isinstance(out, torch.Tensor):
+        if out.requires_grad:
+            out = out.detach()
+        if out.dtype not in (torch.float32, torch.float64):
+            out = out.float()
+        return out.numpy() if out.is_cpu else out.cpu().numpy()
+    out = np.asarray(out)
+    return out if out.dtype in (np.float32, np.float64) else out.astype(np.float32)
 
 
-def output_scores(logits: torch.Tensor, lengths: torch.Tensor | None, t_input: int,
+def output_scores(logits: torch.Tensor | np.ndarray, lengths: torch.Tensor | None, t_input: int,
                   blank: int | None) -> np.ndarray:
     """(batch, time, classes) logits -> (batch, 3) float64: energy, msp and blank ratio over
     each input's valid frames (blank ratio NaN when ``blank`` is None), in one compiled call
@@ -231,12 +187,8 @@ def output_scores(logits: torch.Tensor, lengths: torch.Tensor | None, t_input: i
     if blank is not None and not 0 <= blank < classes:
         raise InvalidInputError(f"the blank class {blank} is not one of the head's {classes} "
                                 f"outputs")
-    valid = np.full(b, t_layer) if lengths is None else \
-        _valid(b, t_layer, lengths, t_input).numpy()
-    x = logits.detach().cpu()
-    if x.dtype not in (torch.float32, torch.float64):
-        x = x.double()
-    return compiled(x.numpy(), valid, -1 if blank is None else blank)
+    return compiled(_as_array(logits), _valid(b, t_layer, lengths, t_input),
+                    -1 if blank is None else blank)
 
 
 class FeatureCapture:
@@ -262,16 +214,19 @@ class FeatureCapture:
         if head is not None:
             hooked |= resolve_layers(model, [head.layer])
         self._outputs: dict[str, torch.Tensor] = {}
-        self._handles = [module.register_forward_hook(self._hook(name, module))
+        self._dims = {name: channel_dim(module) for name, module in hooked.items()}
+        self._handles = [module.register_forward_hook(self._hook(name))
                          for name, module in hooked.items()]
 
-    def _hook(self, name: str, module: nn.Module):
-        dim, outputs = channel_dim(module), self._outputs
+    def _hook(self, name: str):
+        outputs = self._outputs
 
+        # The tensor as the module made it: laid out and converted after the forward pass, in
+        # numpy (a view), not by torch calls that cost microseconds each on every request.
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
             tensor = output_tensor(output)
             if tensor is not None:  # a module called twice keeps its last output
-                outputs[name] = as_batch_time_channels(tensor, dim)
+                outputs[name] = tensor
 
         return hook
 
@@ -323,17 +278,17 @@ class FeatureCapture:
             raise InvalidInputError(f"layers {', '.join(map(repr, missing))} produced no "
                                     f"floating-point tensor in the forward pass; probe other "
                                     f"layers")
-        for name in self.names:
-            out = self._outputs[name]
-            if out.shape[0] != x.shape[0]:
-                raise InvalidInputError(
-                    f"layer {name!r} put out {out.shape[0]} rows for a batch of {x.shape[0]}: "
-                    f"its output is not batch-first; probe another layer")
         try:
-            return output, pooled_features(self._outputs, self.names, self.head, lengths,
-                                           x.shape[1])
+            outputs = {name: as_batch_time_channels(_as_array(self._outputs[name]),
+                                                    self._dims[name]) for name in wanted}
         finally:
             self._outputs.clear()
+        for name in self.names:
+            if outputs[name].shape[0] != x.shape[0]:
+                raise InvalidInputError(
+                    f"layer {name!r} put out {outputs[name].shape[0]} rows for a batch of "
+                    f"{x.shape[0]}: its output is not batch-first; probe another layer")
+        return output, pooled_features(outputs, self.names, self.head, lengths, x.shape[1])
 
 
 def collect(model: nn.Module, data: Any, layers: str | list[str] = "auto",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -75,13 +76,13 @@ def output_tensor(output: Any) -> torch.Tensor | None:
     return None
 
 
-def as_batch_time_channels(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """(batch, time, channels) view of an output whose channels are on ``dim``; a
-    (batch, channels) output becomes (batch, 1, channels)."""
-    if x.dim() == 1:
+def as_batch_time_channels(x: Any, dim: int) -> Any:
+    """(batch, time, channels) view of an output (a tensor or an array) whose channels are on
+    ``dim``; a (batch, channels) output becomes (batch, 1, channels)."""
+    if x.ndim == 1:
         return x[None, None, :]
-    x = x.movedim(dim, -1)
-    if x.dim() == 2:
+    x = np.moveaxis(x, dim, -1) if isinstance(x, np.ndarray) else x.movedim(dim, -1)
+    if x.ndim == 2:
         return x[:, None, :]
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
