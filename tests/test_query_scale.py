@@ -95,7 +95,8 @@ def _close(got: tuple, want: tuple) -> bool:
 @pytest.mark.parametrize("summary", ["min", "last"])
 def test_groups_computed_in_sql_equal_the_per_run_computation(store_url: str, summary: str,
                                                              split: bool, monkeypatch) -> None:
-    """``in-stretches``: SQLite counts the runs in 3 rowid stretches on parallel connections
+    """``in-stretches``: SQLite counts the runs in 3 stretches of creation time on parallel
+    connections
     and lists members alongside from a guessed prefix (at 100,000 runs; here forced at 72, the
     guess made short), which must change nothing."""
     if split:
@@ -125,13 +126,16 @@ def test_groups_computed_in_sql_equal_the_per_run_computation(store_url: str, su
                           (mean, std, low, high))
         means = [g.mean for g in result.groups if g.mean is not None]
         assert means == sorted(means)
-    if split and "://" not in store_url:  # SQLite: the sweep's runs are rowids 1 to 72
-        assert spy.stretches == [[(1, 24), (25, 48), (49, 72)]] * 4  # once per `members`
+    if split and "://" not in store_url:  # SQLite: 72 runs, created one a second
+        created = sorted(r.created_at for r in tympan.find_runs(project="sweep",
+                                                                 store=store_url))
+        edges = [(None, created[24]), (created[24], created[48]), (created[48], None)]
+        assert spy.stretches == [edges] * 4  # once per `members`
     close_stores()
 
 
 class _StretchSpy:
-    """Records the rowid stretches each group-by was read in."""
+    """Records the stretches (of created_at) each group-by was read in."""
 
     def __init__(self, monkeypatch) -> None:
         self.stretches: list[list[tuple[int, int]]] = []
@@ -139,7 +143,7 @@ class _StretchSpy:
 
         def spy(*args, **kwargs):
             found = real(*args, **kwargs)
-            self.stretches.append(found[1])
+            self.stretches.append(found)
             return found
 
         monkeypatch.setattr(run_groups, "_stretches", spy)
@@ -283,4 +287,62 @@ def test_running_runs_are_read_through_the_status_index(tmp_path) -> None:
             plan = " ".join(str(row[3]) for row in conn.exec_driver_sql(
                 "EXPLAIN QUERY PLAN " + statement, parameters))
             assert "ix_runs_status" in plan, plan
+    close_stores()
+
+
+def test_a_group_by_reads_through_the_indexes_of_revision_0012(tmp_path, monkeypatch) -> None:
+    """SQLite: the stretches scanned through (project_id, created_at), each run's summary
+    sought in scan order through (key, run_created, run_id, ...), and the members' prefix
+    taken from the member-order index, whose expression must read as run_groups writes the
+    seed."""
+    from sqlalchemy import Engine, event
+
+    monkeypatch.setattr(run_groups, "RUNS_PER_PART", 20)
+    monkeypatch.setattr(run_groups, "WORKERS", 3)
+    where = str(tmp_path / "store")
+    _fill(where)
+    captured: list[tuple[str, object]] = []
+
+    def keep(_conn, _cursor, statement, parameters, _context, _many) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    event.listen(Engine, "before_cursor_execute", keep)
+    try:
+        group_runs(shared_store(where), RunFilter(project="sweep"), ["model.encoder"],
+                   "test/wer.min", members=2)
+    finally:
+        event.remove(Engine, "before_cursor_execute", keep)
+    with open_store(where) as store, store.read() as conn:
+        plans = {statement: " ".join(str(row[3]) for row in conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + statement, parameters))
+            for statement, parameters in captured}
+    counts = [p for s, p in plans.items() if "GROUP BY" in s and "sum(" in s]
+    assert len(counts) == 3, counts  # first, middle and last stretch
+    assert all("ix_run_summaries_created (key=? AND run_created=? AND run_id=?)" in p
+               and "ix_runs_project (project_id=? AND created_at" in p for p in counts), counts
+    ranked = [p for s, p in plans.items() if "row_number()" in s]
+    assert ranked and all("ix_runs_member_order" in p and "USE TEMP B-TREE FOR ORDER BY"
+                          not in p.split("SCAN")[0] for p in ranked), ranked
+    close_stores()
+
+
+def test_runs_created_at_one_moment_each_find_their_own_summary(store_url: str) -> None:
+    """A summary carries its run's created_at (written with it, backfilled by revision
+    0012); runs created at the same moment (an import) are told apart by id."""
+    ids = _fill(store_url)
+    with open_store(store_url) as store, store.write() as conn:
+        created = dict(conn.execute(text("SELECT id, created_at FROM runs")).all())
+        copied = dict(conn.execute(text("SELECT run_id, run_created FROM run_summaries")).all())
+        assert copied == {run_id: created[run_id] for run_id in copied}
+        conn.execute(text("UPDATE runs SET created_at = 1000.0"))
+        conn.execute(text("UPDATE run_summaries SET run_created = 1000.0"))
+    expected = _expected(store_url, ids, ["model.encoder"], "min")
+    result = group_runs(shared_store(store_url), RunFilter(project="sweep"),
+                        ["model.encoder"], "test/wer.min")
+    got = {tuple((type(v).__name__, v) for v in g.values.values()): g for g in result.groups}
+    assert got.keys() == expected.keys()
+    for ident, want in expected.items():
+        assert got[ident].members == want["members"]
+        assert _close((got[ident].n, got[ident].mean), want["stats"][:2])
     close_stores()

@@ -3,6 +3,7 @@ runs (usually seeds) of each group: "gru beats conv by more than seed noise?" at
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -73,11 +74,18 @@ def _interval(n: int, mean: float | None, squares: float | None, confidence: flo
         return 0, None, None, None, None
     if n < 2 or squares is None:
         return n, mean, None, None, None
+    std = math.sqrt(max(squares, 0.0) / (n - 1))
+    half = _t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
+    return n, mean, std, mean - half, mean + half
+
+
+@functools.lru_cache(maxsize=1024)
+def _t_quantile(q: float, df: int) -> float:
+    """Student t's quantile: the groups of a group-by mostly share a size, and scipy's ppf
+    costs 0.1 ms a call (36 groups: 5 ms a request)."""
     from scipy.stats import t
 
-    std = math.sqrt(max(squares, 0.0) / (n - 1))
-    half = float(t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
-    return n, mean, std, mean - half, mean + half
+    return float(t.ppf(q, df))
 
 
 def group_runs(

@@ -4,27 +4,29 @@ members in member order (seed, missing last, then started_at and id).
 Two statements answer it. The first reads the scope's runs with their group (the keys' values
 as one JSON text) and metric value, and counts and sums them per group. The second lists each
 group's first ``members`` runs. Ranking every run to find them was most of the work (a sort of
-the whole scope by group, seed, start and id: 0.35 s of SQLite's CPU at 100,000 runs), so the
-second statement ranks only a prefix of the scope in member order, taken with a bounded sort
-that reads no JSON and no summary: the first ``2 x members x groups`` runs. A group's first
-members are within any prefix that holds ``members`` of its runs, or all of them; where a
-prefix falls short for some group, a four times longer one is read, and past the scope's size,
-all of it.
+the whole scope by group, seed, start and id: 0.35 s of SQLite's CPU at 100,000 runs), so on
+SQLite the second statement ranks only a prefix of the scope in member order: the first
+``2 x members x groups`` runs, read from the member-order index (revision 0012; a bounded sort
+where the index cannot serve, as for several projects). A group's first members are within any
+prefix that holds ``members`` of its runs, or all of them; where a prefix falls short for some
+group, a four times longer one is read, and past the scope's size, all of it.
 
 SQLite runs a statement on one core, and the first statement's CPU (the JSON of every config,
 a summary seek per run, the GROUP BY's sort) grows with the scope. A large scope is therefore
-counted in stretches of rowids on parallel connections (``sqlite3`` lets go of the GIL while a
-statement runs), the counts added up, and its members listed on one more connection at the
-same time, from a prefix guessed for 32 groups. PostgreSQL reads its JSONB copy of the config
-and ranks a whole scope faster than it takes a prefix (40 against 53 ms at 10,000 runs), so
-there the members come from the whole scope, listed on another connection while it counts.
+counted in stretches of equal size by creation time on parallel connections (``sqlite3`` lets
+go of the GIL while a statement runs), the counts added up; each run's summary is sought by
+(key, the run's created_at, its id), in the order the runs are scanned (revision 0012). The
+members are listed from the start on one more connection, from a prefix guessed for 32 groups.
+PostgreSQL reads its JSONB copy of the config and ranks a whole scope faster than it takes a
+prefix (40 against 53 ms at 10,000 runs), so there the members come from the whole scope,
+listed on another connection while it counts.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cache
@@ -44,6 +46,7 @@ GUESSED_GROUPS = 32  # groups the members listed alongside the counts are read f
 MEMBER = ("id", "name", "status", "seed", "started_at", "value")  # a listed member's fields
 
 Opener = Callable[[], AbstractContextManager[Any]]
+Stretch = tuple[float | None, float | None]  # runs created from (inclusive), to (exclusive)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,6 @@ class _Ask:
     study_id: str | None
     tests: tuple[RunTest, ...]
     metric: tuple[str, str] | None
-    shift: float  # subtracted from every value before it is summed (see group_rows)
 
 
 def group_rows(
@@ -80,42 +82,66 @@ def group_rows(
     ``more`` opens another read connection to the same store: given, a large scope's
     members are listed on one while it counts (on SQLite, in stretches on parallel
     connections; see the module docstring)."""
-    from sqlalchemy import func, select
-
-    from tympan.store.run_where import finite
-    from tympan.store.schema import run_summaries
-
-    shift = 0.0
-    if metric is not None:
-        value = finite(run_summaries.c[metric[1]])
-        # sums of differences from a value among the metric's (an index lookup) keep the
-        # squares' precision when values are large next to their spread
-        shift = conn.execute(select(func.min(value)).where(
-            run_summaries.c.key == metric[0], value.is_not(None))).scalar() or 0.0
-    ask = _Ask(tuple(by), project_ids, study_id, tuple(tests), metric, shift)
-    scope, stretches = _stretches(conn, project_ids, study_id) if more is not None else (0, [])
-    reads: list[Callable[[Any], Any]] = [lambda c, s=s: _counts(c, ask, s)
-                                         for s in stretches or [None]]
-    # a large scope's members are listed alongside its counts, from a guessed prefix
-    alongside = members != 0 and scope >= RUNS_PER_PART
+    ask = _Ask(tuple(by), project_ids, study_id, tuple(tests), metric)
     prefixed = members is not None and conn.dialect.name == "sqlite"  # PostgreSQL ranks a
     # whole scope faster than it takes a prefix
     guess = 2 * members * GUESSED_GROUPS if prefixed else None
-    if alongside:
-        reads.append(lambda c: _ranked(c, ask, members, guess))
-    answers = _in_parallel(conn, more, reads)
+
+    def elsewhere(read: Callable[[Any], Any]) -> Future:
+        def on_its_own() -> Any:
+            assert more is not None
+            with more() as other:
+                return read(other)
+
+        return _pool().submit(on_its_own)
+
+    # the members are listed from the start, on a connection of their own, while this one
+    # finds the shift and the stretches and counts
+    listing = None
+    if more is not None and members != 0:
+        listing = elsewhere(lambda c: _ranked(c, ask, members, guess))
+    shift = _shift(conn, metric)
+    stretches = _stretches(conn, project_ids, study_id) if more is not None else []
+    counting = [elsewhere(lambda c, s=s: _counts(c, ask, shift, s)) for s in stretches[1:]]
+    counted = [_counts(conn, ask, shift, stretches[0] if stretches else None)]
+    counted += [f.result() for f in counting]
+    tried = None if listing is None else (guess, listing.result())
     groups: dict[str | None, dict[str, Any]] = {}
-    for rows in answers[:len(stretches) or 1]:
+    for rows in counted:
         for text, size, n, total, total2 in rows:
             _add(groups, text, size, n, total or 0.0, total2 or 0.0)
     if members != 0:
-        _list_members(conn, ask, groups, members, prefixed,
-                      (guess, answers[-1]) if alongside else None)
+        _list_members(conn, ask, groups, members, prefixed, tried)
     for group in groups.values():
         n, total, total2 = group["n"], group.pop("sum"), group.pop("sum2")
         group["mean"] = shift + total / n if n else None
         group["squares"] = max(0.0, total2 - total * total / n) if n else None
     return list(groups.values())
+
+
+@cache
+def _pool() -> ThreadPoolExecutor:
+    """The threads that run a group-by's statements beside its own, kept between requests
+    (starting two a request cost 3 ms); a forked child makes its own."""
+    return ThreadPoolExecutor(WORKERS, thread_name_prefix="tympan-groups")
+
+
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
+def _shift(conn: Connection, metric: tuple[str, str] | None) -> float:
+    """A value to subtract from the metric's before summing: any of its values (an index
+    lookup) keeps the sums of squares precise when values are large next to their spread."""
+    if metric is None:
+        return 0.0
+    from sqlalchemy import select
+
+    from tympan.store.run_where import finite
+    from tympan.store.schema import run_summaries
+
+    value = finite(run_summaries.c[metric[1]])
+    return conn.execute(select(value).where(run_summaries.c.key == metric[0],
+                                            value.is_not(None)).limit(1)).scalar() or 0.0
 
 
 def member_order(member: dict[str, Any]) -> tuple:
@@ -162,53 +188,46 @@ def _list_members(conn: Any, ask: _Ask, groups: dict[str | None, dict[str, Any]]
         _add(groups, text)["members"] = sorted(found, key=member_order)
 
 
-def _in_parallel(conn: Any, more: Opener | None, reads: list[Callable[[Any], Any]]
-                 ) -> list[Any]:
-    """The answers of ``reads``, each given a connection: the first runs on ``conn`` in this
-    thread, the others on connections from ``more`` in threads of their own."""
-    if len(reads) == 1:
-        return [reads[0](conn)]
-    assert more is not None
-
-    def elsewhere(read: Callable[[Any], Any]) -> Any:
-        with more() as other:
-            return read(other)
-
-    with ThreadPoolExecutor(len(reads) - 1, thread_name_prefix="tympan-groups") as pool:
-        others = [pool.submit(elsewhere, read) for read in reads[1:]]
-        return [reads[0](conn)] + [f.result() for f in others]
-
-
 def _stretches(conn: Connection, project_ids: Sequence[int] | None, study_id: str | None
-               ) -> tuple[int, list[tuple[int, int]]]:
-    """(the scope's runs, rowid ranges splitting them into WORKERS stretches of equal width,
-    or [] when the scope is too small to be worth it)."""
-    from sqlalchemy import func, literal_column, select
+               ) -> list[Stretch]:
+    """Ranges of created_at splitting the scope into WORKERS stretches of equal size, or []
+    when it is too small to be worth it (or not on SQLite: PostgreSQL splits a scan itself).
+    The edges are read from the (project_id, created_at) index: the count, then one offset
+    into it per edge; a stretch runs from its edge (inclusive) to the next (exclusive)."""
+    from sqlalchemy import func, select
 
     from tympan.store.run_table import _filtered
     from tympan.store.schema import runs
 
-    if conn.dialect.name != "sqlite":  # no rowids; PostgreSQL splits a scan itself
-        return conn.execute(_filtered(select(func.count()).select_from(runs), project_ids,
-                                      study_id)).scalar_one(), []
-    rowid = literal_column("runs.rowid")
-    count, low, high = conn.execute(_filtered(
-        select(func.count(), func.min(rowid), func.max(rowid)).select_from(runs),
-        project_ids, study_id)).one()
+    if conn.dialect.name != "sqlite":
+        return []
+    count = conn.execute(_filtered(select(func.count()).select_from(runs), project_ids,
+                                   study_id)).scalar_one()
     parts = min(WORKERS, count // RUNS_PER_PART)
     if parts < 2:
-        return count, []
-    edges = [low + (high - low + 1) * k // parts for k in range(parts)] + [high + 1]
-    return count, [(edges[k], edges[k + 1] - 1) for k in range(parts)]
+        return []
+    edges = [conn.execute(_filtered(select(runs.c.created_at), project_ids, study_id)
+                          .order_by(runs.c.created_at).limit(1).offset(count * k // parts)
+                          ).scalar_one() for k in range(1, parts)]
+    return list(zip([None, *edges], [*edges, None], strict=True))
 
 
 def _seed(dialect: str) -> Any:
-    from sqlalchemy import func
+    """A run's seed: the recorded one, else its config's integer ``seed``. On SQLite written
+    as revision 0012's member-order index reads it (literal paths, no bound parameters), so
+    a prefix in member order is read from that index instead of sorting the scope."""
+    from sqlalchemy import Integer, func, literal_column
 
     from tympan.store.run_where import config_integer
     from tympan.store.schema import runs
 
+    if dialect == "sqlite":
+        return literal_column(_SQLITE_SEED, Integer)
     return func.coalesce(runs.c.seed, config_integer(dialect, "seed"))
+
+
+_SQLITE_SEED = ("coalesce(runs.seed, CASE WHEN (json_type(runs.config, '$.\"seed\"') = "
+                "'integer') THEN json_extract(runs.config, '$.\"seed\"') END)")
 
 
 def _scoped(dialect: str, ask: _Ask, stmt: Any) -> Any:
@@ -231,17 +250,20 @@ def _grouped(dialect: str, ask: _Ask, *columns: Any) -> Any:
                                             cast(null(), Float).label("value")))
     key, summary = ask.metric
     summaries = _summary_values()
+    # sought by (key, the run's created_at, its id): in the order runs are scanned (0012)
+    on = ((summaries.c.key == key) & (summaries.c.run_created == runs.c.created_at)
+          & (summaries.c.run_id == runs.c.id))
     return _scoped(dialect, ask, select(
         *columns, group, finite(summaries.c[summary]).label("value")).select_from(
-        runs.outerjoin(summaries, (summaries.c.run_id == runs.c.id)
-                       & (summaries.c.key == key))))
+        runs.outerjoin(summaries, on)))
 
 
 @cache
 def _summary_values() -> Any:
-    """run_summaries, read on SQLite through the index that holds its values (revision 0011):
-    without statistics SQLite seeks the primary key, then the row, for every run. (Made on
-    first use: a store module imports SQLAlchemy only when it reads through it.)"""
+    """run_summaries, read on SQLite through the index that holds its values in the order runs
+    are scanned (key, run_created, run_id, last, min, max; revision 0012): without statistics
+    SQLite seeks the primary key, then the row, for every run. (Made on first use: a store
+    module imports SQLAlchemy only when it reads through it.)"""
     from sqlalchemy.ext.compiler import compiles
     from sqlalchemy.sql.selectable import Alias
 
@@ -253,21 +275,27 @@ def _summary_values() -> Any:
     @compiles(IndexedBy, "sqlite")
     def indexed_by(element: IndexedBy, compiler: Any, **kw: Any) -> str:
         text = compiler.visit_alias(element, **kw)
-        return f"{text} INDEXED BY ix_run_summaries_values" if kw.get("asfrom") else text
+        return f"{text} INDEXED BY ix_run_summaries_created" if kw.get("asfrom") else text
 
     return IndexedBy._construct(run_summaries, name="run_summaries")
 
 
-def _counts(conn: Any, ask: _Ask, stretch: tuple[int, int] | None) -> list[Any]:
-    """(group, size, n, sum, sum of squares) of the values minus ``ask.shift``, per group of
-    the runs in ``stretch`` (rowids, inclusive; None: all)."""
-    from sqlalchemy import func, literal_column, select
+def _counts(conn: Any, ask: _Ask, shift: float, stretch: Stretch | None) -> list[Any]:
+    """(group, size, n, sum, sum of squares) of the values minus ``shift``, per group of the
+    runs in ``stretch`` (None: all)."""
+    from sqlalchemy import func, select
+
+    from tympan.store.schema import runs
 
     stmt = _grouped(conn.dialect.name, ask)
     if stretch is not None:
-        stmt = stmt.where(literal_column("runs.rowid").between(*stretch))
+        low, high = stretch
+        if low is not None:
+            stmt = stmt.where(runs.c.created_at >= low)
+        if high is not None:
+            stmt = stmt.where(runs.c.created_at < high)
     run = stmt.subquery()
-    shifted = run.c.value - ask.shift
+    shifted = run.c.value - shift
     return list(conn.execute(select(
         run.c.group, func.count(), func.count(run.c.value), func.sum(shifted),
         func.sum(shifted * shifted)).group_by(run.c.group)))
@@ -277,7 +305,7 @@ def _ranked(conn: Any, ask: _Ask, members: int | None, prefix: int | None) -> li
     """(group, id, name, status, seed, started_at, value) of each group's first ``members``
     runs (all with None) among the scope's first ``prefix`` runs in member order (all with
     None)."""
-    from sqlalchemy import func, select
+    from sqlalchemy import func, literal_column, select
 
     from tympan.store.schema import runs
 
@@ -285,10 +313,12 @@ def _ranked(conn: Any, ask: _Ask, members: int | None, prefix: int | None) -> li
     seed = _seed(dialect)
     stmt = _grouped(dialect, ask, runs.c.id, runs.c.name, runs.c.status, seed.label("seed"),
                     runs.c.started_at)
-    if prefix is not None:  # a bounded sort over columns of the row: no JSON, no summaries
-        first = _scoped(dialect, ask, select(runs.c.id.label("first_id"))).order_by(
+    if prefix is not None:  # SQLite: the prefix's rowids from the member-order index (or a
+        # bounded sort over the row's columns), then only their rows read whole
+        rowid = literal_column("runs.rowid")
+        first = _scoped(dialect, ask, select(rowid.label("first"))).order_by(
             seed.is_(None), seed, runs.c.started_at, runs.c.id).limit(prefix).subquery()
-        stmt = stmt.join(first, first.c.first_id == runs.c.id)
+        stmt = stmt.join(first, first.c.first == rowid)
     run = stmt.subquery()
     rank = func.row_number().over(partition_by=run.c.group, order_by=[
         run.c.seed.is_(None), run.c.seed, run.c.started_at, run.c.id]).label("rank")

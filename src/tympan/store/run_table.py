@@ -375,18 +375,29 @@ def _unvalued_page(dialect: str, in_projects: bool, in_study: bool,
 def scope_signature(conn: Connection, project_ids: Sequence[int] | None = None,
                     study_id: str | None = None) -> tuple:
     """(count, newest created_at) of the runs in scope: changes whenever a run is added or
-    deleted there, so what is derived from their configs can be cached on it."""
-    return tuple(statements.rows(conn, _signature, project_ids is not None,
-                                 study_id is not None, **_scope(project_ids, study_id))[0])
+    deleted there, so what is derived from their configs can be cached on it. Two
+    statements: the newest is then an index lookup, where in one with the count it was read
+    from every run's index entry (10 ms at 100,000 runs)."""
+    shape = (project_ids is not None, study_id is not None)
+    scope = _scope(project_ids, study_id)
+    return tuple(statements.rows(conn, aggregate, *shape, **scope)[0][0]
+                 for aggregate in (_scope_count, _scope_newest))
 
 
-def _signature(in_projects: bool, in_study: bool) -> Any:
+def _scope_count(in_projects: bool, in_study: bool) -> Any:
     from sqlalchemy import func, select
 
     from tympan.store.schema import runs
 
-    return _in_scope(select(func.count(), func.max(runs.c.created_at)).select_from(runs),
-                     in_projects, in_study)
+    return _in_scope(select(func.count()).select_from(runs), in_projects, in_study)
+
+
+def _scope_newest(in_projects: bool, in_study: bool) -> Any:
+    from sqlalchemy import func, select
+
+    from tympan.store.schema import runs
+
+    return _in_scope(select(func.max(runs.c.created_at)), in_projects, in_study)
 
 
 def config_texts(conn: Connection, project_ids: Sequence[int] | None = None,

@@ -113,9 +113,11 @@ run_summaries = Table(
     Column("nan_count", Integer, nullable=False),
     Column("inf_count", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
-    # the metric keys in scope, and one key's summary of a run read from the index alone
-    # (0008; with the values since 0011: store/run_groups.py reads it)
-    Index("ix_run_summaries_values", "key", "run_id", "last", "min", "max"),
+    Column("run_created", Float),  # the run's created_at: scan order (0012)
+    # the metric keys in scope, and one key's summary of each run in scope, read from the
+    # index alone in the order runs are scanned (0008; the values since 0011; run_created
+    # since 0012: store/run_groups.py reads it)
+    Index("ix_run_summaries_created", "key", "run_created", "run_id", "last", "min", "max"),
     # a sort walks one key's summaries in order; a filter reads a range of them (0009)
     Index("ix_run_summaries_last", "key", "last", "run_id"),
     Index("ix_run_summaries_min", "key", "min", "run_id"),

@@ -35,13 +35,23 @@ def upsert_many(conn: Connection, changed: Mapping[str, Mapping[str, Summary]],
     from tympan.store.schema import run_summaries
     from tympan.store.upsert import insert_for
 
-    rows = [{"run_id": run_id, "key": k, **asdict(s), "updated_at": now}
+    rows = [{"run_id": run_id, "key": k, **asdict(s), "updated_at": now, "of_run": run_id}
             for run_id, keys in changed.items() for k, s in keys.items()]
     if not rows:
         return
-    stmt = insert_for(conn, run_summaries)
-    updated = {c: stmt.excluded[c] for c in rows[0] if c not in ("run_id", "key")}
+    stmt = insert_for(conn, run_summaries).values(run_created=_created())
+    updated = {c: stmt.excluded[c] for c in rows[0] if c not in ("run_id", "key", "of_run")}
     conn.execute(stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_=updated), rows)
+
+
+def _created() -> Any:
+    """The summary's run's created_at, copied with the summary (a primary-key lookup): a
+    group-by seeks each run's summary in the order the runs are scanned (revision 0012)."""
+    from sqlalchemy import bindparam, select
+
+    from tympan.store.schema import runs
+
+    return select(runs.c.created_at).where(runs.c.id == bindparam("of_run")).scalar_subquery()
 
 
 _FIELDS = tuple(Summary.__dataclass_fields__)

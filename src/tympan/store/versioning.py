@@ -18,10 +18,10 @@ from tympan.store.sqlite_reader import SqliteReader
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-HEAD = "0011"
+HEAD = "0012"
 # every revision ever shipped, oldest first
 KNOWN = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008",
-         "0009", "0010", "0011")
+         "0009", "0010", "0011", "0012")
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 

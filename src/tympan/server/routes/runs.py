@@ -11,6 +11,7 @@ from fastapi.responses import Response
 
 from tympan.errors import InvalidInputError
 from tympan.records.compare import CommonStep, compare_runs
+from tympan.records.export import json_safe
 from tympan.records.groups import group_runs
 from tympan.records.query import FILTER_PARAMS, RunFilter, RunQuery, parse_sort
 from tympan.records.table import TableRun, query_runs
@@ -89,15 +90,18 @@ def list_groups(
     """Runs grouped by config keys with the mean and Student t interval of a metric; each
     group lists its first ``members`` runs (by seed) and counts them all in ``size``."""
     result = group_runs(store, filters, listed(by), metric or None, confidence, desc, members)
+    groups = []
+    for g in result.groups:
+        group = json_safe({"values": g.values, "n": g.n, "mean": g.mean, "std": g.std,
+                           "low": g.low, "high": g.high, "size": g.size})
+        # a member's fields are JSON as they are (its value is None unless finite): made
+        # here, not walked by json_safe (13 ms of 3,600 members)
+        group["runs"] = [{"id": m.id, "name": m.name, "seed": m.seed, "status": m.status,
+                          "value": m.value} for m in g.members]
+        groups.append(group)
     return json_response({
         "by": result.by, "metric": result.metric, "summary": result.summary,
-        "confidence": result.confidence, "total": result.total,
-        "groups": [{
-            "values": g.values, "n": g.n, "mean": g.mean, "std": g.std, "low": g.low,
-            "high": g.high, "size": g.size, "runs": g.members,  # json_response turns them into
-            # dicts without asdict's deep copies (a quarter of a 36-group answer's time)
-        } for g in result.groups],
-    })
+        "confidence": result.confidence, "total": result.total, "groups": groups}, safe=True)
 
 
 @router.get("/runs/{run_id}")
