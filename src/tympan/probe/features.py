@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from tympan.errors import InvalidInputError
+from tympan.probe import kernel
 from tympan.probe.layers import (
     as_batch_time_channels,
     channel_dim,
@@ -117,51 +118,50 @@ def _valid(b: int, t_layer: int, lengths: torch.Tensor | None, t_input: int) -> 
     return valid_frames(lengths, t_input, t_layer).numpy()
 
 
-def pool(out: torch.Tensor, lengths: torch.Tensor | None, t_input: int) -> np.ndarray:
-    """A layer's (batch, time, channels) output -> (batch, 2*channels) float64: per input, the
-    mean and standard deviation of each channel over its valid frames (``valid_frames``)."""
-    return pooled_features({"x": out}, ["x"], None, lengths, t_input)["x"]
+def pool(out: Any, lengths: torch.Tensor | None, t_input: int) -> np.ndarray:
+    """A layer's (batch, time, channels) output (a tensor or an array) -> (batch,
+    2*channels) float64: per input, the mean and standard deviation of each channel over its
+    valid frames (``valid_frames``), in float64, in one compiled call (``kernel.pool``; torch's
+    pooling was a dozen calls, of a few microseconds each on every request the serving guard
+    scores)."""
+    return _pool(_as_array(out), _padded(lengths, t_input), t_input)
 
 
-def pooled_features(outputs: Mapping[str, torch.Tensor], layers: Sequence[str],
+def _pool(x: np.ndarray, lengths: torch.Tensor | None, t_input: int) -> np.ndarray:
+    """``pool`` of an array, ``lengths`` None unless padded (``_padded``)."""
+    return kernel.pool(x, _valid(x.shape[0], x.shape[1], lengths, t_input))
+
+
+def _padded(lengths: torch.Tensor | None, t_input: int) -> torch.Tensor | None:
+    """``lengths``, or None when no input is padded (a request alone): then every layer's
+    frames are all valid."""
+    return None if lengths is None or int(lengths.min()) == t_input else lengths
+
+
+def pooled_features(outputs: Mapping[str, Any], layers: Sequence[str],
                     head: OutputHead | None, lengths: torch.Tensor | None,
                     t_input: int) -> dict[str, np.ndarray]:
-    """The probe's features of layer outputs already captured: each of ``layers`` pooled
-    and, with a ``head``, its output scores under ``OUTPUT_KEY``. ``outputs``:
-    {layer: (batch, time, channels)} of one batch of ``t_input`` input frames padded past
-    ``lengths`` (None: no padding). What ``FeatureCapture`` computes from its hooks, and
-    what it computes for outputs that come from elsewhere (an exported model run by
-    onnxruntime).
-
-    Each layer is pooled in one compiled call (``kernel.pool``) from its output as it lies in
-    memory (a convolution's channels-first output is not copied), in float64, into one
-    (batch, features) array of which each layer's features are a view. On a lone request the
-    serving guard paid for torch's calls (a dozen for the pooling, of a few microseconds
-    each with cold caches), not for the frames."""
-    from tympan.probe.kernel import pool as compiled
-
+    """The probe's features of layer outputs captured elsewhere (an exported model run by
+    onnxruntime), as ``FeatureCapture`` computes them from its hooks: each of ``layers``
+    pooled (``pool``) and, with a ``head``, its output scores under ``OUTPUT_KEY``.
+    ``outputs``: {layer: (batch, time, channels)} of one batch of ``t_input`` input frames
+    padded past ``lengths`` (None: no padding)."""
+    lengths = _padded(lengths, t_input)
     rows = None if lengths is None else len(lengths)
-    if lengths is not None and int(lengths.min()) == t_input:
-        lengths = None  # unpadded (a request alone): every layer's frames are all valid
-    arrays = []
+    feats: dict[str, np.ndarray] = {}
     for name in layers:
         out = _as_array(outputs[name])
         if rows is not None and out.shape[0] != rows:
-            raise InvalidInputError(
-                f"layer {name!r} put out {out.shape[0]} rows for a batch of {rows}: "
-                f"its output is not batch-first; probe another layer")
-        arrays.append(out)
-    n = len(arrays[0]) if arrays else 0
-    pooled = np.empty((n, sum(2 * a.shape[2] for a in arrays)))
-    feats: dict[str, np.ndarray] = {}
-    column = 0
-    for name, out in zip(layers, arrays, strict=True):
-        compiled(out, _valid(n, out.shape[1], lengths, t_input), pooled, column)
-        feats[name] = pooled[:, column:column + 2 * out.shape[2]]
-        column += 2 * out.shape[2]
+            raise _not_batch_first(name, out.shape[0], rows)
+        feats[name] = _pool(out, lengths, t_input)
     if head is not None:
         feats[OUTPUT_KEY] = output_scores(outputs[head.layer], lengths, t_input, head.blank)
     return feats
+
+
+def _not_batch_first(name: str, got: int, rows: int) -> InvalidInputError:
+    return InvalidInputError(f"layer {name!r} put out {got} rows for a batch of {rows}: its "
+                             f"output is not batch-first; probe another layer")
 
 
 def _as_array(out: Any) -> np.ndarray:
@@ -181,13 +181,11 @@ def output_scores(logits: torch.Tensor | np.ndarray, lengths: torch.Tensor | Non
     """(batch, time, classes) logits -> (batch, 3) float64: energy, msp and blank ratio over
     each input's valid frames (blank ratio NaN when ``blank`` is None), in one compiled call
     (``kernel.output_scores``: a dozen numpy calls cost more than the model's head)."""
-    from tympan.probe.kernel import output_scores as compiled
-
     b, t_layer, classes = logits.shape
     if blank is not None and not 0 <= blank < classes:
         raise InvalidInputError(f"the blank class {blank} is not one of the head's {classes} "
                                 f"outputs")
-    return compiled(_as_array(logits), _valid(b, t_layer, lengths, t_input),
+    return kernel.output_scores(_as_array(logits), _valid(b, t_layer, lengths, t_input),
                     -1 if blank is None else blank)
 
 
@@ -213,20 +211,32 @@ class FeatureCapture:
         hooked = dict(self.modules)
         if head is not None:
             hooked |= resolve_layers(model, [head.layer])
-        self._outputs: dict[str, torch.Tensor] = {}
-        self._dims = {name: channel_dim(module) for name, module in hooked.items()}
-        self._handles = [module.register_forward_hook(self._hook(name))
+        self._feats: dict[str, np.ndarray] = {}
+        self._batch: tuple[torch.Tensor | None, int, int] = (None, 0, 0)
+        self._handles = [module.register_forward_hook(self._hook(name, module))
                          for name, module in hooked.items()]
 
-    def _hook(self, name: str):
-        outputs = self._outputs
+    def _hook(self, name: str, module: nn.Module):
+        dim, feats, head = channel_dim(module), self._feats, self.head
+        layer = name in self.modules
+        logits = head is not None and name == head.layer
 
-        # The tensor as the module made it: laid out and converted after the forward pass, in
-        # numpy (a view), not by torch calls that cost microseconds each on every request.
+        # Pooled as soon as the module is done, while its output is in the caches, and not
+        # kept: holding every watched output until the end of the forward pass kept torch's
+        # allocator from reusing their memory (0.4 to 0.8 ms a batch of 16 on the bench's
+        # conv model).
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
             tensor = output_tensor(output)
-            if tensor is not None:  # a module called twice keeps its last output
-                outputs[name] = tensor
+            if tensor is None:
+                return
+            lengths, t_input, rows = self._batch
+            x = as_batch_time_channels(_as_array(tensor), dim)
+            if layer:  # a module called twice keeps its last output's features
+                if x.shape[0] != rows:
+                    raise _not_batch_first(name, x.shape[0], rows)
+                feats[name] = _pool(x, lengths, t_input)
+            if logits:
+                feats[OUTPUT_KEY] = output_scores(x, lengths, t_input, head.blank)
 
         return hook
 
@@ -268,27 +278,24 @@ class FeatureCapture:
             device = next(self.model.parameters()).device
         except StopIteration:
             device = torch.device("cpu")
-        self._outputs.clear()
-        with torch.no_grad():
-            x = x.to(device)
-            output = self.model(x) if lengths is None else self.model(x, lengths.to(device))
-        wanted = self.names + ([self.head.layer] if self.head is not None else [])
-        missing = [n for n in wanted if n not in self._outputs]
+        self._feats.clear()
+        self._batch = (_padded(lengths, x.shape[1]), x.shape[1], x.shape[0])
+        try:
+            with torch.no_grad():
+                x = x.to(device)
+                output = self.model(x) if lengths is None else \
+                    self.model(x, lengths.to(device))
+            feats = dict(self._feats)
+        finally:
+            self._feats.clear()
+        wanted = self.names + ([OUTPUT_KEY] if self.head is not None else [])
+        missing = [n for n in wanted if n not in feats]
         if missing:
-            raise InvalidInputError(f"layers {', '.join(map(repr, missing))} produced no "
+            names = [self.head.layer if n == OUTPUT_KEY else n for n in missing]
+            raise InvalidInputError(f"layers {', '.join(map(repr, names))} produced no "
                                     f"floating-point tensor in the forward pass; probe other "
                                     f"layers")
-        try:
-            outputs = {name: as_batch_time_channels(_as_array(self._outputs[name]),
-                                                    self._dims[name]) for name in wanted}
-        finally:
-            self._outputs.clear()
-        for name in self.names:
-            if outputs[name].shape[0] != x.shape[0]:
-                raise InvalidInputError(
-                    f"layer {name!r} put out {outputs[name].shape[0]} rows for a batch of "
-                    f"{x.shape[0]}: its output is not batch-first; probe another layer")
-        return output, pooled_features(outputs, self.names, self.head, lengths, x.shape[1])
+        return output, {name: feats[name] for name in wanted}
 
 
 def collect(model: nn.Module, data: Any, layers: str | list[str] = "auto",

@@ -261,44 +261,57 @@ def low_rank(precision: np.ndarray, tol: float = 1e-9
     return c, v, e
 
 
-def pool(x: np.ndarray, valid: np.ndarray, out: np.ndarray, column: int) -> None:
-    """Pool a layer's (batch, time, channels) output over each input's ``valid`` frames
-    into ``out[:, column:column + 2 * channels]`` (float64): the channels' means, then their
-    standard deviations."""
-    _pool(x, valid, out, column)
+def pool(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A layer's (batch, time, channels) output pooled over each input's ``valid`` frames:
+    (batch, 2 * channels) float64, the channels' means, then their standard deviations."""
+    out = np.empty((x.shape[0], 2 * x.shape[2]))
+    # The loops read memory in order, from a C-contiguous array, so that they vectorize: a
+    # channels-first output seen as (batch, time, channels) pooled 9x slower in place.
+    if x.strides[1] < x.strides[2]:  # time is the inner axis: (batch, channels, time)
+        _pool_time_inner(np.ascontiguousarray(np.swapaxes(x, 1, 2)), valid, out)
+    else:
+        _pool_channels_inner(np.ascontiguousarray(x), valid, out)
+    return out
 
 
 # Sums in float64, reassociated (several lanes at once): each channel's sum is exact to a
 # few units in the last place of a float64, whatever the order.
 @numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def _pool(x, valid, out, column):  # pragma: no cover
+def _pool_time_inner(x, valid, out):  # pragma: no cover
+    n, channels = x.shape[0], x.shape[1]
+    for b in range(n):
+        frames = valid[b]
+        for c in range(channels):
+            row = x[b, c, :frames]
+            total = 0.0
+            for t in range(frames):
+                total += row[t]
+            m = total / frames
+            total = 0.0
+            for t in range(frames):
+                dev = row[t] - m
+                total += dev * dev
+            out[b, c], out[b, channels + c] = m, np.sqrt(total / frames)
+
+
+@numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _pool_channels_inner(x, valid, out):  # pragma: no cover
     n, channels = x.shape[0], x.shape[2]
     for b in range(n):
         frames = valid[b]
-        mean = out[b, column:column + channels]
-        std = out[b, column + channels:column + 2 * channels]
-        if x.strides[1] < x.strides[2]:  # time is the inner axis (channels-first layers)
+        mean, std = out[b, :channels], out[b, channels:]
+        mean[:] = 0.0
+        std[:] = 0.0
+        for t in range(frames):
+            row = x[b, t]
             for c in range(channels):
-                total = 0.0
-                for t in range(frames):
-                    total += x[b, t, c]
-                m = total / frames
-                total = 0.0
-                for t in range(frames):
-                    dev = x[b, t, c] - m
-                    total += dev * dev
-                mean[c], std[c] = m, np.sqrt(total / frames)
-        else:
-            mean[:] = 0.0
-            std[:] = 0.0
-            for t in range(frames):
-                for c in range(channels):
-                    mean[c] += x[b, t, c]
+                mean[c] += row[c]
+        for c in range(channels):
+            mean[c] /= frames
+        for t in range(frames):
+            row = x[b, t]
             for c in range(channels):
-                mean[c] /= frames
-            for t in range(frames):
-                for c in range(channels):
-                    dev = x[b, t, c] - mean[c]
-                    std[c] += dev * dev
-            for c in range(channels):
-                std[c] = np.sqrt(std[c] / frames)
+                dev = row[c] - mean[c]
+                std[c] += dev * dev
+        for c in range(channels):
+            std[c] = np.sqrt(std[c] / frames)
