@@ -47,13 +47,15 @@ class Verdict:
 
 def verdicts(report: AnomalyReport | CombinedReport) -> list[Verdict]:
     """One ``Verdict`` per input of an ``AnomalyReport`` (or of its combined part)."""
-    flagged = report.flagged()
-    return [Verdict(float(report.anomaly_score[i]), float(report.p_value[i]), bool(flagged[i]),
-                    report.alpha,
-                    {s: float(report.profile[i, j]) for j, s in enumerate(report.stages)},
-                    report.entry_layer[i],
-                    {n: float(report.outputs[i, j]) for j, n in enumerate(report.output_names)})
-            for i in range(len(report))]
+    # Python floats and bools by one tolist() per array, not one numpy scalar per number:
+    # the serving guard makes a verdict for every request.
+    profile, outputs = report.profile.tolist(), report.outputs.tolist()
+    stages, names = report.stages, report.output_names
+    return [Verdict(score, p, flagged, report.alpha, dict(zip(stages, z, strict=True)), entry,
+                    dict(zip(names, out, strict=False)))
+            for score, p, flagged, z, entry, out in zip(
+                report.anomaly_score.tolist(), report.p_value.tolist(),
+                report.flagged().tolist(), profile, report.entry_layer, outputs, strict=True)]
 
 
 class Scorer:
