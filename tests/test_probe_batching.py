@@ -136,6 +136,36 @@ def test_valid_frames_count_a_strided_layer_exactly() -> None:
     assert valid_frames(torch.tensor([50]), 100, 70).tolist() == [35]
 
 
+def test_pooling_is_each_channels_mean_and_std_over_the_valid_frames() -> None:
+    """The compiled pooling gives, per input, each channel's mean and standard deviation
+    (float64) over its valid frames only, for a channels-first output (a Conv1d's, read as
+    (batch, channels, time)) and a channels-last one (a Linear's)."""
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(6, 5, 3, padding=1)
+            self.proj = nn.Linear(5, 7)
+
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+            return self.proj(self.conv(x.transpose(1, 2)).transpose(1, 2))
+
+    torch.manual_seed(0)
+    model = Net()
+    x, lengths = 3 + torch.randn(4, 23, 6), torch.tensor([23, 9, 1, 17])
+    seen: dict[str, torch.Tensor] = {}
+    handles = [model.conv.register_forward_hook(lambda _m, _i, o: seen.__setitem__("conv", o)),
+               model.proj.register_forward_hook(lambda _m, _i, o: seen.__setitem__("proj", o))]
+    _, feats = collect(model, [(x, lengths)], ["conv", "proj"], padding="batch")
+    for handle in handles:
+        handle.remove()
+    for name, frames in (("conv", seen["conv"].transpose(1, 2)), ("proj", seen["proj"])):
+        for i, n in enumerate(lengths.tolist()):
+            valid = frames[i, :n].double().numpy()
+            expected = np.concatenate([valid.mean(0), valid.std(0)])
+            np.testing.assert_allclose(feats[name][i], expected, rtol=1e-12, atol=1e-12)
+
+
 def test_the_output_head_scores_follow_their_definitions(crops) -> None:
     model, featurize = _asr("conv")
     x, lengths = pad_features([featurize(w) for w in crops[:5]])
