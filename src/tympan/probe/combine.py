@@ -55,12 +55,19 @@ class OutputProfile:
         prof.mean, prof.std = oriented.mean(0), _floor(oriented.std(0))
         return prof
 
+    def orientation(self) -> tuple[list[int], np.ndarray, np.ndarray]:
+        """Per score used: its column of the raw scores, its sign and whether it is scored
+        two-sided (as its distance from ``center``): what ``oriented`` applies, and what the
+        compiled scoring (``kernel.Scoring``) reads."""
+        cols = [OUTPUT_SCORES.index(n) for n in self.names]
+        sign = np.array([-1.0 if n == "msp" else 1.0 for n in self.names])
+        two_sided = np.array([n == "blank_ratio" for n in self.names])
+        return cols, sign, two_sided
+
     def oriented(self, raw: np.ndarray) -> np.ndarray:
         """(n, 3) raw scores -> (n, k), higher = more anomalous: energy as is, MSP negated,
         blank ratio as its distance from the fit part's median."""
-        cols = [OUTPUT_SCORES.index(n) for n in self.names]
-        sign = np.array([-1.0 if n == "msp" else 1.0 for n in self.names])
-        two_sided = [j for j, n in enumerate(self.names) if n == "blank_ratio"]
+        cols, sign, two_sided = self.orientation()
         out = raw[:, cols] * sign
         out[:, two_sided] = np.abs(out[:, two_sided] - self.center[two_sided])
         return out

@@ -96,12 +96,9 @@ class Scoring:
         # per output score: column of the raw scores, sign, two-sided, center, mean, std
         self._outputs = np.zeros((0, 6))
         if output is not None:
-            from tympan.probe.features import OUTPUT_SCORES
-
-            self._outputs = np.array(
-                [(OUTPUT_SCORES.index(name), -1.0 if name == "msp" else 1.0,
-                  float(name == "blank_ratio"), output.center[j], output.mean[j],
-                  output.std[j]) for j, name in enumerate(output.names)], np.float64)
+            cols, sign, two_sided = output.orientation()
+            self._outputs = np.column_stack([cols, sign, two_sided, output.center, output.mean,
+                                             output.std]).astype(np.float64)
         self._calibration = np.zeros(0)
 
     def calibrate(self, distances: np.ndarray, raw: np.ndarray | None) -> np.ndarray:
