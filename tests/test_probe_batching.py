@@ -136,22 +136,29 @@ def test_valid_frames_count_a_strided_layer_exactly() -> None:
     assert valid_frames(torch.tensor([50]), 100, 70).tolist() == [35]
 
 
+class ConvProj(nn.Module):
+    """A Conv1d (channels-first output) then a Linear (channels-last); ``in_place``: the
+    conv's output is changed in place (``+= 1``) after its module returns it."""
+
+    def __init__(self, in_place: bool = False) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(6, 5, 3, padding=1)
+        self.proj = nn.Linear(5, 7)
+        self.in_place = in_place
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x.transpose(1, 2))
+        if self.in_place:
+            h += 1.0
+        return self.proj(h.transpose(1, 2))
+
+
 def test_pooling_is_each_channels_mean_and_std_over_the_valid_frames() -> None:
     """The compiled pooling gives, per input, each channel's mean and standard deviation
     (float64) over its valid frames only, for a channels-first output (a Conv1d's, read as
     (batch, channels, time)) and a channels-last one (a Linear's)."""
-
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv1d(6, 5, 3, padding=1)
-            self.proj = nn.Linear(5, 7)
-
-        def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-            return self.proj(self.conv(x.transpose(1, 2)).transpose(1, 2))
-
     torch.manual_seed(0)
-    model = Net()
+    model = ConvProj()
     x, lengths = 3 + torch.randn(4, 23, 6), torch.tensor([23, 9, 1, 17])
     seen: dict[str, torch.Tensor] = {}
     handles = [model.conv.register_forward_hook(lambda _m, _i, o: seen.__setitem__("conv", o)),
@@ -164,6 +171,30 @@ def test_pooling_is_each_channels_mean_and_std_over_the_valid_frames() -> None:
             valid = frames[i, :n].double().numpy()
             expected = np.concatenate([valid.mean(0), valid.std(0)])
             np.testing.assert_allclose(feats[name][i], expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_a_lone_inputs_outputs_pooled_after_the_pass_are_what_each_module_made(in_place) -> None:
+    """A lone input's watched outputs are kept to the end of the forward pass and pooled then
+    (fewer cold calls for the serving guard). An output a later operation changes in place
+    (here ``h += 1``, or a ReLU(inplace=True)) must still be pooled as its module made it: the
+    pass is run again pooling in the hooks, and every later pass pools there too."""
+    from tympan.probe.features import FeatureCapture
+    torch.manual_seed(0)
+    model = ConvProj(in_place).eval()
+    made: dict[str, torch.Tensor] = {}
+    watch = model.conv.register_forward_hook(lambda _m, _i, o: made.__setitem__("conv",
+                                                                             o.clone()))
+    with FeatureCapture(model, ["conv", "proj"], padding="batch") as capture:
+        for n in (11, 7):  # the second pass: after any switch to pooling in the hooks
+            x = torch.randn(1, n, 6)
+            _, feats = capture.forward((x, torch.tensor([n])))
+            frames = made["conv"][0].T.double().numpy()
+            np.testing.assert_allclose(feats["conv"][0],
+                                       np.concatenate([frames.mean(0), frames.std(0)]),
+                                       rtol=1e-12, atol=1e-12)
+        assert capture._defer is not in_place  # kept to the end unless that reads wrong
+    watch.remove()
 
 
 def test_the_output_head_scores_follow_their_definitions(crops) -> None:

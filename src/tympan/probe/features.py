@@ -164,6 +164,11 @@ def _not_batch_first(name: str, got: int, rows: int) -> InvalidInputError:
                              f"output is not batch-first; probe another layer")
 
 
+def _no_blank(blank: int, classes: int) -> InvalidInputError:
+    return InvalidInputError(f"the blank class {blank} is not one of the head's {classes} "
+                             f"outputs")
+
+
 def _as_array(out: Any) -> np.ndarray:
     """A layer's output as a float32 or float64 array (a view of a CPU tensor)."""
     if isinstance(out, torch.Tensor):
@@ -183,8 +188,7 @@ def output_scores(logits: torch.Tensor | np.ndarray, lengths: torch.Tensor | Non
     (``kernel.output_scores``: a dozen numpy calls cost more than the model's head)."""
     b, t_layer, classes = logits.shape
     if blank is not None and not 0 <= blank < classes:
-        raise InvalidInputError(f"the blank class {blank} is not one of the head's {classes} "
-                                f"outputs")
+        raise _no_blank(blank, classes)
     return kernel.output_scores(_as_array(logits), _valid(b, t_layer, lengths, t_input),
                     -1 if blank is None else blank)
 
@@ -212,33 +216,63 @@ class FeatureCapture:
         if head is not None:
             hooked |= resolve_layers(model, [head.layer])
         self._feats: dict[str, np.ndarray] = {}
+        self._valid: dict[int, np.ndarray] = {}  # a batch's valid frames by a layer's frames
+        self._param = next(model.parameters(), None)  # where the model runs
+        # When to pool: a batch's outputs are pooled in their hooks, while each is in the
+        # caches, and not kept (holding them all to the end of the forward pass kept torch's
+        # allocator from reusing their memory: 0.4 to 0.8 ms a batch of 16 on the bench's conv
+        # model). A lone input's are small and kept to the end of the pass, then pooled in a
+        # row: the serving guard's Python then runs once with warm caches instead of once per
+        # hook with the caches cold from the layer before (about 130 us a request on the
+        # bench's conv model, 5 hooks). That is sound only while no later operation changes a
+        # kept output in place (a ReLU(inplace=True), a ``+=``): its version counter says so,
+        # and then the pass is run again, pooling in the hooks from then on (``_defer``).
+        self._defer = True
+        self._deferring = False
+        self._pending: list[tuple[Any, torch.Tensor, int]] = []
         self._batch: tuple[torch.Tensor | None, int, int] = (None, 0, 0)
         self._handles = [module.register_forward_hook(self._hook(name, module))
                          for name, module in hooked.items()]
 
     def _hook(self, name: str, module: nn.Module):
-        dim, feats, head = channel_dim(module), self._feats, self.head
-        layer = name in self.modules
-        logits = head is not None and name == head.layer
+        take, pending = self._take(name, module), self._pending
 
-        # Pooled as soon as the module is done, while its output is in the caches, and not
-        # kept: holding every watched output until the end of the forward pass kept torch's
-        # allocator from reusing their memory (0.4 to 0.8 ms a batch of 16 on the bench's
-        # conv model).
         def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
             tensor = output_tensor(output)
             if tensor is None:
                 return
-            lengths, t_input, rows = self._batch
-            x = as_batch_time_channels(_as_array(tensor), dim)
-            if layer:  # a module called twice keeps its last output's features
-                if x.shape[0] != rows:
-                    raise _not_batch_first(name, x.shape[0], rows)
-                feats[name] = _pool(x, lengths, t_input)
-            if logits:
-                feats[OUTPUT_KEY] = output_scores(x, lengths, t_input, head.blank)
+            if self._deferring:
+                pending.append((take, tensor, tensor._version))
+            else:
+                take(tensor)
 
         return hook
+
+    def _take(self, name: str, module: nn.Module):
+        """What a hook does with one output of ``module``: pools it (a watched layer) and
+        scores it (the output head) into the batch's features."""
+        dim, feats, head, valid = channel_dim(module), self._feats, self.head, self._valid
+        layer = name in self.modules
+        logits = head is not None and name == head.layer
+        checked = head is not None and head.blank is not None
+        blank = head.blank if checked else -1  # -1: no blank class
+
+        def take(tensor: torch.Tensor) -> None:
+            lengths, t_input, rows = self._batch
+            x = as_batch_time_channels(_as_array(tensor), dim)
+            if x.shape[0] != rows:
+                raise _not_batch_first(name, x.shape[0], rows)
+            frames = valid.get(x.shape[1])  # layers of the same frame rate share them
+            if frames is None:
+                frames = valid[x.shape[1]] = _valid(rows, x.shape[1], lengths, t_input)
+            if layer:  # a module called twice keeps its last output's features
+                feats[name] = kernel.pool(x, frames)
+            if logits:
+                if checked and not 0 <= blank < x.shape[2]:
+                    raise _no_blank(blank, x.shape[2])
+                feats[OUTPUT_KEY] = kernel.output_scores(x, frames, blank)
+
+        return take
 
     def __enter__(self) -> FeatureCapture:
         return self
@@ -274,20 +308,29 @@ class FeatureCapture:
 
     def _run(self, x: torch.Tensor, lengths: torch.Tensor | None
              ) -> tuple[Any, dict[str, np.ndarray]]:
-        try:
-            device = next(self.model.parameters()).device
-        except StopIteration:
-            device = torch.device("cpu")
+        device = torch.device("cpu") if self._param is None else self._param.device
         self._feats.clear()
+        self._valid.clear()
         self._batch = (_padded(lengths, x.shape[1]), x.shape[1], x.shape[0])
+        # version counters: none in inference mode; a second pass: not in training mode
+        self._deferring = (self._defer and x.shape[0] == 1 and not self.model.training
+                           and not torch.is_inference_mode_enabled())
         try:
             with torch.no_grad():
                 x = x.to(device)
                 output = self.model(x) if lengths is None else \
                     self.model(x, lengths.to(device))
+            if self._pending:
+                if any(tensor._version != seen for _, tensor, seen in self._pending):
+                    self._defer = False  # an output changed after its hook: pool in hooks
+                    self._pending.clear()
+                    return self._run(x, lengths)
+                for take, tensor, _ in self._pending:
+                    take(tensor)
             feats = dict(self._feats)
         finally:
             self._feats.clear()
+            self._pending.clear()
         wanted = self.names + ([OUTPUT_KEY] if self.head is not None else [])
         missing = [n for n in wanted if n not in feats]
         if missing:

@@ -65,6 +65,8 @@ def channel_dim(module: nn.Module) -> int:
 def output_tensor(output: Any) -> torch.Tensor | None:
     """The tensor a module produced: the first of a tuple (RNNs return (output, state)),
     a PackedSequence's padded data; None when there is no floating-point tensor."""
+    if type(output) is torch.Tensor:  # the usual case first: the guard asks on every request
+        return output if output.is_floating_point() else None
     if isinstance(output, nn.utils.rnn.PackedSequence):
         output = nn.utils.rnn.pad_packed_sequence(output, batch_first=True)[0]
     if isinstance(output, (tuple, list)) and output:
@@ -79,6 +81,8 @@ def output_tensor(output: Any) -> torch.Tensor | None:
 def as_batch_time_channels(x: Any, dim: int) -> Any:
     """(batch, time, channels) view of an output (a tensor or an array) whose channels are on
     ``dim``; a (batch, channels) output becomes (batch, 1, channels)."""
+    if x.ndim == 3 and isinstance(x, np.ndarray):  # the usual case, without a list built
+        return x if dim in (-1, 2) else x.transpose((0, 2, 1) if dim == 1 else (1, 2, 0))
     if x.ndim == 1:
         return x[None, None, :]
     if isinstance(x, np.ndarray):  # (ndarray.transpose: a tenth of np.moveaxis's cost)
