@@ -11,6 +11,7 @@ from torch import nn
 
 from speech import speech
 from tympan.audio.features import pad_features
+from tympan.errors import InvalidInputError
 from tympan.probe import OutputHead, Scorer
 from tympan.probe.features import OUTPUT_KEY, collect
 from tympan.probe.profile import Profile, fit
@@ -197,6 +198,37 @@ def test_a_lone_inputs_outputs_pooled_after_the_pass_are_what_each_module_made(i
     watch.remove()
 
 
+def test_a_tap_wraps_forward_and_leaves_the_module_as_it_found_it() -> None:
+    """The capture wraps each watched module's forward (a forward hook would send every call
+    through torch's slow path); leaving it restores the module, and a wrapper someone set
+    before or after is kept, ours then only passing calls on."""
+    from tympan.probe.features import FeatureCapture, Tap
+
+    model = ConvProj().eval()
+    x, lengths = torch.randn(1, 9, 6), torch.tensor([9])
+    with FeatureCapture(model, ["conv", "proj"], padding="batch") as capture:
+        assert "forward" in vars(model.conv)
+        capture.forward((x, lengths))
+    assert "forward" not in vars(model.conv) and "forward" not in vars(model.proj)
+
+    calls: list[str] = []
+    before = model.conv.forward  # someone's wrapper, set before the capture
+    model.conv.forward = lambda *a: (calls.append("theirs"), before(*a))[1]
+    ours = Tap(model.conv, lambda _output: calls.append("ours"))
+    theirs_after = model.conv.forward
+    model.conv.forward = lambda *a: (calls.append("after"), theirs_after(*a))[1]
+    model(x, lengths)
+    assert calls == ["after", "theirs", "ours"]
+    ours.remove()  # someone wrapped after us: their wrapper stays, ours passes calls on
+    calls.clear()
+    model(x, lengths)
+    assert calls == ["after", "theirs"]
+    model.conv.forward = before
+    tap = Tap(model.conv, lambda _output: calls.append("ours"))
+    tap.remove()  # nobody wrapped after us: the wrapper set before is back
+    assert model.conv.forward is before
+
+
 def test_the_output_head_scores_follow_their_definitions(crops) -> None:
     model, featurize = _asr("conv")
     x, lengths = pad_features([featurize(w) for w in crops[:5]])
@@ -269,3 +301,43 @@ def test_the_combined_score_is_the_largest_z_and_ignores_the_calibration_inputs(
     for report, profile in ((one, profiles[0]), (other, profiles[1])):
         ranks = 1 + (profile.calibration[None, :] >= report.anomaly_score[:, None]).sum(1)
         np.testing.assert_array_equal(report.p_value, ranks / (profile.n_calibration + 1))
+
+
+@pytest.mark.parametrize("name", ["asr-conv", "asr-transformer", "speaker-xvector"])
+def test_a_lone_inputs_kept_outputs_score_as_its_features_do(name, crops) -> None:
+    """The serving guard's path: a lone input's outputs kept unpooled (``Kept``) and pooled
+    and scored in one compiled call give the verdict the pooled features give (channels-first
+    and channels-last layers, a head that is a watched layer too, with and without a blank)."""
+    from tympan.probe.features import FeatureCapture, Kept
+    from tympan.probe.scorer import verdicts
+
+    model, featurize = MODELS[name]()
+    head = HEADS.get(name, OutputHead("out", blank=0))
+    feats = [featurize(w) for w in crops[:60]]
+    profile = fit(model, _batches(feats[:40], 20), head=head,
+                  calibration=_batches(feats[40:56], 16))
+    layers = profile.layer_names
+    with FeatureCapture(model, layers, head, padding="batch") as capture, torch.no_grad():
+        for f in feats[56:60]:
+            batch = (f[None], torch.tensor([len(f)]))
+            output, kept = capture.forward(batch, kept=True)
+            _, pooled = capture.forward(batch)
+            assert isinstance(kept, Kept) and isinstance(pooled, dict)
+            for name_, values in kept.features().items():
+                np.testing.assert_allclose(values, pooled[name_], rtol=1e-12, atol=1e-12)
+            fast, slow = (verdicts(r)[0] for r in (profile.combine_kept(kept, 0.1),
+                                                     profile.combine_features(pooled, 0.1)))
+            assert fast.entry_layer == slow.entry_layer and fast.p_value == slow.p_value
+            np.testing.assert_allclose(list(fast.z.values()), list(slow.z.values()),
+                                       rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(list(fast.outputs.values()),
+                                       list(slow.outputs.values()), rtol=1e-12)
+            expected = model(*batch)
+            if isinstance(output, tuple):
+                output, expected = output[0], expected[0]
+            assert torch.equal(output, expected)
+    # another architecture's outputs: refused, the layer named
+    arrays = list(kept.arrays)
+    arrays[1] = np.ascontiguousarray(np.concatenate([arrays[1]] * 2, axis=2 - kept.inner[1]))
+    with pytest.raises(InvalidInputError, match=f"layer '{layers[1]}' has .* channels but"):
+        profile.combine_kept(Kept(kept.names, kept.head, tuple(arrays), kept.inner), 0.1)

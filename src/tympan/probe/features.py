@@ -1,4 +1,4 @@
-"""Per-input pooled features of a model's layers, captured with forward hooks.
+"""Per-input pooled features of a model's layers, captured as each layer returns (``Tap``).
 
 For each input of a batch and each watched layer, the layer's output is read as
 (batch, time, channels) (see ``tympan.probe.layers``) and pooled over the input's valid
@@ -31,6 +31,8 @@ without a blank). They are returned under the key ``OUTPUT_KEY``.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,12 +84,14 @@ def split_batch(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
                                 f"> 0, got shape {tuple(x.shape)}")
     if lengths is not None:
         lengths = torch.as_tensor(lengths)
-        if lengths.dtype.is_floating_point or lengths.dim() != 1 or len(lengths) != x.shape[0]:
+        if lengths.dtype.is_floating_point or lengths.dim() != 1 \
+                or lengths.shape[0] != x.shape[0]:
             raise InvalidInputError(f"lengths must be integers shaped ({x.shape[0]},), got "
                                     f"{lengths.dtype} {tuple(lengths.shape)}")
-        if int(lengths.min()) < 1 or int(lengths.max()) > x.shape[1]:
+        values = lengths.tolist()  # one call: the serving guard checks every request's
+        if min(values) < 1 or max(values) > x.shape[1]:
             raise InvalidInputError(f"lengths must lie in 1..{x.shape[1]} (the time axis of x), "
-                                    f"got {int(lengths.min())}..{int(lengths.max())}")
+                                    f"got {min(values)}..{max(values)}")
     return x, lengths
 
 
@@ -142,7 +146,7 @@ def pooled_features(outputs: Mapping[str, Any], layers: Sequence[str],
                     head: OutputHead | None, lengths: torch.Tensor | None,
                     t_input: int) -> dict[str, np.ndarray]:
     """The probe's features of layer outputs captured elsewhere (an exported model run by
-    onnxruntime), as ``FeatureCapture`` computes them from its hooks: each of ``layers``
+    onnxruntime), as ``FeatureCapture`` computes them from its taps: each of ``layers``
     pooled (``pool``) and, with a ``head``, its output scores under ``OUTPUT_KEY``.
     ``outputs``: {layer: (batch, time, channels)} of one batch of ``t_input`` input frames
     padded past ``lengths`` (None: no padding)."""
@@ -193,13 +197,82 @@ def output_scores(logits: torch.Tensor | np.ndarray, lengths: torch.Tensor | Non
                     -1 if blank is None else blank)
 
 
+@dataclass(slots=True)  # not frozen: made on every request the serving guard scores
+class Kept:
+    """A lone input's watched outputs as its forward pass made them, not yet pooled
+    (``FeatureCapture.forward(kept=True)``): ``arrays`` holds each of ``names`` in order, then
+    the ``head``'s logits, C-contiguous float32, each (batch, channels, time) where its
+    ``inner`` is 1 (time is the inner axis), else (batch, time, channels). Every frame is
+    valid. ``features()`` pools them as the capture would have."""
+
+    names: tuple[str, ...]
+    head: OutputHead | None
+    arrays: tuple[np.ndarray, ...]
+    inner: tuple[int, ...]
+
+    def btc(self, i: int) -> np.ndarray:
+        """The ``i``-th array seen as (batch, time, channels)."""
+        a = self.arrays[i]
+        return a.transpose(0, 2, 1) if self.inner[i] else a
+
+    def features(self) -> dict[str, np.ndarray]:
+        feats = {}
+        for i, name in enumerate(self.names):
+            x = self.btc(i)
+            feats[name] = kernel.pool(x, np.full(x.shape[0], x.shape[1], np.int64))
+        if self.head is not None:
+            logits = self.btc(len(self.names))
+            feats[OUTPUT_KEY] = output_scores(logits, None, logits.shape[1], self.head.blank)
+        return feats
+
+
+class Tap:
+    """Calls ``fn(output)`` after each call of ``module``, until ``remove()``.
+
+    Not a forward hook: torch runs a module that has hooks through its slow path, about 6 us
+    a call (30 to 40 us a request for the serving guard's 5 layers), where this costs one
+    Python call. The module's ``forward`` is wrapped by an instance attribute over its class's
+    method (as accelerate's hooks do); ``remove`` takes it away again, or, when someone
+    wrapped ``forward`` after us, leaves a wrapper that only passes calls on. A TorchScript
+    module, whose attributes cannot be set, gets a forward hook.
+    """
+
+    def __init__(self, module: nn.Module, fn: Any) -> None:
+        self.module, self.active = module, True
+        if isinstance(module, torch.jit.ScriptModule):
+            self._handle = module.register_forward_hook(lambda _m, _i, output: fn(output))
+            return
+        self._handle = None
+        self._before = module.__dict__.get("forward")  # someone's wrapper, or None
+        forward = module.forward
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            output = forward(*args, **kwargs)
+            if self.active:
+                fn(output)
+            return output
+
+        self._watched = watched
+        module.forward = watched
+
+    def remove(self) -> None:
+        self.active = False
+        if self._handle is not None:
+            self._handle.remove()
+        elif self.module.__dict__.get("forward") is self._watched:
+            if self._before is None:
+                del self.module.forward
+            else:
+                self.module.forward = self._before
+
+
 class FeatureCapture:
-    """Forward hooks on the named layers of ``model`` that pool each input's features.
+    """Taps (``Tap``) on the named layers of ``model`` that pool each input's features.
 
     ``capture(model, batch)`` runs one batch and returns {layer: (batch, 2*channels) array}
     (and, with a ``head``, its scores under ``OUTPUT_KEY``). ``padding``: ``"split"`` runs a
     padded batch as unpadded sub-batches of equal length, ``"batch"`` as given (see the module
-    docstring). Use it as a context manager; leaving it removes every hook.
+    docstring). Use it as a context manager; leaving it removes every tap.
     """
 
     def __init__(self, model: nn.Module, layers: str | list[str] = "auto",
@@ -210,6 +283,7 @@ class FeatureCapture:
         self.model = model
         self.modules = resolve_layers(model, layers)
         self.names = list(self.modules)
+        self._names = tuple(self.names)
         self.head = head
         self.padding = padding
         hooked = dict(self.modules)
@@ -218,38 +292,45 @@ class FeatureCapture:
         self._feats: dict[str, np.ndarray] = {}
         self._valid: dict[int, np.ndarray] = {}  # a batch's valid frames by a layer's frames
         self._param = next(model.parameters(), None)  # where the model runs
-        # When to pool: a batch's outputs are pooled in their hooks, while each is in the
-        # caches, and not kept (holding them all to the end of the forward pass kept torch's
-        # allocator from reusing their memory: 0.4 to 0.8 ms a batch of 16 on the bench's conv
-        # model). A lone input's are small and kept to the end of the pass, then pooled in a
-        # row: the serving guard's Python then runs once with warm caches instead of once per
-        # hook with the caches cold from the layer before (about 130 us a request on the
-        # bench's conv model, 5 hooks). That is sound only while no later operation changes a
-        # kept output in place (a ReLU(inplace=True), a ``+=``): its version counter says so,
-        # and then the pass is run again, pooling in the hooks from then on (``_defer``).
+        # When to pool: a batch's outputs are pooled as each layer returns, while the output
+        # is in the caches, and not kept (holding them all to the end of the forward pass
+        # kept torch's allocator from reusing their memory: 0.4 to 0.8 ms a batch of 16 on the
+        # bench's conv model). A lone input's are small and kept to the end of the pass, then
+        # pooled in a row: the serving guard's Python then runs once with warm caches instead
+        # of once per layer with the caches cold from the layer's compute (about 100 us a
+        # request on the bench's conv model, 5 layers). That is sound only while no later
+        # operation changes a kept output in place (a ReLU(inplace=True), a ``+=``): its
+        # version counter says so, and then the pass is run again, pooling as each layer
+        # returns from then on (``_defer``).
         self._defer = True
         self._deferring = False
         self._pending: list[tuple[Any, torch.Tensor, int]] = []
         self._batch: tuple[torch.Tensor | None, int, int] = (None, 0, 0)
-        self._handles = [module.register_forward_hook(self._hook(name, module))
-                         for name, module in hooked.items()]
+        self._taps = [Tap(module, self._on_output(name, module))
+                      for name, module in hooked.items()]
 
-    def _hook(self, name: str, module: nn.Module):
+    def _on_output(self, name: str, module: nn.Module):
         take, pending = self._take(name, module), self._pending
+        # where ``Kept`` puts this output: its layer's place, the head's after them, or both
+        slots = tuple([self.names.index(name)] if name in self.modules else []) + \
+            ((len(self.names),) if self.head is not None and name == self.head.layer else ())
+        where = (take, slots, channel_dim(module))
 
-        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
-            tensor = output_tensor(output)
-            if tensor is None:
-                return
+        def seen(output: Any) -> None:
+            if type(output) is not torch.Tensor or not output.is_floating_point():
+                output = output_tensor(output)
+                if output is None:
+                    return
+            tensor = output
             if self._deferring:
-                pending.append((take, tensor, tensor._version))
+                pending.append((where, tensor, tensor._version))
             else:
                 take(tensor)
 
-        return hook
+        return seen
 
     def _take(self, name: str, module: nn.Module):
-        """What a hook does with one output of ``module``: pools it (a watched layer) and
+        """What a tap does with one output of ``module``: pools it (a watched layer) and
         scores it (the output head) into the batch's features."""
         dim, feats, head, valid = channel_dim(module), self._feats, self.head, self._valid
         layer = name in self.modules
@@ -274,6 +355,31 @@ class FeatureCapture:
 
         return take
 
+    def _kept(self) -> Kept | None:
+        """The pass's kept outputs as ``Kept``, or None when one is not a float32 CPU
+        (batch, time, channels) or (batch, channels) tensor."""
+        slots: list[Any] = [None] * (len(self.names) + (self.head is not None))
+        inner = [0] * len(slots)
+        for (_, at, dim), tensor, _ in self._pending:
+            if tensor.dtype != torch.float32 or not 2 <= tensor.ndim <= 3 or not tensor.is_cpu:
+                return None
+            a = tensor.numpy()
+            if a.ndim == 2:  # (batch, channels): one frame
+                a, time_inner = a[:, None, :], 0
+            else:
+                if dim != 1:
+                    a = a.transpose(0, 2, 1)  # (batch, channels, time)
+                strides = a.strides
+                time_inner = int(strides[2] <= strides[1])
+                if not time_inner:
+                    a = a.transpose(0, 2, 1)
+            a = np.ascontiguousarray(a)  # (the same array when it reads in order already)
+            for slot in at:
+                slots[slot], inner[slot] = a, time_inner
+        if not all(map(operator.is_not, slots, itertools.repeat(None))):  # (no frames)
+            return None
+        return Kept(self._names, self.head, tuple(slots), tuple(inner))
+
     def __enter__(self) -> FeatureCapture:
         return self
 
@@ -281,9 +387,9 @@ class FeatureCapture:
         self.remove()
 
     def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        for tap in self._taps:
+            tap.remove()
+        self._taps.clear()
 
     def capture(self, batch: Batch) -> dict[str, np.ndarray]:
         x, lengths = split_batch(batch)
@@ -299,15 +405,21 @@ class FeatureCapture:
                 out[name][rows.numpy()] = values
         return out
 
-    def forward(self, batch: Batch) -> tuple[Any, dict[str, np.ndarray]]:
+    def forward(self, batch: Batch, kept: bool = False
+                ) -> tuple[Any, dict[str, np.ndarray] | Kept]:
         """The model's output for ``batch`` run as given (``padding="batch"``) and the
-        features of that same forward pass."""
+        features of that same forward pass. With ``kept``, a lone input's outputs come back
+        unpooled when they can (``Kept``: the serving guard pools and scores them in one
+        compiled call)."""
         if self.padding != "batch":
             raise InvalidInputError('forward() runs a batch as given: padding="batch"')
-        return self._run(*split_batch(batch))
+        return self._run(*split_batch(batch), kept=kept)
 
-    def _run(self, x: torch.Tensor, lengths: torch.Tensor | None
-             ) -> tuple[Any, dict[str, np.ndarray]]:
+    def _run(self, x: torch.Tensor, lengths: torch.Tensor | None, kept: bool = False
+             ) -> tuple[Any, dict[str, np.ndarray] | Kept]:
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self._run(x, lengths, kept)
         device = torch.device("cpu") if self._param is None else self._param.device
         self._feats.clear()
         self._valid.clear()
@@ -316,16 +428,17 @@ class FeatureCapture:
         self._deferring = (self._defer and x.shape[0] == 1 and not self.model.training
                            and not torch.is_inference_mode_enabled())
         try:
-            with torch.no_grad():
-                x = x.to(device)
-                output = self.model(x) if lengths is None else \
-                    self.model(x, lengths.to(device))
+            x = x.to(device)
+            output = self.model(x) if lengths is None else self.model(x, lengths.to(device))
             if self._pending:
-                if any(tensor._version != seen for _, tensor, seen in self._pending):
-                    self._defer = False  # an output changed after its hook: pool in hooks
-                    self._pending.clear()
-                    return self._run(x, lengths)
-                for take, tensor, _ in self._pending:
+                for _, tensor, version in self._pending:
+                    if tensor._version != version:  # changed after its layer returned it
+                        self._defer = False
+                        self._pending.clear()
+                        return self._run(x, lengths, kept)
+                if kept and (got := self._kept()) is not None:
+                    return output, got
+                for (take, _, _), tensor, _ in self._pending:
                     take(tensor)
             feats = dict(self._feats)
         finally:

@@ -42,13 +42,14 @@ from typing import Any
 import numba
 import numpy as np
 
+from tympan.errors import InvalidInputError
 from tympan.probe.detectors import Mahalanobis
 
 # layout columns per layer: kind, first feature column, width, first parameter, rank
 _PRECOMPUTED, _LOW_RANK, _DENSE = 0, 1, 2
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a call per field
 class Scored:
     """Per input: (n, layers) distances, (n, k) output z, (n, stages) z profile (the layers'
     z, then the output scores' largest), (n,) combined statistic, p-value and entry stage."""
@@ -122,6 +123,27 @@ class Scoring:
             x = np.zeros((n, 0))
         return self._run(x, raw, dist, True)
 
+    def score_outputs(self, arrays: tuple[np.ndarray, ...], inner: tuple[int, ...],
+                      blank: int) -> tuple[Scored, np.ndarray | None] | None:
+        """``Scored`` and the raw output scores of a batch's unpadded layer outputs, pooled
+        and scored in one compiled call (``_pool_and_score``): ``arrays``, C-contiguous
+        float32 (batch, channels, time) where ``inner`` is 1, else (batch, time, channels),
+        one per layer in order, then the output head's logits when the scoring has an output
+        profile (``blank``: its blank class, -1 for none). None when a layer is scored
+        outside the kernel (``_PRECOMPUTED``): pool them and call the scoring instead."""
+        if self._alone:
+            return None
+        k = len(self._outputs)
+        wrong, output_z, stages, statistic, p_value, entry, raw, dist = _pool_and_score(
+            arrays, inner, blank, k > 0, self._layout, self._params, self._z, self._outputs,
+            self._calibration)
+        if wrong >= 0:
+            lay, a = self.layers[wrong], arrays[wrong]
+            raise InvalidInputError(f"layer {lay.name!r} has {a.shape[2 - inner[wrong]]} "
+                                    f"channels but {lay.channels} in the profile: another "
+                                    f"architecture")
+        return Scored(dist, output_z, stages, statistic, p_value, entry), raw if k else None
+
     def _run(self, x: np.ndarray, raw: np.ndarray | None, dist: np.ndarray,
              measure: bool) -> Scored:
         raw = _NO_RAW if raw is None else np.ascontiguousarray(raw, np.float64)
@@ -172,6 +194,47 @@ def _score(x, raw, dist, layout, params, zstat, outs, cal, measure):  # pragma: 
         # (1 + #{calibration >= s}) / (n_cal + 1)
         p_value[b] = (1 + len(cal) - np.searchsorted(cal, best)) / (len(cal) + 1)
     return output_z, stages, statistic, p_value, entry
+
+
+# One call from a lone request's layer outputs to its scores: the serving guard's Python
+# around a dozen compiled calls (pool each layer, score the head, concatenate, score) cost
+# more than their arithmetic (about 2,500 bytecodes a request, run with the caches cold from
+# the model's forward pass).
+@numba.njit(cache=True, nogil=True)
+def _pool_and_score(arrays, inner, blank, head, layout, params, zstat, outs,
+                    cal):  # pragma: no cover
+    n, layers = arrays[0].shape[0], layout.shape[0]
+    width, wrong = 0, -1
+    for i in range(layers):
+        width = max(width, layout[i, 1] + layout[i, 2])
+        channels = arrays[i].shape[1] if inner[i] else arrays[i].shape[2]
+        if wrong < 0 and 2 * channels != layout[i, 2]:
+            wrong = i
+    x = np.empty((n, width))
+    raw = np.zeros((n if head else 0, 3))
+    dist = np.empty((n, layers))
+    if wrong >= 0:  # (the caller says which layer; no pooling into the wrong columns)
+        return wrong, np.empty((n, 0)), np.empty((n, 0)), np.empty(n), np.empty(n), \
+            np.zeros(n, np.int64), raw, dist
+    for i in range(layers):
+        a = arrays[i]
+        start, d = layout[i, 1], layout[i, 2]
+        t = a.shape[2] if inner[i] else a.shape[1]
+        valid = np.full(n, t, np.int64)
+        if inner[i]:
+            _pool_time_inner(a, valid, x[:, start:start + d])
+        else:
+            _pool_channels_inner(a, valid, x[:, start:start + d])
+    if head:
+        a = arrays[layers]
+        if inner[layers]:
+            raw = _output_scores(a.transpose(0, 2, 1), np.full(n, a.shape[2], np.int64),
+                                 blank)
+        else:
+            raw = _output_scores(a, np.full(n, a.shape[1], np.int64), blank)
+    output_z, stages, statistic, p_value, entry = _score(x, raw, dist, layout, params, zstat,
+                                                         outs, cal, True)
+    return wrong, output_z, stages, statistic, p_value, entry, raw, dist
 
 
 @numba.njit(cache=True, nogil=True)

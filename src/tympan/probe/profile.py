@@ -45,7 +45,7 @@ from torch import nn
 from tympan.errors import InvalidInputError
 from tympan.probe.combine import OUTPUT_STAGE, OutputProfile, out_of_fold
 from tympan.probe.detectors import LayerDetector, detector_class
-from tympan.probe.features import OUTPUT_KEY, OutputHead, collect, require_finite
+from tympan.probe.features import OUTPUT_KEY, Kept, OutputHead, collect, require_finite
 from tympan.probe.kernel import Scored, Scoring
 from tympan.probe.pvalues import holm, step_down_min_p
 from tympan.records.probe import PROFILE
@@ -188,6 +188,10 @@ class Profile:
         self._cal_ranks = np.stack([_ranks_ge(c) for c in cal])
         self.output_calibration = output_calibration  # (n_cal, 3) raw output scores
         self._scoring = Scoring(layers, output)
+        # read on every request the serving guard scores (a profile's layers never change)
+        self._widths = [(lay.name, lay.dims) for lay in layers]
+        self._names = tuple(lay.name for lay in layers)
+        self._stages = [lay.name for lay in layers] + ([OUTPUT_STAGE] if output else [])
         # (n_cal,) combined statistics, kept sorted by the scoring for the p-values
         self.calibration = self._scoring.calibrate(cal.T, output_calibration)
 
@@ -211,7 +215,7 @@ class Profile:
     @property
     def stages(self) -> list[str]:
         """The z profile's stages: the layers, then ``"output"`` with an output head."""
-        return self.layer_names + ([OUTPUT_STAGE] if self.output is not None else [])
+        return list(self._stages)
 
     def check_alpha(self, alpha: float) -> None:
         """Raise unless this profile can flag at ``alpha``."""
@@ -273,19 +277,41 @@ class Profile:
         scored, raw = self._scored(feats, alpha)
         return self._combine(scored, raw, alpha)
 
+    def combine_kept(self, kept: Kept, alpha: float = 0.01) -> CombinedReport:
+        """``combine_features`` of a lone input's unpooled outputs (``Kept``, captured on this
+        profile's layers and output head), pooled and scored in one compiled call: the
+        serving guard's path. The numbers are the same."""
+        self.check_alpha(alpha)
+        head = None if self.output is None else self.output.head
+        if kept.names != self._names or kept.head != head:
+            raise InvalidInputError(f"these outputs are of layers {list(kept.names)} and head "
+                                    f"{kept.head}, the profile's of {self.layer_names} and "
+                                    f"{head}")
+        blank = -1 if head is None or head.blank is None else head.blank
+        if blank >= 0:
+            classes = kept.arrays[-1].shape[1 if kept.inner[-1] else 2]
+            if blank >= classes:
+                raise InvalidInputError(f"the blank class {blank} is not one of the head's "
+                                        f"{classes} outputs")
+        got = self._scoring.score_outputs(kept.arrays, kept.inner, blank)
+        if got is None:  # a layer scored outside the kernel: the features' way
+            return self.combine_features(kept.features(), alpha)
+        return self._combine(*got, alpha)
+
     def _scored(self, feats: Mapping[str, np.ndarray], alpha: float
                 ) -> tuple[Scored, np.ndarray | None]:
         self.check_alpha(alpha)
         if self.output is not None and OUTPUT_KEY not in feats:
             raise InvalidInputError(f"no output scores ({OUTPUT_KEY!r}) for this profile's "
                                     f"output head {self.output.head.layer!r}")
-        for lay in self.layers:
-            if lay.name not in feats:
-                raise InvalidInputError(f"no features for layer {lay.name!r}")
-            if feats[lay.name].ndim != 2 or feats[lay.name].shape[1] != lay.dims:
+        for name, dims in self._widths:
+            got = feats.get(name)
+            if got is None:
+                raise InvalidInputError(f"no features for layer {name!r}")
+            if got.ndim != 2 or got.shape[1] != dims:
                 raise InvalidInputError(
-                    f"layer {lay.name!r} has {feats[lay.name].shape[-1] // 2} channels but "
-                    f"{lay.channels} in the profile: another architecture")
+                    f"layer {name!r} has {got.shape[-1] // 2} channels but {dims // 2} in the "
+                    f"profile: another architecture")
         raw = None if self.output is None else np.asarray(feats[OUTPUT_KEY], float)
         return self._scoring(feats, raw), raw
 
@@ -295,8 +321,8 @@ class Profile:
         conformal p-value, the z profile and where the divergence enters."""
         n, layers = scored.distances.shape
         report = CombinedReport(
-            self.stages, alpha, scored.statistic, scored.p_value, scored.stages[:, :layers],
-            [] if self.output is None else list(self.output.names),
+            list(self._stages), alpha, scored.statistic, scored.p_value,
+            scored.stages[:, :layers], [] if self.output is None else list(self.output.names),
             np.empty((n, 0)) if raw is None else raw, scored.output_z, scored.stages,
             scored.entry, self.n_calibration)
         report.entry_layer = report.entry_layers(alpha)

@@ -101,6 +101,8 @@ class Engine:
                 for i, a in zip(group, got, strict=True):
                     answers[i] = a
                 rows += group
+                if got_feats is not None and not isinstance(got_feats, dict):
+                    got_feats = got_feats.features()  # a lone request's unpooled outputs
                 for name, values in (got_feats or {}).items():
                     parts.setdefault(name, []).append(values)
             feats = None
