@@ -336,6 +336,10 @@ def test_a_lone_inputs_kept_outputs_score_as_its_features_do(name, crops) -> Non
             if isinstance(output, tuple):
                 output, expected = output[0], expected[0]
             assert torch.equal(output, expected)
+        # a lone input padded past its length: pooled over its valid frames, not kept
+        padded = torch.cat([f, torch.zeros(7, f.shape[1])])[None]
+        _, got = capture.forward((padded, torch.tensor([len(f)])), kept=True)
+        assert isinstance(got, dict)
     # another architecture's outputs: refused, the layer named
     arrays = list(kept.arrays)
     arrays[1] = np.ascontiguousarray(np.concatenate([arrays[1]] * 2, axis=2 - kept.inner[1]))

@@ -68,6 +68,11 @@ class OutputHead:
 
 def split_batch(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``x`` or ``(x,)`` or ``(x, lengths)`` -> (x, lengths or None), checked."""
+    return _split(batch)[:2]
+
+
+def _split(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+    """``split_batch``, and the shortest input's length (x's time axis without lengths)."""
     if isinstance(batch, (tuple, list)):
         if len(batch) not in (1, 2):
             raise InvalidInputError(f"a batch is x or (x, lengths), got a sequence of "
@@ -89,10 +94,12 @@ def split_batch(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
             raise InvalidInputError(f"lengths must be integers shaped ({x.shape[0]},), got "
                                     f"{lengths.dtype} {tuple(lengths.shape)}")
         values = lengths.tolist()  # one call: the serving guard checks every request's
-        if min(values) < 1 or max(values) > x.shape[1]:
+        shortest = min(values)
+        if shortest < 1 or max(values) > x.shape[1]:
             raise InvalidInputError(f"lengths must lie in 1..{x.shape[1]} (the time axis of x), "
-                                    f"got {min(values)}..{max(values)}")
-    return x, lengths
+                                    f"got {shortest}..{max(values)}")
+        return x, lengths, shortest
+    return x, lengths, x.shape[1]
 
 
 def is_single_batch(data: Any) -> bool:
@@ -392,13 +399,13 @@ class FeatureCapture:
         self._taps.clear()
 
     def capture(self, batch: Batch) -> dict[str, np.ndarray]:
-        x, lengths = split_batch(batch)
-        if lengths is None or self.padding == "batch" or bool((lengths == x.shape[1]).all()):
-            return self._run(x, lengths)[1]
+        x, lengths, shortest = _split(batch)
+        if lengths is None or self.padding == "batch" or shortest == x.shape[1]:
+            return self._run(x, lengths, shortest)[1]
         out: dict[str, np.ndarray] = {}
         for length in torch.unique(lengths).tolist():
             rows = (lengths == length).nonzero().squeeze(1)
-            part = self._run(x[rows, :length], lengths[rows])[1]
+            part = self._run(x[rows, :length], lengths[rows], length)[1]
             for name, values in part.items():
                 if name not in out:
                     out[name] = np.empty((len(x), values.shape[1]), values.dtype)
@@ -413,17 +420,21 @@ class FeatureCapture:
         compiled call)."""
         if self.padding != "batch":
             raise InvalidInputError('forward() runs a batch as given: padding="batch"')
-        return self._run(*split_batch(batch), kept=kept)
+        return self._run(*_split(batch), kept=kept)
 
-    def _run(self, x: torch.Tensor, lengths: torch.Tensor | None, kept: bool = False
-             ) -> tuple[Any, dict[str, np.ndarray] | Kept]:
+    def _run(self, x: torch.Tensor, lengths: torch.Tensor | None, shortest: int,
+             kept: bool = False) -> tuple[Any, dict[str, np.ndarray] | Kept]:
+        """One forward pass of ``x`` (inputs of ``lengths``, the shortest ``shortest``
+        frames) and the features of its watched layers, or with ``kept`` a lone unpadded
+        input's outputs unpooled where they can be."""
         if torch.is_grad_enabled():
             with torch.no_grad():
-                return self._run(x, lengths, kept)
+                return self._run(x, lengths, shortest, kept)
         device = torch.device("cpu") if self._param is None else self._param.device
         self._feats.clear()
         self._valid.clear()
-        self._batch = (_padded(lengths, x.shape[1]), x.shape[1], x.shape[0])
+        padded = None if lengths is None or shortest == x.shape[1] else lengths
+        self._batch = (padded, x.shape[1], x.shape[0])
         # version counters: none in inference mode; a second pass: not in training mode
         self._deferring = (self._defer and x.shape[0] == 1 and not self.model.training
                            and not torch.is_inference_mode_enabled())
@@ -435,8 +446,8 @@ class FeatureCapture:
                     if tensor._version != version:  # changed after its layer returned it
                         self._defer = False
                         self._pending.clear()
-                        return self._run(x, lengths, kept)
-                if kept and (got := self._kept()) is not None:
+                        return self._run(x, lengths, shortest, kept)
+                if kept and padded is None and (got := self._kept()) is not None:
                     return output, got
                 for (take, _, _), tensor, _ in self._pending:
                     take(tensor)
