@@ -84,22 +84,23 @@ def _split(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None, int]:
         x = torch.from_numpy(x)
     if not isinstance(x, torch.Tensor):
         raise InvalidInputError(f"a batch's inputs must be a tensor, got {type(x).__name__}")
-    if x.dim() < 2 or x.shape[0] == 0 or x.shape[1] == 0:
+    shape = x.shape  # (once: each read makes a torch.Size)
+    if len(shape) < 2 or shape[0] == 0 or shape[1] == 0:
         raise InvalidInputError(f"inputs must be shaped (batch, time, ...) with batch and time "
-                                f"> 0, got shape {tuple(x.shape)}")
+                                f"> 0, got shape {tuple(shape)}")
     if lengths is not None:
-        lengths = torch.as_tensor(lengths)
-        if lengths.dtype.is_floating_point or lengths.dim() != 1 \
-                or lengths.shape[0] != x.shape[0]:
-            raise InvalidInputError(f"lengths must be integers shaped ({x.shape[0]},), got "
+        if not isinstance(lengths, torch.Tensor):
+            lengths = torch.as_tensor(lengths)
+        if lengths.is_floating_point() or lengths.dim() != 1 or lengths.shape[0] != shape[0]:
+            raise InvalidInputError(f"lengths must be integers shaped ({shape[0]},), got "
                                     f"{lengths.dtype} {tuple(lengths.shape)}")
         values = lengths.tolist()  # one call: the serving guard checks every request's
         shortest = min(values)
-        if shortest < 1 or max(values) > x.shape[1]:
-            raise InvalidInputError(f"lengths must lie in 1..{x.shape[1]} (the time axis of x), "
+        if shortest < 1 or max(values) > shape[1]:
+            raise InvalidInputError(f"lengths must lie in 1..{shape[1]} (the time axis of x), "
                                     f"got {shortest}..{max(values)}")
         return x, lengths, shortest
-    return x, lengths, x.shape[1]
+    return x, lengths, shape[1]
 
 
 def is_single_batch(data: Any) -> bool:

@@ -133,16 +133,20 @@ class Scoring:
         outside the kernel (``_PRECOMPUTED``): pool them and call the scoring instead."""
         if self._alone:
             return None
-        k = len(self._outputs)
-        wrong, output_z, stages, statistic, p_value, entry, raw, dist = _pool_and_score(
-            arrays, inner, blank, k > 0, self._layout, self._params, self._z, self._outputs,
-            self._calibration)
+        k, layers = len(self._outputs), len(self.layers)
+        wrong, got = _pool_and_score(arrays, inner, blank, k > 0, self._layout, self._params,
+                                     self._z, self._outputs, self._calibration)
         if wrong >= 0:
             lay, a = self.layers[wrong], arrays[wrong]
             raise InvalidInputError(f"layer {lay.name!r} has {a.shape[2 - inner[wrong]]} "
                                     f"channels but {lay.channels} in the profile: another "
                                     f"architecture")
-        return Scored(dist, output_z, stages, statistic, p_value, entry), raw if k else None
+        # one array back, its columns: statistic, p-value, entry, stages, output z, raw
+        # output scores, distances (each array a compiled call returns costs a microsecond)
+        s = layers + (k > 0)
+        raw = got[:, 3 + s + k:6 + s + k] if k else None
+        return Scored(got[:, 6 + s + k:] if k else got[:, 3 + s:], got[:, 3 + s:3 + s + k],
+                      got[:, 3:3 + s], got[:, 0], got[:, 1], got[:, 2].astype(np.int64)), raw
 
     def _run(self, x: np.ndarray, raw: np.ndarray | None, dist: np.ndarray,
              measure: bool) -> Scored:
@@ -214,8 +218,7 @@ def _pool_and_score(arrays, inner, blank, head, layout, params, zstat, outs,
     raw = np.zeros((n if head else 0, 3))
     dist = np.empty((n, layers))
     if wrong >= 0:  # (the caller says which layer; no pooling into the wrong columns)
-        return wrong, np.empty((n, 0)), np.empty((n, 0)), np.empty(n), np.empty(n), \
-            np.zeros(n, np.int64), raw, dist
+        return wrong, np.empty((n, 0))
     for i in range(layers):
         a = arrays[i]
         start, d = layout[i, 1], layout[i, 2]
@@ -234,7 +237,14 @@ def _pool_and_score(arrays, inner, blank, head, layout, params, zstat, outs,
             raw = _output_scores(a, np.full(n, a.shape[1], np.int64), blank)
     output_z, stages, statistic, p_value, entry = _score(x, raw, dist, layout, params, zstat,
                                                          outs, cal, True)
-    return wrong, output_z, stages, statistic, p_value, entry, raw, dist
+    s, k = stages.shape[1], output_z.shape[1]
+    got = np.empty((n, 3 + s + k + (3 if head else 0) + layers))
+    got[:, 0], got[:, 1], got[:, 2] = statistic, p_value, entry
+    got[:, 3:3 + s], got[:, 3 + s:3 + s + k] = stages, output_z
+    if head:
+        got[:, 3 + s + k:6 + s + k] = raw
+    got[:, got.shape[1] - layers:] = dist
+    return wrong, got
 
 
 @numba.njit(cache=True, nogil=True)

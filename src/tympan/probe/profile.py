@@ -118,8 +118,10 @@ class _PerInput:
     def entry_layers(self, alpha: float | None = None) -> list[str | None]:
         """Per input flagged at alpha, the stage where its divergence enters; None if not
         flagged."""
-        return [self.stages[int(e)] if f else None
-                for e, f in zip(self.entry, self.flagged(alpha), strict=True)]
+        alpha = self.alpha if alpha is None else alpha
+        stages = self.stages  # (Python numbers: iterating arrays makes a numpy scalar each)
+        return [stages[e] if p <= alpha else None
+                for e, p in zip(self.entry.tolist(), self.p_value.tolist(), strict=True)]
 
 
 @dataclass
@@ -191,6 +193,7 @@ class Profile:
         # read on every request the serving guard scores (a profile's layers never change)
         self._widths = [(lay.name, lay.dims) for lay in layers]
         self._names = tuple(lay.name for lay in layers)
+        self._alpha_ok = -1.0  # the last level check_alpha passed
         self._stages = [lay.name for lay in layers] + ([OUTPUT_STAGE] if output else [])
         # (n_cal,) combined statistics, kept sorted by the scoring for the p-values
         self.calibration = self._scoring.calibrate(cal.T, output_calibration)
@@ -281,9 +284,11 @@ class Profile:
         """``combine_features`` of a lone input's unpooled outputs (``Kept``, captured on this
         profile's layers and output head), pooled and scored in one compiled call: the
         serving guard's path. The numbers are the same."""
-        self.check_alpha(alpha)
+        if alpha != self._alpha_ok:  # (checked once per level: the guard asks per request)
+            self.check_alpha(alpha)
+            self._alpha_ok = alpha
         head = None if self.output is None else self.output.head
-        if kept.names != self._names or kept.head != head:
+        if kept.names != self._names or (kept.head is not head and kept.head != head):
             raise InvalidInputError(f"these outputs are of layers {list(kept.names)} and head "
                                     f"{kept.head}, the profile's of {self.layer_names} and "
                                     f"{head}")
@@ -324,7 +329,7 @@ class Profile:
             list(self._stages), alpha, scored.statistic, scored.p_value,
             scored.stages[:, :layers], [] if self.output is None else list(self.output.names),
             np.empty((n, 0)) if raw is None else raw, scored.output_z, scored.stages,
-            scored.entry, self.n_calibration)
+            scored.entry, len(self.calibration))
         report.entry_layer = report.entry_layers(alpha)
         return report
 

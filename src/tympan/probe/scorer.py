@@ -47,15 +47,14 @@ class Verdict:
 
 def verdicts(report: AnomalyReport | CombinedReport) -> list[Verdict]:
     """One ``Verdict`` per input of an ``AnomalyReport`` (or of its combined part)."""
-    # Python floats and bools by one tolist() per array, not one numpy scalar per number:
-    # the serving guard makes a verdict for every request.
-    profile, outputs = report.profile.tolist(), report.outputs.tolist()
-    stages, names = report.stages, report.output_names
-    return [Verdict(score, p, flagged, report.alpha, dict(zip(stages, z, strict=True)), entry,
+    # Python floats by one tolist() per array, not one numpy scalar per number: the serving
+    # guard makes a verdict for every request. Flagged: p <= alpha, as report.flagged().
+    alpha, stages, names = report.alpha, report.stages, report.output_names
+    return [Verdict(score, p, p <= alpha, alpha, dict(zip(stages, z, strict=True)), entry,
                     dict(zip(names, out, strict=False)))
-            for score, p, flagged, z, entry, out in zip(
-                report.anomaly_score.tolist(), report.p_value.tolist(),
-                report.flagged().tolist(), profile, report.entry_layer, outputs, strict=True)]
+            for score, p, z, entry, out in zip(
+                report.anomaly_score.tolist(), report.p_value.tolist(), report.profile.tolist(),
+                report.entry_layer, report.outputs.tolist(), strict=True)]
 
 
 class Scorer:
