@@ -309,7 +309,7 @@ def test_a_lone_inputs_kept_outputs_score_as_its_features_do(name, crops) -> Non
     and scored in one compiled call give the verdict the pooled features give (channels-first
     and channels-last layers, a head that is a watched layer too, with and without a blank)."""
     from tympan.probe.features import FeatureCapture, Kept
-    from tympan.probe.scorer import verdicts
+    from tympan.probe.scorer import kept_verdicts, verdicts
 
     model, featurize = MODELS[name]()
     head = HEADS.get(name, OutputHead("out", blank=0))
@@ -327,6 +327,7 @@ def test_a_lone_inputs_kept_outputs_score_as_its_features_do(name, crops) -> Non
                 np.testing.assert_allclose(values, pooled[name_], rtol=1e-12, atol=1e-12)
             fast, slow = (verdicts(r)[0] for r in (profile.combine_kept(kept, 0.1),
                                                      profile.combine_features(pooled, 0.1)))
+            assert kept_verdicts(profile, kept, 0.1)[0] == fast  # the guard's path
             assert fast.entry_layer == slow.entry_layer and fast.p_value == slow.p_value
             np.testing.assert_allclose(list(fast.z.values()), list(slow.z.values()),
                                        rtol=1e-9, atol=1e-9)

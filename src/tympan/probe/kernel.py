@@ -128,30 +128,44 @@ class Scoring:
             x = np.zeros((n, 0))
         return self._run(x, raw, dist, True)
 
-    def score_outputs(self, arrays: tuple[np.ndarray, ...], inner: tuple[int, ...],
-                      blank: int) -> tuple[Scored, np.ndarray | None] | None:
-        """``Scored`` and the raw output scores of a batch's unpadded layer outputs, pooled
-        and scored in one compiled call (``_pool_and_score``): ``arrays``, C-contiguous
-        float32 (batch, channels, time) where ``inner`` is 1, else (batch, time, channels),
-        one per layer in order, then the output head's logits when the scoring has an output
-        profile (``blank``: its blank class, -1 for none). None when a layer is scored
-        outside the kernel (``_PRECOMPUTED``): pool them and call the scoring instead."""
+    def pool_and_score(self, arrays: tuple[np.ndarray, ...], inner: tuple[int, ...],
+                       blank: int) -> np.ndarray | None:
+        """A batch's unpadded layer outputs pooled and scored in one compiled call
+        (``_pool_and_score``), as rows: per input the combined statistic, its p-value, the
+        entry stage, the z profile (``stages`` columns), the output scores' z, their raw
+        values (3 columns from ``raw_at``, with an output profile) and the layers' distances
+        (``unpack`` makes them a ``Scored``). ``arrays``: C-contiguous float32, (batch,
+        channels, time) where ``inner`` is 1, else (batch, time, channels), one per layer in
+        order, then the output head's logits with an output profile (``blank``: its blank
+        class, -1 for none). None when a layer is scored outside the kernel
+        (``_PRECOMPUTED``): pool them and call the scoring instead."""
         if self._alone:
             return None
-        k, layers = len(self._outputs), len(self.layers)
-        wrong, got = _pool_and_score(arrays, inner, blank, k > 0, self._layout, self._params,
-                                     self._z, self._outputs, self._calibration)
+        wrong, got = _pool_and_score(arrays, inner, blank, len(self._outputs) > 0,
+                                     self._layout, self._params, self._z, self._outputs,
+                                     self._calibration)
         if wrong >= 0:
             lay, a = self.layers[wrong], arrays[wrong]
             raise InvalidInputError(f"layer {lay.name!r} has {a.shape[2 - inner[wrong]]} "
                                     f"channels but {lay.channels} in the profile: another "
                                     f"architecture")
-        # one array back, its columns: statistic, p-value, entry, stages, output z, raw
-        # output scores, distances (each array a compiled call returns costs a microsecond)
-        s = layers + (k > 0)
-        raw = got[:, 3 + s + k:6 + s + k] if k else None
-        return Scored(got[:, 6 + s + k:] if k else got[:, 3 + s:], got[:, 3 + s:3 + s + k],
-                      got[:, 3:3 + s], got[:, 0], got[:, 1], got[:, 2].astype(np.int64)), raw
+        return got  # (one array back: each array a compiled call returns costs a microsecond)
+
+    @property
+    def stages(self) -> int:
+        return len(self.layers) + (len(self._outputs) > 0)
+
+    @property
+    def raw_at(self) -> int:
+        """The first of the rows' 3 raw output scores (with an output profile)."""
+        return 3 + self.stages + len(self._outputs)
+
+    def unpack(self, got: np.ndarray) -> tuple[Scored, np.ndarray | None]:
+        """``pool_and_score``'s rows as ``Scored`` and the raw output scores."""
+        s, k = self.stages, len(self._outputs)
+        at = self.raw_at
+        return Scored(got[:, at + 3 * (k > 0):], got[:, 3 + s:at], got[:, 3:3 + s], got[:, 0],
+                      got[:, 1], got[:, 2].astype(np.int64)), got[:, at:at + 3] if k else None
 
     def _run(self, x: np.ndarray, raw: np.ndarray | None, dist: np.ndarray,
              measure: bool) -> Scored:

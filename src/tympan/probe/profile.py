@@ -284,6 +284,15 @@ class Profile:
         """``combine_features`` of a lone input's unpooled outputs (``Kept``, captured on this
         profile's layers and output head), pooled and scored in one compiled call: the
         serving guard's path. The numbers are the same."""
+        got = self.kept_rows(kept, alpha)
+        if got is None:  # a layer scored outside the kernel: the features' way
+            return self.combine_features(kept.features(), alpha)
+        return self._combine(*self._scoring.unpack(got[0]), alpha)
+
+    def kept_rows(self, kept: Kept, alpha: float) -> tuple[np.ndarray, int] | None:
+        """``Scoring.pool_and_score``'s rows of ``kept`` and where their raw output scores
+        start (None: score its features instead), checked against this profile
+        (``scorer.kept_verdicts`` reads them)."""
         if alpha != self._alpha_ok:  # (checked once per level: the guard asks per request)
             self.check_alpha(alpha)
             self._alpha_ok = alpha
@@ -298,10 +307,8 @@ class Profile:
             if blank >= classes:
                 raise InvalidInputError(f"the blank class {blank} is not one of the head's "
                                         f"{classes} outputs")
-        got = self._scoring.score_outputs(kept.arrays, kept.inner, blank)
-        if got is None:  # a layer scored outside the kernel: the features' way
-            return self.combine_features(kept.features(), alpha)
-        return self._combine(*got, alpha)
+        rows = self._scoring.pool_and_score(kept.arrays, kept.inner, blank)
+        return None if rows is None else (rows, self._scoring.raw_at)
 
     def _scored(self, feats: Mapping[str, np.ndarray], alpha: float
                 ) -> tuple[Scored, np.ndarray | None]:

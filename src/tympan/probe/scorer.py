@@ -47,14 +47,35 @@ class Verdict:
 
 def verdicts(report: AnomalyReport | CombinedReport) -> list[Verdict]:
     """One ``Verdict`` per input of an ``AnomalyReport`` (or of its combined part)."""
-    # Python floats by one tolist() per array, not one numpy scalar per number: the serving
-    # guard makes a verdict for every request. Flagged: p <= alpha, as report.flagged().
+    # Python numbers by one tolist() per array, not one numpy scalar per number: the serving
+    # guard makes a verdict for every request.
     alpha, stages, names = report.alpha, report.stages, report.output_names
-    return [Verdict(score, p, p <= alpha, alpha, dict(zip(stages, z, strict=True)), entry,
-                    dict(zip(names, out, strict=False)))
-            for score, p, z, entry, out in zip(
-                report.anomaly_score.tolist(), report.p_value.tolist(), report.profile.tolist(),
-                report.entry_layer, report.outputs.tolist(), strict=True)]
+    return [_verdict(score, p, entry, z, out, alpha, stages, names)
+            for score, p, entry, z, out in zip(
+                report.anomaly_score.tolist(), report.p_value.tolist(), report.entry.tolist(),
+                report.profile.tolist(), report.outputs.tolist(), strict=True)]
+
+
+def kept_verdicts(profile: Profile, kept: Any, alpha: float) -> list[Verdict]:
+    """``verdicts(profile.combine_kept(kept, alpha))``, read straight from the compiled
+    call's rows (``Profile.kept_rows``): the serving guard's path, without the report."""
+    got = profile.kept_rows(kept, alpha)
+    if got is None:
+        return verdicts(profile.combine_kept(kept, alpha))
+    (rows, at), stages = got, profile.stages
+    s = len(stages)
+    names = [] if profile.output is None else profile.output.names
+    return [_verdict(r[0], r[1], int(r[2]), r[3:3 + s], r[at:at + 3], alpha, stages, names)
+            for r in rows.tolist()]
+
+
+def _verdict(score: float, p: float, entry: int, z: list[float], outputs: list[float],
+             alpha: float, stages: list[str], names: list[str]) -> Verdict:
+    """A verdict: flagged when p <= alpha (``report.flagged()``), its entry stage named only
+    then (``report.entry_layers()``)."""
+    flagged = p <= alpha
+    return Verdict(score, p, flagged, alpha, dict(zip(stages, z, strict=True)),
+                   stages[entry] if flagged else None, dict(zip(names, outputs, strict=False)))
 
 
 class Scorer:

@@ -97,11 +97,11 @@ class Guard:
     def judge(self, feats: Mapping[str, np.ndarray] | Kept) -> list[Any]:
         """One ``tympan.probe.scorer.Verdict`` per input of the pooled features, or of a lone
         input's unpooled outputs (``Kept``)."""
-        from tympan.probe.scorer import verdicts
+        from tympan.probe.scorer import kept_verdicts, verdicts
 
         if isinstance(feats, dict):
             return verdicts(self.profile.combine_features(feats, alpha=self.threshold))
-        return verdicts(self.profile.combine_kept(feats, alpha=self.threshold))
+        return kept_verdicts(self.profile, feats, self.threshold)
 
 
 class Capture:
