@@ -3,7 +3,8 @@ concurrent clients, a bounded number of requests each, in the same run:
 
 - torch eager with and without the guard (the guard's cost: target <= 5% of p50); with
   --guard-blocks N also as the target asks: both servers up, N blocks of requests to each in
-  alternation, p50 over each side's blocks;
+  alternation, p50 over each side's blocks; with --guard-pairs N at one client in N pairs of
+  requests, one to each server (the median of the pairs' differences over the p50);
 - dynamic batching (--max-batch 16) against batch size 1 (target: >= 2x throughput at 16
   clients); with --batch-blocks N also in alternation: both servers up, N blocks of 16
   clients to each, the median throughput of each side's blocks;
@@ -255,6 +256,50 @@ def guard_cost(encoder: str, store: str, model: str, clips: list[bytes], threads
     return rows
 
 
+def guard_pairs(encoder: str, store: str, model: str, clips: list[bytes], threads: str,
+                pairs: int) -> list[dict]:
+    """The guard's cost at p50 for one client, paired: a server with the guard and one
+    without, both up, each clip sent to one then the other (which first alternates), on one
+    keep-alive connection each. The p50 of each side and the median of the pairs'
+    differences: blocks of requests drift apart by more than the guard costs on a shared
+    machine, two requests in a row do not."""
+    with servers_up(store, model, {"guard": GUARD, "no guard": NO_GUARD}, threads) as urls:
+        http = {side: HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=120)
+                for side, url in urls.items()}
+
+        def post(side: str, clip: bytes) -> float:
+            started = time.perf_counter()
+            http[side].request("POST", "/v1/predict", body=clip,
+                               headers={"Content-Type": "audio/wav"})
+            response = http[side].getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise SystemExit(f"the server answered {response.status}: {body[:300]!r}")
+            return time.perf_counter() - started
+
+        try:
+            for side in http:  # warm up
+                for k in range(20):
+                    post(side, clips[k % len(clips)])
+            took: dict[str, list[float]] = {side: [] for side in http}
+            for i in range(pairs):
+                for side in ("guard", "no guard") if i % 2 else ("no guard", "guard"):
+                    took[side].append(post(side, clips[i % len(clips)]))
+        finally:
+            for connection in http.values():
+                connection.close()
+    ms = {side: 1000 * np.array(v) for side, v in took.items()}
+    p50 = {side: float(np.percentile(v, 50)) for side, v in ms.items()}
+    paired = float(np.median(ms["guard"] - ms["no guard"]))
+    print(f"{encoder:>5} | guard vs none, {pairs} paired requests |  1 client | p50 "
+          f"{p50['guard']:.2f} vs {p50['no guard']:.2f} ms: {100 * paired / p50['no guard']:+.1f}%"
+          f" (median of the pairs' differences {1000 * paired:.0f} us; target <= 5%)",
+          flush=True)
+    return [{"encoder": encoder, "config": "guard pairs", "clients": 1, "pairs": pairs,
+             "p50_guard_ms": p50["guard"], "p50_no_guard_ms": p50["no guard"],
+             "paired_ms": paired, "overhead_percent": 100 * paired / p50["no guard"]}]
+
+
 def batching_gain(encoder: str, store: str, model: str, clips: list[bytes], threads: str,
                   blocks: int) -> list[dict]:
     """Batching's gain as its target says, in alternating blocks: a batch-16 server and a
@@ -285,6 +330,9 @@ def main() -> None:
     parser.add_argument("--guard-blocks", type=int, default=0, metavar="N",
                         help="also measure the guard's cost: N blocks of requests to a server "
                              "with the guard and N to one without, alternating (0: skip)")
+    parser.add_argument("--guard-pairs", type=int, default=0, metavar="N",
+                        help="also measure the guard's cost at one client in N pairs of "
+                             "requests, one to each server, alternating (0: skip)")
     parser.add_argument("--batch-blocks", type=int, default=0, metavar="N",
                         help="also measure batching's gain: N blocks of 16 clients to a batch-16 "
                              "server and N to a batch-1 server, alternating (0: skip)")
@@ -317,6 +365,9 @@ def main() -> None:
         if opts.guard_blocks:
             results += guard_cost(encoder, store, model, clips, opts.threads,
                                   opts.guard_blocks)
+        if opts.guard_pairs:
+            results += guard_pairs(encoder, store, model, clips, opts.threads,
+                                   opts.guard_pairs)
         if opts.batch_blocks:
             results += batching_gain(encoder, store, model, clips, opts.threads,
                                      opts.batch_blocks)
