@@ -176,9 +176,15 @@ def _not_batch_first(name: str, got: int, rows: int) -> InvalidInputError:
                              f"output is not batch-first; probe another layer")
 
 
-def _no_blank(blank: int, classes: int) -> InvalidInputError:
-    return InvalidInputError(f"the blank class {blank} is not one of the head's {classes} "
-                             f"outputs")
+def check_blank(blank: int | None, classes: int) -> int:
+    """A head's blank class as the compiled output scores take it (-1: none), refused when it
+    is not one of the head's ``classes`` outputs."""
+    if blank is None:
+        return -1
+    if not 0 <= blank < classes:
+        raise InvalidInputError(f"the blank class {blank} is not one of the head's {classes} "
+                                f"outputs")
+    return blank
 
 
 def _as_array(out: Any) -> np.ndarray:
@@ -199,10 +205,8 @@ def output_scores(logits: torch.Tensor | np.ndarray, lengths: torch.Tensor | Non
     each input's valid frames (blank ratio NaN when ``blank`` is None), in one compiled call
     (``kernel.output_scores``: a dozen numpy calls cost more than the model's head)."""
     b, t_layer, classes = logits.shape
-    if blank is not None and not 0 <= blank < classes:
-        raise _no_blank(blank, classes)
     return kernel.output_scores(_as_array(logits), _valid(b, t_layer, lengths, t_input),
-                    -1 if blank is None else blank)
+                                check_blank(blank, classes))
 
 
 @dataclass(slots=True)  # not frozen: made on every request the serving guard scores
@@ -343,8 +347,6 @@ class FeatureCapture:
         dim, feats, head, valid = channel_dim(module), self._feats, self.head, self._valid
         layer = name in self.modules
         logits = head is not None and name == head.layer
-        checked = head is not None and head.blank is not None
-        blank = head.blank if checked else -1  # -1: no blank class
 
         def take(tensor: torch.Tensor) -> None:
             lengths, t_input, rows = self._batch
@@ -357,9 +359,8 @@ class FeatureCapture:
             if layer:  # a module called twice keeps its last output's features
                 feats[name] = kernel.pool(x, frames)
             if logits:
-                if checked and not 0 <= blank < x.shape[2]:
-                    raise _no_blank(blank, x.shape[2])
-                feats[OUTPUT_KEY] = kernel.output_scores(x, frames, blank)
+                feats[OUTPUT_KEY] = kernel.output_scores(x, frames,
+                                                         check_blank(head.blank, x.shape[2]))
 
         return take
 
@@ -371,17 +372,7 @@ class FeatureCapture:
         for (_, at, dim), tensor, _ in self._pending:
             if tensor.dtype != torch.float32 or not 2 <= tensor.ndim <= 3 or not tensor.is_cpu:
                 return None
-            a = tensor.numpy()
-            if a.ndim == 2:  # (batch, channels): one frame
-                a, time_inner = a[:, None, :], 0
-            else:
-                if dim != 1:
-                    a = a.transpose(0, 2, 1)  # (batch, channels, time)
-                strides = a.strides
-                time_inner = int(strides[2] <= strides[1])
-                if not time_inner:
-                    a = a.transpose(0, 2, 1)
-            a = np.ascontiguousarray(a)  # (the same array when it reads in order already)
+            a, time_inner = kernel.in_order(as_batch_time_channels(tensor.numpy(), dim))
             for slot in at:
                 slots[slot], inner[slot] = a, time_inner
         if not all(map(operator.is_not, slots, itertools.repeat(None))):  # (no frames)

@@ -51,6 +51,21 @@ from tympan.probe.detectors import Mahalanobis
 
 # layout columns per layer: kind, first feature column, width, first parameter, rank
 _PRECOMPUTED, _LOW_RANK, _DENSE = 0, 1, 2
+# the first columns of ``Scoring.pool_and_score``'s rows (the rest: ``RowColumns``)
+STATISTIC, P_VALUE, ENTRY = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class RowColumns:
+    """Where ``Scoring.pool_and_score``'s rows hold each input's z profile, output scores' z,
+    raw output scores (None without an output profile) and layer distances; its combined
+    statistic, p-value and entry stage are the columns ``STATISTIC``, ``P_VALUE`` and
+    ``ENTRY`` (``_pool_and_score`` writes them in this order)."""
+
+    stages: slice
+    output_z: slice
+    raw: slice | None
+    distances: slice
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a call per field
@@ -106,6 +121,11 @@ class Scoring:
             self._outputs = np.column_stack([cols, sign, two_sided, output.center, output.mean,
                                              output.std]).astype(np.float64)
         self._calibration = np.zeros(0)
+        k = len(self._outputs)
+        at = 3 + len(self.layers) + (k > 0)  # past the three columns and the stages
+        self.columns = RowColumns(slice(3, at), slice(at, at + k),
+                                  slice(at + k, at + k + 3) if k else None,
+                                  slice(at + k + (3 if k else 0), None))
 
     def calibrate(self, distances: np.ndarray, raw: np.ndarray | None) -> np.ndarray:
         """The combined statistics of the calibration inputs, from their (n_cal, layers)
@@ -131,14 +151,12 @@ class Scoring:
     def pool_and_score(self, arrays: tuple[np.ndarray, ...], inner: tuple[int, ...],
                        blank: int) -> np.ndarray | None:
         """A batch's unpadded layer outputs pooled and scored in one compiled call
-        (``_pool_and_score``), as rows: per input the combined statistic, its p-value, the
-        entry stage, the z profile (``stages`` columns), the output scores' z, their raw
-        values (3 columns from ``raw_at``, with an output profile) and the layers' distances
-        (``unpack`` makes them a ``Scored``). ``arrays``: C-contiguous float32, (batch,
-        channels, time) where ``inner`` is 1, else (batch, time, channels), one per layer in
-        order, then the output head's logits with an output profile (``blank``: its blank
-        class, -1 for none). None when a layer is scored outside the kernel
-        (``_PRECOMPUTED``): pool them and call the scoring instead."""
+        (``_pool_and_score``), as rows laid out as ``columns`` says (``unpack`` makes them a
+        ``Scored``). ``arrays``: C-contiguous float32, (batch, channels, time) where ``inner``
+        is 1, else (batch, time, channels) (``in_order``), one per layer in order, then the
+        output head's logits with an output profile (``blank``: its blank class, -1 for
+        none). None when a layer is scored outside the kernel (``_PRECOMPUTED``): pool them
+        and call the scoring instead."""
         if self._alone:
             return None
         wrong, got = _pool_and_score(arrays, inner, blank, len(self._outputs) > 0,
@@ -151,21 +169,12 @@ class Scoring:
                                     f"architecture")
         return got  # (one array back: each array a compiled call returns costs a microsecond)
 
-    @property
-    def stages(self) -> int:
-        return len(self.layers) + (len(self._outputs) > 0)
-
-    @property
-    def raw_at(self) -> int:
-        """The first of the rows' 3 raw output scores (with an output profile)."""
-        return 3 + self.stages + len(self._outputs)
-
     def unpack(self, got: np.ndarray) -> tuple[Scored, np.ndarray | None]:
         """``pool_and_score``'s rows as ``Scored`` and the raw output scores."""
-        s, k = self.stages, len(self._outputs)
-        at = self.raw_at
-        return Scored(got[:, at + 3 * (k > 0):], got[:, 3 + s:at], got[:, 3:3 + s], got[:, 0],
-                      got[:, 1], got[:, 2].astype(np.int64)), got[:, at:at + 3] if k else None
+        cols = self.columns
+        return (Scored(got[:, cols.distances], got[:, cols.output_z], got[:, cols.stages],
+                       got[:, STATISTIC], got[:, P_VALUE], got[:, ENTRY].astype(np.int64)),
+                None if cols.raw is None else got[:, cols.raw])
 
     def _run(self, x: np.ndarray, raw: np.ndarray | None, dist: np.ndarray,
              measure: bool) -> Scored:
@@ -256,9 +265,9 @@ def _pool_and_score(arrays, inner, blank, head, layout, params, zstat, outs,
             raw = _output_scores(a, np.full(n, a.shape[1], np.int64), blank)
     output_z, stages, statistic, p_value, entry = _score(x, raw, dist, layout, params, zstat,
                                                          outs, cal, True)
-    s, k = stages.shape[1], output_z.shape[1]
+    s, k = stages.shape[1], output_z.shape[1]  # (the layout ``RowColumns`` reads)
     got = np.empty((n, 3 + s + k + (3 if head else 0) + layers))
-    got[:, 0], got[:, 1], got[:, 2] = statistic, p_value, entry
+    got[:, STATISTIC], got[:, P_VALUE], got[:, ENTRY] = statistic, p_value, entry
     got[:, 3:3 + s], got[:, 3 + s:3 + s + k] = stages, output_z
     if head:
         got[:, 3 + s + k:6 + s + k] = raw
@@ -351,16 +360,22 @@ def low_rank(precision: np.ndarray, tol: float = 1e-9
     return c, v, e
 
 
+def in_order(x: np.ndarray) -> tuple[np.ndarray, int]:
+    """A (batch, time, channels) view as the C-contiguous array the pooling reads in memory
+    order: (batch, channels, time) and 1 when time is the inner axis, else (batch, time,
+    channels) and 0 (a copy only when neither reads in order). The loops vectorize so: a
+    channels-first output seen as (batch, time, channels) pooled 9x slower in place."""
+    if x.strides[1] < x.strides[2]:
+        return np.ascontiguousarray(x.transpose(0, 2, 1)), 1
+    return np.ascontiguousarray(x), 0
+
+
 def pool(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """A layer's (batch, time, channels) output pooled over each input's ``valid`` frames:
     (batch, 2 * channels) float64, the channels' means, then their standard deviations."""
     out = np.empty((x.shape[0], 2 * x.shape[2]))
-    # The loops read memory in order, from a C-contiguous array, so that they vectorize: a
-    # channels-first output seen as (batch, time, channels) pooled 9x slower in place.
-    if x.strides[1] < x.strides[2]:  # time is the inner axis: (batch, channels, time)
-        _pool_time_inner(np.ascontiguousarray(x.transpose(0, 2, 1)), valid, out)
-    else:
-        _pool_channels_inner(np.ascontiguousarray(x), valid, out)
+    a, time_inner = in_order(x)
+    (_pool_time_inner if time_inner else _pool_channels_inner)(a, valid, out)
     return out
 
 

@@ -45,8 +45,15 @@ from torch import nn
 from tympan.errors import InvalidInputError
 from tympan.probe.combine import OUTPUT_STAGE, OutputProfile, out_of_fold
 from tympan.probe.detectors import LayerDetector, detector_class
-from tympan.probe.features import OUTPUT_KEY, Kept, OutputHead, collect, require_finite
-from tympan.probe.kernel import Scored, Scoring
+from tympan.probe.features import (
+    OUTPUT_KEY,
+    Kept,
+    OutputHead,
+    check_blank,
+    collect,
+    require_finite,
+)
+from tympan.probe.kernel import RowColumns, Scored, Scoring
 from tympan.probe.pvalues import holm, step_down_min_p
 from tympan.records.probe import PROFILE
 
@@ -194,13 +201,13 @@ class Profile:
         self._widths = [(lay.name, lay.dims) for lay in layers]
         self._names = tuple(lay.name for lay in layers)
         self._alpha_ok = -1.0  # the last level check_alpha passed
-        self._stages = [lay.name for lay in layers] + ([OUTPUT_STAGE] if output else [])
+        self._stages = [*self._names, *([OUTPUT_STAGE] if output else [])]
         # (n_cal,) combined statistics, kept sorted by the scoring for the p-values
         self.calibration = self._scoring.calibrate(cal.T, output_calibration)
 
     @property
     def layer_names(self) -> list[str]:
-        return [lay.name for lay in self.layers]
+        return list(self._names)
 
     @property
     def n_calibration(self) -> int:
@@ -289,9 +296,9 @@ class Profile:
             return self.combine_features(kept.features(), alpha)
         return self._combine(*self._scoring.unpack(got[0]), alpha)
 
-    def kept_rows(self, kept: Kept, alpha: float) -> tuple[np.ndarray, int] | None:
-        """``Scoring.pool_and_score``'s rows of ``kept`` and where their raw output scores
-        start (None: score its features instead), checked against this profile
+    def kept_rows(self, kept: Kept, alpha: float) -> tuple[np.ndarray, RowColumns] | None:
+        """``Scoring.pool_and_score``'s rows of ``kept`` and where they hold what (None:
+        score its features instead), checked against this profile
         (``scorer.kept_verdicts`` reads them)."""
         if alpha != self._alpha_ok:  # (checked once per level: the guard asks per request)
             self.check_alpha(alpha)
@@ -301,14 +308,10 @@ class Profile:
             raise InvalidInputError(f"these outputs are of layers {list(kept.names)} and head "
                                     f"{kept.head}, the profile's of {self.layer_names} and "
                                     f"{head}")
-        blank = -1 if head is None or head.blank is None else head.blank
-        if blank >= 0:
-            classes = kept.arrays[-1].shape[1 if kept.inner[-1] else 2]
-            if blank >= classes:
-                raise InvalidInputError(f"the blank class {blank} is not one of the head's "
-                                        f"{classes} outputs")
+        blank = -1 if head is None else check_blank(
+            head.blank, kept.arrays[-1].shape[1 if kept.inner[-1] else 2])
         rows = self._scoring.pool_and_score(kept.arrays, kept.inner, blank)
-        return None if rows is None else (rows, self._scoring.raw_at)
+        return None if rows is None else (rows, self._scoring.columns)
 
     def _scored(self, feats: Mapping[str, np.ndarray], alpha: float
                 ) -> tuple[Scored, np.ndarray | None]:

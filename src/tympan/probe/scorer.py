@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tympan.errors import InvalidInputError
+from tympan.probe.kernel import ENTRY, P_VALUE, STATISTIC
 from tympan.probe.profile import AnomalyReport, CombinedReport, Profile
 
 
@@ -62,10 +63,10 @@ def kept_verdicts(profile: Profile, kept: Any, alpha: float) -> list[Verdict]:
     got = profile.kept_rows(kept, alpha)
     if got is None:
         return verdicts(profile.combine_kept(kept, alpha))
-    (rows, at), stages = got, profile.stages
-    s = len(stages)
-    names = [] if profile.output is None else profile.output.names
-    return [_verdict(r[0], r[1], int(r[2]), r[3:3 + s], r[at:at + 3], alpha, stages, names)
+    (rows, cols), stages = got, profile.stages
+    names, raw = ([], slice(0)) if profile.output is None else (profile.output.names, cols.raw)
+    return [_verdict(r[STATISTIC], r[P_VALUE], int(r[ENTRY]), r[cols.stages], r[raw], alpha,
+                     stages, names)
             for r in rows.tolist()]
 
 
