@@ -110,6 +110,18 @@ def serve(store: str, model: str, args: list[str], threads: str = "1"
     return proc, found.group(1), log
 
 
+def post(http: HTTPConnection, clip: bytes) -> tuple[float, bytes]:
+    """One ``POST /v1/predict`` of ``clip`` on a keep-alive connection: seconds, body."""
+    started = time.perf_counter()
+    http.request("POST", "/v1/predict", body=clip, headers={"Content-Type": "audio/wav"})
+    response = http.getresponse()
+    body = response.read()
+    took = time.perf_counter() - started
+    if response.status != 200:
+        raise SystemExit(f"the server answered {response.status}: {body[:300]!r}")
+    return took, body
+
+
 def load_test(url: str, clips: list[bytes], clients: int, requests: int) -> dict[str, float]:
     """``clients`` threads, each posting its share of ``requests`` clips one after the other
     on one keep-alive connection (``http.client``: a lean client, so that the clients, which
@@ -123,15 +135,7 @@ def load_test(url: str, clips: list[bytes], clients: int, requests: int) -> dict
         http = HTTPConnection(where.hostname, where.port, timeout=120)
         try:
             for i in range(count):
-                clip = clips[(k * per_client + i) % len(clips)]
-                started = time.perf_counter()
-                http.request("POST", "/v1/predict", body=clip,
-                             headers={"Content-Type": "audio/wav"})
-                response = http.getresponse()
-                body = response.read()
-                took = time.perf_counter() - started
-                if response.status != 200:
-                    raise SystemExit(f"the server answered {response.status}: {body[:300]!r}")
+                took, body = post(http, clips[(k * per_client + i) % len(clips)])
                 json.loads(body)
                 if out is not None:
                     with lock:
@@ -266,25 +270,14 @@ def guard_pairs(encoder: str, store: str, model: str, clips: list[bytes], thread
     with servers_up(store, model, {"guard": GUARD, "no guard": NO_GUARD}, threads) as urls:
         http = {side: HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=120)
                 for side, url in urls.items()}
-
-        def post(side: str, clip: bytes) -> float:
-            started = time.perf_counter()
-            http[side].request("POST", "/v1/predict", body=clip,
-                               headers={"Content-Type": "audio/wav"})
-            response = http[side].getresponse()
-            body = response.read()
-            if response.status != 200:
-                raise SystemExit(f"the server answered {response.status}: {body[:300]!r}")
-            return time.perf_counter() - started
-
         try:
             for side in http:  # warm up
                 for k in range(20):
-                    post(side, clips[k % len(clips)])
+                    post(http[side], clips[k % len(clips)])
             took: dict[str, list[float]] = {side: [] for side in http}
             for i in range(pairs):
                 for side in ("guard", "no guard") if i % 2 else ("no guard", "guard"):
-                    took[side].append(post(side, clips[i % len(clips)]))
+                    took[side].append(post(http[side], clips[i % len(clips)])[0])
         finally:
             for connection in http.values():
                 connection.close()
