@@ -4,7 +4,9 @@ concurrent clients, a bounded number of requests each, in the same run:
 - torch eager with and without the guard (the guard's cost: target <= 5% of p50); with
   --guard-blocks N also as the target asks: both servers up, N blocks of requests to each in
   alternation, p50 over each side's blocks; with --guard-pairs N at one client in N pairs of
-  requests, one to each server (the median of the pairs' differences over the p50);
+  requests, one to each server (the median of the pairs' differences over the p50), and
+  with --guard-repeats R that R times with new servers (the median run and the range: on a
+  shared machine one run read from +2.6% to +10% for the same code);
 - dynamic batching (--max-batch 16) against batch size 1 (target: >= 2x throughput at 16
   clients); with --batch-blocks N also in alternation: both servers up, N blocks of 16
   clients to each, the median throughput of each side's blocks;
@@ -18,6 +20,7 @@ concurrent clients, a bounded number of requests each, in the same run:
     .venv/bin/python benchmarks/serving.py --encoders conv --config 'eager, guard, batch 16' \
         --config 'ray 1 replica, guard, batch 16' --config 'ray 2 replicas, guard, batch 16'
     .venv/bin/python benchmarks/serving.py --root /tmp/bench   # keep the models, reuse them
+    .venv/bin/python benchmarks/serving.py --measures-only --guard-pairs 600 --guard-repeats 5
     /work/helpers/cpu exclusive .venv/bin/python benchmarks/serving.py   # figures we report
 
 Each configuration is a real `tympan serve` process (--threads 1 unless --threads,
@@ -326,10 +329,21 @@ def main() -> None:
     parser.add_argument("--guard-pairs", type=int, default=0, metavar="N",
                         help="also measure the guard's cost at one client in N pairs of "
                              "requests, one to each server, alternating (0: skip)")
+    parser.add_argument("--guard-repeats", type=int, default=1, metavar="R",
+                        help="run --guard-pairs R times, each with new servers, and give the "
+                             "median and the range (the figure moved by several points "
+                             "between runs on a shared machine)")
+    parser.add_argument("--measures-only", action="store_true",
+                        help="skip the load tests of the configurations: only the "
+                             "--guard-blocks, --guard-pairs and --batch-blocks measures")
     parser.add_argument("--batch-blocks", type=int, default=0, metavar="N",
                         help="also measure batching's gain: N blocks of 16 clients to a batch-16 "
                              "server and N to a batch-1 server, alternating (0: skip)")
     opts = parser.parse_args()
+    if opts.guard_repeats < 1 or (opts.guard_repeats > 1 and not opts.guard_pairs):
+        parser.error("--guard-repeats takes a count of 1 or more, with --guard-pairs")
+    if opts.measures_only and not (opts.guard_blocks or opts.guard_pairs or opts.batch_blocks):
+        parser.error("--measures-only needs --guard-blocks, --guard-pairs or --batch-blocks")
     configs = {name: args for name, args in CONFIGS.items()
                if opts.config is None or name in opts.config}
     requests = 32 if opts.quick else 128
@@ -338,7 +352,7 @@ def main() -> None:
     results = []
     for encoder in opts.encoders.split(","):
         store, model, clips = setup(root, encoder)
-        for name, args in configs.items():
+        for name, args in ({} if opts.measures_only else configs).items():
             proc, url, _log = serve(store, model, args, opts.threads)
             try:
                 padding = httpx.get(f"{url}/v1/model").json()["padding"]
@@ -359,8 +373,16 @@ def main() -> None:
             results += guard_cost(encoder, store, model, clips, opts.threads,
                                   opts.guard_blocks)
         if opts.guard_pairs:
-            results += guard_pairs(encoder, store, model, clips, opts.threads,
-                                   opts.guard_pairs)
+            runs = [row for _ in range(opts.guard_repeats)
+                    for row in guard_pairs(encoder, store, model, clips, opts.threads,
+                                           opts.guard_pairs)]
+            results += runs
+            if len(runs) > 1:
+                got = sorted(r["overhead_percent"] for r in runs)
+                print(f"{encoder:>5} | guard vs none, {len(runs)} runs of "
+                      f"{opts.guard_pairs} pairs |  1 client | median {np.median(got):+.1f}% "
+                      f"(runs {', '.join(f'{g:+.1f}%' for g in got)}; target <= 5%)",
+                      flush=True)
         if opts.batch_blocks:
             results += batching_gain(encoder, store, model, clips, opts.threads,
                                      opts.batch_blocks)
