@@ -329,11 +329,9 @@ class FeatureCapture:
         where = (take, slots, channel_dim(module))
 
         def seen(output: Any) -> None:
-            if type(output) is not torch.Tensor or not output.is_floating_point():
-                output = output_tensor(output)
-                if output is None:
-                    return
-            tensor = output
+            tensor = output_tensor(output)
+            if tensor is None:
+                return
             if self._deferring:
                 pending.append((where, tensor, tensor._version))
             else:

@@ -24,9 +24,9 @@ with the dense product to about 1e-12 relative. A precision without that form (a
 fitted on more inputs than features, as most are) is read as its upper triangle, the
 off-diagonal entries doubled: half the memory and the multiply-adds of the full product
 (the guard's cost on the bench's conv model with such a profile: 345 -> 202 us a request).
-Other layers (k-NN, mean pooling) take their
-own ``LayerProfile.distance`` in numpy before the kernel runs. An input with a non-finite
-feature in a layer is infinitely far from it, as in ``LayerProfile.distance``.
+Other layers (k-NN, mean pooling) take their own ``LayerProfile.distance`` in numpy before
+the kernel runs. An input with a non-finite feature in a layer is infinitely far from it, as
+in ``LayerProfile.distance``.
 
 The pooling (``pool``: a layer's per-channel mean and standard deviation over each input's
 valid frames) and the output scores (``output_scores``: energy, MSP and blank ratio of the
@@ -236,17 +236,15 @@ def _score(x, raw, dist, layout, params, zstat, outs, cal, measure):  # pragma: 
 def _pool_and_score(arrays, inner, blank, head, layout, params, zstat, outs,
                     cal):  # pragma: no cover
     n, layers = arrays[0].shape[0], layout.shape[0]
-    width, wrong = 0, -1
+    width = 0
     for i in range(layers):
         width = max(width, layout[i, 1] + layout[i, 2])
         channels = arrays[i].shape[1] if inner[i] else arrays[i].shape[2]
-        if wrong < 0 and 2 * channels != layout[i, 2]:
-            wrong = i
+        if 2 * channels != layout[i, 2]:  # (the caller says which layer; nothing pooled)
+            return i, np.empty((n, 0))
     x = np.empty((n, width))
     raw = np.zeros((n if head else 0, 3))
     dist = np.empty((n, layers))
-    if wrong >= 0:  # (the caller says which layer; no pooling into the wrong columns)
-        return wrong, np.empty((n, 0))
     for i in range(layers):
         a = arrays[i]
         start, d = layout[i, 1], layout[i, 2]
@@ -272,7 +270,7 @@ def _pool_and_score(arrays, inner, blank, head, layout, params, zstat, outs,
     if head:
         got[:, 3 + s + k:6 + s + k] = raw
     got[:, got.shape[1] - layers:] = dist
-    return wrong, got
+    return -1, got
 
 
 @numba.njit(cache=True, nogil=True)
