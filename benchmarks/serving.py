@@ -3,10 +3,12 @@ concurrent clients, a bounded number of requests each, in the same run:
 
 - torch eager with and without the guard (the guard's cost: target <= 5% of p50); with
   --guard-blocks N also as the target asks: both servers up, N blocks of requests to each in
-  alternation, p50 over each side's blocks; with --guard-pairs N at one client in N pairs of
-  requests, one to each server (the median of the pairs' differences over the p50), and
-  with --guard-repeats R that R times with new servers (the median run and the range: on a
-  shared machine one run read from +2.6% to +10% for the same code);
+  alternation, p50 over each side's blocks; with --guard-pairs N at one client in N rounds
+  of requests, one to the server with the guard and one to each of two without it (the
+  median of the differences from the two's mean, over the p50, and the two against each
+  other: the measure's noise floor), and with --guard-repeats R that R times with new
+  servers (the median run and the range: on a shared machine one run read from +2.6% to
+  +10% for the same code);
 - dynamic batching (--max-batch 16) against batch size 1 (target: >= 2x throughput at 16
   clients); with --batch-blocks N also in alternation: both servers up, N blocks of 16
   clients to each, the median throughput of each side's blocks;
@@ -272,9 +274,9 @@ def guard_pairs(encoder: str, store: str, model: str, clips: list[bytes], thread
     too (where each one's memory lies), by up to a few percent for a whole run. So the guard
     is measured against both servers without it, and those two against each other: the
     measure's noise floor, printed beside it."""
-    sides = ("guard", "no guard", "no guard again")
-    with servers_up(store, model, {"guard": GUARD, "no guard": NO_GUARD,
-                                   "no guard again": NO_GUARD}, threads) as urls:
+    configs = {"guard": GUARD, "no guard": NO_GUARD, "no guard again": NO_GUARD}
+    sides = tuple(configs)
+    with servers_up(store, model, configs, threads) as urls:
         http = {side: HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=120)
                 for side, url in urls.items()}
         try:
