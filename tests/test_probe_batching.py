@@ -198,6 +198,62 @@ def test_a_lone_inputs_outputs_pooled_after_the_pass_are_what_each_module_made(i
     watch.remove()
 
 
+class Layouts(nn.Module):
+    """Outputs in every layout a lone request's kept outputs come in: channels first
+    (a Conv1d), channels last (a Linear), a view read in neither order (``Rows``: every other
+    row of the Linear's output turned over), and an integer tensor (``Steps``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(6, 5, 3, padding=1)
+        self.proj = nn.Linear(5, 7)
+        self.rows = Rows()
+        self.steps = Steps()
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = self.proj(self.conv(x.transpose(1, 2)).transpose(1, 2))
+        self.steps(h)
+        return self.rows(h)
+
+
+class Rows(nn.Module):
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h.transpose(1, 2)[:, ::2]
+
+
+class Steps(nn.Module):
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return (h > 0).long()
+
+
+def test_a_lone_inputs_kept_outputs_pool_as_the_capture_would_in_every_layout() -> None:
+    """The serving guard's ``Kept`` reads each output as its memory lies (channels-first or
+    channels-last, contiguous) or through a copy (a view in neither order): its features equal the
+    capture's pooling of the same pass, whatever the layout; an output that is not a float
+    tensor is refused by name, as in a batch."""
+    from tympan.probe.features import FeatureCapture, Kept
+
+    torch.manual_seed(0)
+    model = Layouts().eval()
+    x, lengths = torch.randn(1, 13, 6), torch.tensor([13])
+    head = OutputHead("proj", blank=2)
+    with FeatureCapture(model, ["conv", "proj", "rows"], head, padding="batch") as capture:
+        _, kept = capture.forward((x, lengths), kept=True)
+        _, pooled = capture.forward((x, lengths))
+        assert isinstance(kept, Kept) and kept.inner == (1, 0, 1, 0)  # rows: copied, time inner
+        got = kept.features()
+        for name in ("conv", "proj", OUTPUT_KEY):
+            np.testing.assert_allclose(got[name], pooled[name], rtol=1e-12, atol=1e-12)
+        rows = model.proj(model.conv(x.transpose(1, 2)).transpose(1, 2))[0].T[::2].double()
+        np.testing.assert_allclose(  # (not a Conv: its channels are its last axis)
+            got["rows"][0], np.concatenate([rows.mean(0).detach().numpy(),
+                                            rows.std(0, unbiased=False).detach().numpy()]),
+            rtol=1e-6)
+    with FeatureCapture(model, ["conv", "steps"], padding="batch") as capture, \
+            pytest.raises(InvalidInputError, match="'steps' produced no floating-point"):
+        capture.forward((x, lengths), kept=True)
+
+
 def test_a_tap_wraps_forward_and_leaves_the_module_as_it_found_it() -> None:
     """The capture wraps each watched module's forward (a forward hook would send every call
     through torch's slow path); leaving it restores the module, and a wrapper someone set

@@ -68,7 +68,7 @@ def test_a_request_never_waits_past_the_timeout():
     fleet = _fleet(SlowReplicas(5.0), timeout=0.2)
     started = time.monotonic()
     with pytest.raises(ReplicaUnavailableError, match="within 0.2 s"):
-        asyncio.run(fleet.predict(np.zeros(160, np.float32), time.perf_counter()))
+        asyncio.run(fleet.predict(np.zeros(160, np.float32)))
     assert time.monotonic() - started < 2
 
 
@@ -77,9 +77,9 @@ def test_a_lost_replica_is_an_error_and_closing_stops_every_version():
     fleet = _fleet(champion, challenger)
     rid = next(f"r{k}" for k in range(100) if challenger_share(f"r{k}") >= 0.5)
     with pytest.raises(ReplicaUnavailableError, match="died"):
-        asyncio.run(fleet.predict(np.zeros(160, np.float32), time.perf_counter(), rid))
+        asyncio.run(fleet.predict(np.zeros(160, np.float32), rid))
     other = next(f"r{k}" for k in range(100) if challenger_share(f"r{k}") < 0.5)
-    answer = asyncio.run(fleet.predict(np.zeros(320, np.float32), time.perf_counter(), other))
+    answer = asyncio.run(fleet.predict(np.zeros(320, np.float32), other))
     assert fleet.answered_by(answer)[0].version == 2 and answer.answer == {"n": 320}
     assert fleet.answered_by(answer)[1] == "challenger"
     fleet.close()
@@ -117,7 +117,7 @@ def test_metrics_are_labelled_by_version_and_role():
     sent = [rid for rid in ids if challenger_share(rid) < 0.5][:3] + \
         [rid for rid in ids if challenger_share(rid) >= 0.5][:5]
     for rid in sent:
-        answer = asyncio.run(fleet.predict(np.zeros(160, np.float32), time.perf_counter(), rid))
+        answer = asyncio.run(fleet.predict(np.zeros(160, np.float32), rid))
         fleet.metrics_of(answer).answered(200, 0.01)
     data, _ = fleet.metrics.render()
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value

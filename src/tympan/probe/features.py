@@ -329,6 +329,9 @@ class FeatureCapture:
         where = (take, slots, channel_dim(module))
 
         def seen(output: Any) -> None:
+            if self._deferring and type(output) is torch.Tensor:  # a lone request's usual case
+                pending.append((where, output, output._version))  # (checked in ``_kept``)
+                return
             tensor = output_tensor(output)
             if tensor is None:
                 return
@@ -368,9 +371,14 @@ class FeatureCapture:
         slots: list[Any] = [None] * (len(self.names) + (self.head is not None))
         inner = [0] * len(slots)
         for (_, at, dim), tensor, _ in self._pending:
-            if tensor.dtype != torch.float32 or not 2 <= tensor.ndim <= 3 or not tensor.is_cpu:
+            if tensor.dtype is not torch.float32 or not tensor.is_cpu:
                 return None
-            a, time_inner = kernel.in_order(as_batch_time_channels(tensor.numpy(), dim))
+            if tensor.ndim == 3 and tensor.is_contiguous():  # as the kernel reads it, as is
+                a, time_inner = tensor.numpy(), int(dim == 1)  # (channels first: time inner)
+            elif tensor.ndim == 2 or tensor.ndim == 3:
+                a, time_inner = kernel.in_order(as_batch_time_channels(tensor.numpy(), dim))
+            else:
+                return None
             for slot in at:
                 slots[slot], inner[slot] = a, time_inner
         if not all(map(operator.is_not, slots, itertools.repeat(None))):  # (no frames)
@@ -420,7 +428,7 @@ class FeatureCapture:
         if torch.is_grad_enabled():
             with torch.no_grad():
                 return self._run(x, lengths, shortest, kept)
-        device = torch.device("cpu") if self._param is None else self._param.device
+        param = self._param
         self._feats.clear()
         self._valid.clear()
         padded = None if lengths is None or shortest == x.shape[1] else lengths
@@ -429,8 +437,11 @@ class FeatureCapture:
         self._deferring = (self._defer and x.shape[0] == 1 and not self.model.training
                            and not torch.is_inference_mode_enabled())
         try:
-            x = x.to(device)
-            output = self.model(x) if lengths is None else self.model(x, lengths.to(device))
+            # (on the CPU, no .to(): a call that does nothing there costs microseconds)
+            if param is not None and not (param.is_cpu and x.is_cpu):
+                x = x.to(param.device)
+                lengths = None if lengths is None else lengths.to(param.device)
+            output = self.model(x) if lengths is None else self.model(x, lengths)
             if self._pending:
                 for _, tensor, version in self._pending:
                     if tensor._version != version:  # changed after its layer returned it
@@ -440,7 +451,8 @@ class FeatureCapture:
                 if kept and padded is None and (got := self._kept()) is not None:
                     return output, got
                 for (take, _, _), tensor, _ in self._pending:
-                    take(tensor)
+                    if tensor.is_floating_point():  # (the taps keep any plain tensor)
+                        take(tensor)
             feats = dict(self._feats)
         finally:
             self._feats.clear()

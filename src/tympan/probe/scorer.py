@@ -40,10 +40,11 @@ class Verdict:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able, non-finite numbers as None."""
+        finite = math.isfinite  # (inline, not a function per number: every answer pays this)
         return {"score": _finite(self.score), "p_value": self.p_value, "flagged": self.flagged,
                 "alpha": self.alpha, "entry_layer": self.entry_layer,
-                "z": {k: _finite(v) for k, v in self.z.items()},
-                "outputs": {k: _finite(v) for k, v in self.outputs.items()}}
+                "z": {k: v if finite(v) else None for k, v in self.z.items()},
+                "outputs": {k: v if finite(v) else None for k, v in self.outputs.items()}}
 
 
 def verdicts(report: AnomalyReport | CombinedReport) -> list[Verdict]:

@@ -15,6 +15,7 @@ the health checks needs a store token (``Authorization: Bearer ...``, any scope)
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.background import BackgroundTask
 
 from tympan.errors import AudioError
 from tympan.serve.audio import AudioTooLongError, decode, decodes_quickly
@@ -35,6 +37,8 @@ from tympan.server.errors import HTTPError, error_body
 GUARD_HEADER = "X-Tympan-Guard"
 REQUEST_ID_HEADER = "X-Request-Id"  # the client's, else one made here; routes a split
 VERSION_HEADER = "X-Tympan-Version"  # with a split: the version that answered and its role
+
+log = logging.getLogger("tympan.serve")
 
 
 def create_app(service: Service | Fleet) -> FastAPI:
@@ -62,7 +66,10 @@ def create_app(service: Service | Fleet) -> FastAPI:
         request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
         if len(request_id) > 200:
             raise HTTPError(400, f"the {REQUEST_ID_HEADER} header is longer than 200 characters")
-        answer = await service.predict(wave, started, request_id)
+        answer = await service.predict(wave, request_id)
+        latency = time.perf_counter() - started
+        # the metrics, drift windows and serving run after the response is sent, not before
+        after = BackgroundTask(_observed, service, wave, answer, latency)
         version, role = service.answered_by(answer)
         metrics = service.metrics_of(answer)
         verdict = answer.verdict
@@ -83,13 +90,13 @@ def create_app(service: Service | Fleet) -> FastAPI:
                           f"divergence entering at layer {verdict.entry_layer}")
                 return JSONResponse(error_body("GuardRejectedError", reason)
                                     | {"guard": verdict.to_json()}, status_code=422,
-                                    headers=headers)
+                                    headers=headers, background=after)
             if policy == "observe":
                 headers.pop(GUARD_HEADER)
         if role:
             headers[VERSION_HEADER] = f"{version.version} ({role})"
         metrics.answered(200, time.perf_counter() - started)
-        return JSONResponse(body, headers=headers)
+        return JSONResponse(body, headers=headers, background=after)
 
     @app.post("/v1/enroll/{name}", dependencies=allowed)
     async def enroll(name: str, request: Request) -> dict[str, Any]:
@@ -122,6 +129,19 @@ def create_app(service: Service | Fleet) -> FastAPI:
         return Response(data, media_type=content_type)
 
     return app
+
+
+async def _observed(service: Service | Fleet, wave: np.ndarray, answer: Any,
+                    latency: float) -> None:
+    """``service.observe`` on the event loop once the answer is on its way (async: Starlette
+    would send a plain function to a worker thread). The client has its answer by then, so
+    a failure is logged, with the request's audio seconds, rather than raised."""
+    try:
+        service.observe(wave, answer, latency)
+    except Exception:
+        log.exception("recording an answered request (%.2f s of audio) failed: its metrics, "
+                      "drift window or serving-run sample are missing",
+                      len(wave) / service.engine.sample_rate)
 
 
 async def _decode(service: Service | Fleet, data: bytes) -> np.ndarray:

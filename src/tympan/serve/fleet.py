@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -251,8 +250,7 @@ class Fleet:
             return self.lanes[1]
         return self.lanes[0]
 
-    async def predict(self, wave: np.ndarray, started: float,
-                      request_id: str | None = None) -> Routed:
+    async def predict(self, wave: np.ndarray, request_id: str | None = None) -> Routed:
         if self.closing:
             raise ServerClosingError("the server is shutting down; retry on another replica")
         lane = self.lane_for(request_id)
@@ -264,9 +262,13 @@ class Fleet:
                 "retry later") from None
         answer = Routed(served.answer.answer, served.answer.verdict, lane)
         self._measure(lane.metrics, served)
-        observe(lane.metrics, lane.drift, lane.recorder, lane.view.sample_rate, wave, answer,
-                time.perf_counter() - started)
         return answer
+
+    def observe(self, wave: np.ndarray, answer: Routed, latency: float) -> None:
+        """Metrics, drift windows and the serving run of the version that gave ``answer``."""
+        lane = answer.lane or self.lanes[0]
+        observe(lane.metrics, lane.drift, lane.recorder, lane.view.sample_rate, wave, answer,
+                latency)
 
     def receiving(self) -> contextlib.AbstractContextManager[None]:
         """The replicas batch what reaches them and wait ``max_wait_ms`` for more: they do

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from dataclasses import asdict
 from typing import Any
 
@@ -73,13 +72,11 @@ class Service:
         """Around reading and decoding a request: the batcher may wait for it."""
         return self.batcher.receiving()
 
-    async def predict(self, wave: np.ndarray, started: float,
-                      request_id: str | None = None) -> Answer:
-        """The answer to one request (``request_id`` routes nothing here: one version)."""
+    async def predict(self, wave: np.ndarray, request_id: str | None = None) -> Answer:
+        """The answer to one request (``request_id`` routes nothing here: one version);
+        the caller then ``observe``s it."""
         seconds = len(wave) / self.engine.sample_rate
-        answer: Answer = await asyncio.wrap_future(self.batcher.submit(wave, seconds))
-        self.observe(wave, answer, time.perf_counter() - started)
-        return answer
+        return await asyncio.wrap_future(self.batcher.submit(wave, seconds))
 
     async def enroll(self, name: str, waves: list[np.ndarray]) -> dict[str, Any]:
         """Enroll ``name`` from ``waves`` through the recipe's serving hook: the clips are
