@@ -42,6 +42,7 @@ import argparse
 import contextlib
 import json
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -98,21 +99,31 @@ def setup(root: Path, encoder: str) -> tuple[str, str, list[bytes]]:
     return store, "models:/bench/1", clips
 
 
-def serve(store: str, model: str, args: list[str], threads: str = "1"
-          ) -> tuple[subprocess.Popen, str, Path]:
-    log = Path(tempfile.mkdtemp(prefix="tympan-bench-serve-")) / "out.txt"
+@contextlib.contextmanager
+def serving(store: str, model: str, args: list[str], threads: str = "1") -> Iterator[str]:
+    """A ``tympan serve`` process up while the block runs: its URL. Stopped afterwards, and
+    its log's folder removed (the log is printed if it did not start)."""
+    folder = Path(tempfile.mkdtemp(prefix="tympan-bench-serve-"))
+    log = folder / "out.txt"
     threading_args = [] if threads == "default" else ["--threads", threads]
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "tympan.cli.app", "--store", store,
-                                 "serve", model, "--port", "0", *threading_args,
-                                 "--no-record", "--threshold", "0.05", *args],
-                                stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while not (found := re.search(r" at (http://\S+) ", log.read_text())):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"tympan serve did not start:\n{log.read_text()}")
-        time.sleep(0.05)
-    return proc, found.group(1), log
+    try:
+        with open(log, "w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "tympan.cli.app", "--store", store,
+                                     "serve", model, "--port", "0", *threading_args,
+                                     "--no-record", "--threshold", "0.05", *args],
+                                    stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while not (found := re.search(r" at (http://\S+) ", log.read_text())):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"tympan serve did not start:\n{log.read_text()}")
+                time.sleep(0.05)
+            yield found.group(1)
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def post(http: HTTPConnection, clip: bytes) -> tuple[float, bytes]:
@@ -220,15 +231,9 @@ def ratios(results: list[dict], encoder: str) -> list[str]:
 def servers_up(store: str, model: str, configs: dict[str, str], threads: str
                ) -> Iterator[dict[str, str]]:
     """One server per side ({side: configuration name}), all up at once: {side: url}."""
-    servers: dict[str, tuple[subprocess.Popen, str, Path]] = {}
-    try:
-        for side, name in configs.items():
-            servers[side] = serve(store, model, CONFIGS[name], threads)
-        yield {side: url for side, (_proc, url, _log) in servers.items()}
-    finally:
-        for proc, _url, _log in servers.values():
-            proc.terminate()
-            proc.wait(30)
+    with contextlib.ExitStack() as up:
+        yield {side: up.enter_context(serving(store, model, CONFIGS[name], threads))
+               for side, name in configs.items()}
 
 
 def alternating(urls: dict[str, str], clips: list[bytes], clients: int, blocks: int
@@ -358,15 +363,22 @@ def main() -> None:
         parser.error("--measures-only needs --guard-blocks, --guard-pairs or --batch-blocks")
     configs = {name: args for name, args in CONFIGS.items()
                if opts.config is None or name in opts.config}
+    if opts.root:
+        measure(opts, configs, Path(opts.root))
+        return
+    with tempfile.TemporaryDirectory(prefix="tympan-bench-serving-") as root:
+        measure(opts, configs, Path(root))
+
+
+def measure(opts: argparse.Namespace, configs: dict[str, list[str]], root: Path) -> None:
+    """Every measure ``opts`` asks for, the models and corpus set up under ``root``; the rows
+    written to benchmarks/.out."""
     requests = 32 if opts.quick else 128
-    root = Path(opts.root) if opts.root else Path(tempfile.mkdtemp(
-        prefix="tympan-bench-serving-"))
     results = []
     for encoder in opts.encoders.split(","):
         store, model, clips = setup(root, encoder)
         for name, args in ({} if opts.measures_only else configs).items():
-            proc, url, _log = serve(store, model, args, opts.threads)
-            try:
+            with serving(store, model, args, opts.threads) as url:
                 padding = httpx.get(f"{url}/v1/model").json()["padding"]
                 for clients in (1, 4, 16):
                     row = {"encoder": encoder, "config": name, "clients": clients,
@@ -378,9 +390,6 @@ def main() -> None:
                           f"{row['p50_ms']:7.1f} ms | p99 {row['p99_ms']:7.1f} ms | "
                           f"{row['rps']:6.1f} req/s | clients' CPU "
                           f"{row['client_cpu_ms']:.2f} ms/req ({padding})", flush=True)
-            finally:
-                proc.terminate()
-                proc.wait(30)
         if opts.guard_blocks:
             results += guard_cost(encoder, store, model, clips, opts.threads,
                                   opts.guard_blocks)
