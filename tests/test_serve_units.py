@@ -153,3 +153,69 @@ def test_settings_are_checked():
         GuardSettings(min_window=5)
     with pytest.raises(InvalidInputError, match="batch size"):
         Batching(max_size=0)
+
+
+class _Recorded:
+    """What the HTTP face needs of a served model, answering at once; ``observe`` records
+    what it is given, or fails as a full disk would."""
+
+    def __init__(self, fail: bool) -> None:
+        from types import SimpleNamespace
+
+        from tympan.serve.config import ServingConfig
+
+        self.config = ServingConfig(model="models:/m@champion", record=False)
+        self.engine = SimpleNamespace(sample_rate=16000)
+        self.fail, self.observed, self.closing = fail, [], False
+        self._version = SimpleNamespace(model="m", version=1)
+
+    def receiving(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    async def predict(self, wave, request_id=None):
+        from tympan.serve.engine import Answer
+
+        return Answer({"samples": len(wave)}, None)
+
+    def answered_by(self, answer):
+        return self._version, None
+
+    def metrics_of(self, answer):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(answered=lambda status, seconds=None: None)
+
+    def observe(self, wave, answer, latency):
+        if self.fail:
+            raise OSError("No space left on device")
+        self.observed.append((len(wave), answer.answer, latency))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_a_request_is_observed_after_its_answer_and_a_failure_there_is_logged(fail, caplog):
+    """The metrics, drift window and serving-run sample are recorded once the answer is
+    sent, with the latency measured when it was ready; when recording fails the client still
+    has its answer and the log says what is missing."""
+    from fastapi.testclient import TestClient
+
+    from tympan.serve.app import create_app
+
+    service = _Recorded(fail)
+    clip = encode_wav(np.zeros(8000, np.float32), 16000)
+    with TestClient(create_app(service)) as client, caplog.at_level("ERROR", "tympan.serve"):
+        response = client.post("/v1/predict", content=clip,
+                               headers={"Content-Type": "audio/wav"})
+    assert response.status_code == 200 and response.json()["answer"] == {"samples": 8000}
+    if fail:
+        assert not service.observed
+        assert "recording an answered request (0.50 s of audio) failed" in caplog.text
+        assert "No space left on device" in caplog.text
+    else:
+        ((samples, answer, latency),) = service.observed
+        assert samples == 8000 and answer == {"samples": 8000}
+        assert 0 < latency <= response.json()["latency_ms"] / 1000
