@@ -4,6 +4,8 @@ padded batches, through ``Profile.score`` and through the waveform ``Scorer``.""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -283,6 +285,28 @@ def test_a_tap_wraps_forward_and_leaves_the_module_as_it_found_it() -> None:
     tap = Tap(model.conv, lambda _output: calls.append("ours"))
     tap.remove()  # nobody wrapped after us: the wrapper set before is back
     assert model.conv.forward is before
+
+
+def test_a_torchscript_layer_is_refused_by_name_and_the_model_is_left_as_it_was() -> None:
+    """A scripted submodule takes no hooks and its forward cannot be wrapped: watching it is
+    refused up front, naming it and what to do, for the capture and the training probe alike
+    (torch's own error came from deep inside the capture), and nothing is left wrapped."""
+    from tympan.probe import attach
+    from tympan.probe.features import FeatureCapture
+
+    model = ConvProj().eval()
+    with warnings.catch_warnings():  # (deprecated in torch 2.13, still in older checkpoints)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.conv = torch.jit.script(model.conv)
+    for watch in (lambda: FeatureCapture(model, ["proj", "conv"], padding="batch"),
+                  lambda: attach(model, layers=["conv"])):
+        with pytest.raises(InvalidInputError, match=r"cannot watch 'conv': a TorchScript "
+                                                    r"module .* before scripting it"):
+            watch()
+    assert "forward" not in vars(model.proj)
+    with FeatureCapture(model, ["proj"], padding="batch") as capture:  # eager layers still
+        _, feats = capture.forward((torch.randn(1, 9, 6), torch.tensor([9])))
+    assert feats["proj"].shape == (1, 14)
 
 
 def test_the_output_head_scores_follow_their_definitions(crops) -> None:

@@ -246,15 +246,11 @@ class Tap:
     Python call. The module's ``forward`` is wrapped by an instance attribute over its class's
     method (as accelerate's hooks do); ``remove`` takes it away again, or, when someone
     wrapped ``forward`` after us, leaves a wrapper that only passes calls on. A TorchScript
-    module, whose attributes cannot be set, gets a forward hook.
+    module takes neither (``resolve_layers`` refuses one).
     """
 
     def __init__(self, module: nn.Module, fn: Any) -> None:
         self.module, self.active = module, True
-        if isinstance(module, torch.jit.ScriptModule):
-            self._handle = module.register_forward_hook(lambda _m, _i, output: fn(output))
-            return
-        self._handle = None
         self._before = module.__dict__.get("forward")  # someone's wrapper, or None
         forward = module.forward
 
@@ -269,9 +265,7 @@ class Tap:
 
     def remove(self) -> None:
         self.active = False
-        if self._handle is not None:
-            self._handle.remove()
-        elif self.module.__dict__.get("forward") is self._watched:
+        if self.module.__dict__.get("forward") is self._watched:
             if self._before is None:
                 del self.module.forward
             else:

@@ -54,6 +54,12 @@ def resolve_layers(model: nn.Module, layers: str | list[str]) -> dict[str, nn.Mo
         known = ", ".join(auto_layers(model))
         raise InvalidInputError(f"no module named {', '.join(map(repr, unknown))} in the "
                                 f"model (its blocks: {known})")
+    scripted = [n for n in names if isinstance(modules[n], torch.jit.ScriptModule)]
+    if scripted:  # torch refuses hooks on them, and their forward cannot be replaced
+        raise InvalidInputError(
+            f"cannot watch {', '.join(map(repr, scripted))}: a TorchScript module "
+            f"(torch.jit.script) takes no hooks; name eager (nn.Module) layers, or probe the "
+            f"model before scripting it")
     return {n: modules[n] for n in names}
 
 
