@@ -26,11 +26,14 @@ report, shown on its card; the graph is the artifact ``model.onnx`` of an export
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
+import logging
 import math
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,8 +207,11 @@ def _export(name: str, wrapped: Any, example: tuple[Any, ...], n_out: int) -> by
     import torch
 
     names = [f"output{i}" for i in range(n_out)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters' deprecation and tracer warnings
+    # the exporters' deprecation and tracer warnings; and the dynamo exporter's log line per
+    # torchvision op it cannot register (torchvision is not installed: no audio model has one)
+    ops = logging.getLogger("torch.onnx._internal.exporter._registration")
+    with warnings.catch_warnings(), _level(ops, logging.ERROR):
+        warnings.simplefilter("ignore")
         if name == "dynamo":
             batch, frames = torch.export.Dim("batch"), torch.export.Dim("time", min=2)
             program = torch.onnx.export(wrapped, example, dynamo=True, verbose=False,
@@ -218,6 +224,16 @@ def _export(name: str, wrapped: Any, example: tuple[Any, ...], n_out: int) -> by
         torch.onnx.export(wrapped, example, buffer, dynamo=False, input_names=["x", "lengths"],
                           output_names=names, dynamic_axes=axes)
         return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _level(logger: logging.Logger, level: int) -> Iterator[None]:
+    before = logger.level
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)
 
 
 def _n_outputs(loaded: Any, clips: list[np.ndarray]) -> int:
