@@ -264,9 +264,9 @@ class Fleet:
         self._measure(lane.metrics, served)
         return answer
 
-    def observe(self, wave: np.ndarray, answer: Routed, latency: float) -> None:
+    def observe(self, wave: np.ndarray, answer: Answer, latency: float) -> None:
         """Metrics, drift windows and the serving run of the version that gave ``answer``."""
-        lane = answer.lane or self.lanes[0]
+        lane = self._lane_of(answer)
         observe(lane.metrics, lane.drift, lane.recorder, lane.view.sample_rate, wave, answer,
                 latency)
 
@@ -283,13 +283,16 @@ class Fleet:
 
     def answered_by(self, answer: Answer) -> tuple[Any, str | None]:
         """The version that gave ``answer``, and its role when traffic is split."""
-        lane = answer.lane if isinstance(answer, Routed) and answer.lane else self.lanes[0]
+        lane = self._lane_of(answer)
         return lane.view.version, lane.role if self.split is not None else None
 
     def metrics_of(self, answer: Answer) -> VersionMetrics:
         """The metrics of the version that gave ``answer``."""
-        lane = answer.lane if isinstance(answer, Routed) and answer.lane else self.lanes[0]
-        return lane.metrics
+        return self._lane_of(answer).metrics
+
+    def _lane_of(self, answer: Answer) -> Lane:
+        """The lane that gave ``answer`` (the champion's for an answer that does not say)."""
+        return answer.lane if isinstance(answer, Routed) and answer.lane else self.lanes[0]
 
     @staticmethod
     def _measure(metrics: VersionMetrics, served: Served) -> None:
