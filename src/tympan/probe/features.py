@@ -323,15 +323,11 @@ class FeatureCapture:
         where = (take, slots, channel_dim(module))
 
         def seen(output: Any) -> None:
-            if self._deferring and type(output) is torch.Tensor:  # a lone request's usual case
-                pending.append((where, output, output._version))  # (checked in ``_kept``)
-                return
-            tensor = output_tensor(output)
-            if tensor is None:
-                return
-            if self._deferring:
-                pending.append((where, tensor, tensor._version))
-            else:
+            if self._deferring:  # a plain tensor as it is (``_kept`` and the pooling check it)
+                tensor = output if type(output) is torch.Tensor else output_tensor(output)
+                if tensor is not None:
+                    pending.append((where, tensor, tensor._version))
+            elif (tensor := output_tensor(output)) is not None:
                 take(tensor)
 
         return seen
