@@ -219,3 +219,20 @@ def test_a_request_is_observed_after_its_answer_and_a_failure_there_is_logged(fa
         ((samples, answer, latency),) = service.observed
         assert samples == 8000 and answer == {"samples": 8000}
         assert 0 < latency <= response.json()["latency_ms"] / 1000
+
+
+def test_an_answer_renders_a_verdict_as_its_to_json_says():
+    import json
+
+    from tympan.probe.scorer import Verdict
+    from tympan.serve.app import Rendered
+
+    verdict = Verdict(float("inf"), 0.0322, True, 0.05,
+                      {"encoder.0": 1.25, "encoder.1": float("nan"), "output": -0.5},
+                      "encoder.1", {"energy": -3.5, "msp": float("-inf"), "blank_ratio": 0.75})
+    body = {"answer": {"transcript": "four one"}, "guard": verdict,
+            "audio_seconds": np.float32(1.5), "scores": np.arange(3.0)}
+    got = json.loads(Rendered(body).body)
+    assert got["guard"] == verdict.to_json()
+    assert got["guard"]["score"] is None and got["guard"]["z"]["encoder.1"] is None
+    assert got["audio_seconds"] == 1.5 and got["scores"] == [0.0, 1.0, 2.0]
