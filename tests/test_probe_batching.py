@@ -176,6 +176,27 @@ def test_pooling_is_each_channels_mean_and_std_over_the_valid_frames() -> None:
             np.testing.assert_allclose(feats[name][i], expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("rows", [1, 2])
+def test_the_users_own_model_calls_between_passes_are_none_of_the_captures(rows) -> None:
+    """The taps act only in the capture's own passes. The model called directly while the
+    capture is attached (the user's own batch of 4) used to be taken as part of the last
+    pass: after a lone input's pass its outputs were kept until the next pass, which pooled
+    them as its own and refused them as not batch-first; after a batch's pass the call itself
+    was refused so."""
+    from tympan.probe.features import FeatureCapture
+    torch.manual_seed(0)
+    model = ConvProj().eval()
+    with FeatureCapture(model, ["conv", "proj"], padding="batch") as capture, torch.no_grad():
+        x = torch.randn(rows, 9, 6)
+        _, first = capture.forward((x, torch.tensor([9] * rows)))
+        for _ in range(3):
+            model(torch.randn(4, 12, 6), torch.tensor([12] * 4))
+        assert capture._pending == []
+        _, again = capture.forward((x, torch.tensor([9] * rows)))
+    for name in ("conv", "proj"):
+        np.testing.assert_array_equal(again[name], first[name])
+
+
 @pytest.mark.parametrize("in_place", [False, True])
 def test_a_lone_inputs_outputs_pooled_after_the_pass_are_what_each_module_made(in_place) -> None:
     """A lone input's watched outputs are kept to the end of the forward pass and pooled then

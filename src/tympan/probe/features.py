@@ -310,6 +310,9 @@ class FeatureCapture:
         # returns from then on (``_defer``).
         self._defer = True
         self._deferring = False
+        # the taps act only in a pass of the capture's: the model called outside one (the
+        # user's own batch, with the capture attached) is none of theirs
+        self._passing = False
         self._pending: list[tuple[Any, torch.Tensor, int]] = []
         self._batch: tuple[torch.Tensor | None, int, int] = (None, 0, 0)
         self._taps = [Tap(module, self._on_output(name, module))
@@ -327,7 +330,7 @@ class FeatureCapture:
                 tensor = output if type(output) is torch.Tensor else output_tensor(output)
                 if tensor is not None:
                     pending.append((where, tensor, tensor._version))
-            elif (tensor := output_tensor(output)) is not None:
+            elif self._passing and (tensor := output_tensor(output)) is not None:
                 take(tensor)
 
         return seen
@@ -426,6 +429,7 @@ class FeatureCapture:
         # version counters: none in inference mode; a second pass: not in training mode
         self._deferring = (self._defer and x.shape[0] == 1 and not self.model.training
                            and not torch.is_inference_mode_enabled())
+        self._passing = True
         try:
             # (on the CPU, no .to(): a call that does nothing there costs microseconds)
             if param is not None and not (param.is_cpu and x.is_cpu):
@@ -447,6 +451,7 @@ class FeatureCapture:
         finally:
             self._feats.clear()
             self._pending.clear()
+            self._deferring = self._passing = False
         wanted = self.names + ([OUTPUT_KEY] if self.head is not None else [])
         missing = [n for n in wanted if n not in feats]
         if missing:
