@@ -43,10 +43,9 @@ log = logging.getLogger("tympan.serve")
 
 
 class Rendered(JSONResponse):
-    """An answer rendered by orjson: a verdict's dozen floats took json.dumps about 20 us (40
-    with the caches a forward pass leaves), on every request; orjson takes 2 and renders the
-    ``Verdict`` dataclass as it stands, its non-finite numbers as null, as
-    ``Verdict.to_json`` writes them."""
+    """An answer rendered by orjson: json.dumps took about 20 us a guarded answer (a verdict's
+    dozen floats), on every request; orjson takes 2 and renders the ``Verdict`` dataclass as
+    it stands, its non-finite numbers as null, as ``Verdict.to_json`` writes them."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
