@@ -44,6 +44,31 @@ def test_run_page_audio_step_comes_back_on_reload(page, lab) -> None:
     assert "what is the weather like tomorrow" in css(driver, ".audio-key")[0].text
 
 
+def test_a_clip_let_go_while_it_loads_fails_no_load(page, lab) -> None:
+    """A clip's view destroyed (the step slider moved on) just as its audio starts reading
+    the blob: the element lets go of the blob before it is revoked, so no load fails in the
+    console (the page fixture asserts none did; the revoke used to fail the load)."""
+    _, ids = lab
+    run = ids["asr"][("conformer", 1)]
+    driver = page(f"/runs/{run}?tab=audio", ".audio-key .audio-view")
+    failed = driver.execute_async_script("""
+      const [run, sample, done] = arguments;
+      import('/static/js/audio.js').then(async ({ AudioView }) => {
+        const views = [];
+        for (let i = 0; i < 5; i++) {
+          const view = new AudioView(run, sample);
+          await view.loaded;
+          view.destroy();  // as the audio element starts on the blob
+          views.push(view);
+        }
+        setTimeout(() => done(views.filter((v) => v.root.classList.contains('failed')).length),
+                   500);
+      });
+    """, run, driver.execute_script(
+        "return document.querySelector('.audio-key .audio-view').view.sample"))
+    assert failed == 0
+
+
 def test_compare_audio_step_and_ab_choice_come_back_on_reload(page, lab) -> None:
     _, ids = lab
     runs = [ids["asr"][("gru", 1)], ids["asr"][("conformer", 1)], ids["asr"][("gru", 2)]]

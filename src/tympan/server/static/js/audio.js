@@ -203,6 +203,10 @@ export class AudioView {
     this.resizer.disconnect();
     this.audio.pause();
     cancelAnimationFrame(this.frame);
+    // The element lets go of the blob before it is revoked: revoked under a load still
+    // reading it (preload), the load failed and the console said so.
+    this.audio.removeAttribute("src");
+    this.audio.load();
     if (this.objectUrl) URL.revokeObjectURL(this.objectUrl);
   }
 }
