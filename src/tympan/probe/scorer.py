@@ -40,11 +40,10 @@ class Verdict:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-able, non-finite numbers as None."""
-        finite = math.isfinite  # (inline, not a function per number: every answer pays this)
         return {"score": _finite(self.score), "p_value": self.p_value, "flagged": self.flagged,
                 "alpha": self.alpha, "entry_layer": self.entry_layer,
-                "z": {k: v if finite(v) else None for k, v in self.z.items()},
-                "outputs": {k: v if finite(v) else None for k, v in self.outputs.items()}}
+                "z": {k: _finite(v) for k, v in self.z.items()},
+                "outputs": {k: _finite(v) for k, v in self.outputs.items()}}
 
 
 def verdicts(report: AnomalyReport | CombinedReport) -> list[Verdict]:
@@ -174,6 +173,6 @@ def _as_waves(waves: Any, lengths: Any) -> list[np.ndarray]:
 
 
 def _finite(value: float) -> float | None:
-    # math, not numpy: a verdict's fields are Python floats, and every answer's JSON pays
-    # this for each stage (np.isfinite on a float goes through the ufunc machinery, 20x)
+    # math, not numpy: a verdict's fields are Python floats (np.isfinite on a float goes
+    # through the ufunc machinery, 20x)
     return value if math.isfinite(value) else None
