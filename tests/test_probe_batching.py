@@ -446,4 +446,4 @@ def test_a_lone_inputs_kept_outputs_score_as_its_features_do(name, crops) -> Non
     arrays = list(kept.arrays)
     arrays[1] = np.ascontiguousarray(np.concatenate([arrays[1]] * 2, axis=2 - kept.inner[1]))
     with pytest.raises(InvalidInputError, match=f"layer '{layers[1]}' has .* channels but"):
-        profile.combine_kept(Kept(kept.names, kept.head, tuple(arrays), kept.inner), 0.1)
+        profile.combine_kept(Kept.of_arrays(kept.names, kept.head, arrays, kept.inner), 0.1)

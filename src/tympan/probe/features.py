@@ -212,20 +212,51 @@ def output_scores(logits: torch.Tensor | np.ndarray, lengths: torch.Tensor | Non
 @dataclass(slots=True)  # not frozen: made on every request the serving guard scores
 class Kept:
     """A lone input's watched outputs as its forward pass made them, not yet pooled
-    (``FeatureCapture.forward(kept=True)``): ``arrays`` holds each of ``names`` in order, then
-    the ``head``'s logits, C-contiguous float32, each (batch, channels, time) where its
-    ``inner`` is 1 (time is the inner axis), else (batch, time, channels). Every frame is
-    valid. ``features()`` pools them as the capture would have."""
+    (``FeatureCapture.forward(kept=True)``): one ``kernel.Place`` for each of ``names`` in
+    order, then one for the ``head``'s logits, each a float32 (batch, outer, inner) block of
+    memory, channels then time where its time-inner flag is 1, else time then channels, and
+    beside each the tensor or array that owns that memory (``held``: alive while this is).
+    Every frame is valid. ``features()`` pools them as the capture would have."""
 
     names: tuple[str, ...]
     head: OutputHead | None
-    arrays: tuple[np.ndarray, ...]
-    inner: tuple[int, ...]
+    held: tuple[Any, ...]
+    places: tuple[kernel.Place, ...]
+
+    @classmethod
+    def of_arrays(cls, names: Sequence[str], head: OutputHead | None,
+                  arrays: Sequence[np.ndarray], inner: Sequence[int]) -> Kept:
+        """``Kept`` of C-contiguous float32 arrays, (batch, channels, time) where ``inner``
+        is 1, else (batch, time, channels)."""
+        for a in arrays:
+            if a.dtype != np.float32 or a.ndim != 3 or not a.flags.c_contiguous:
+                raise InvalidInputError(f"kept outputs must be C-contiguous float32 (batch, "
+                                        f"outer, inner) arrays, got {a.dtype} {a.shape}")
+        return cls(tuple(names), head, tuple(arrays),
+                   tuple((a.ctypes.data, *a.shape, int(i)) for a, i in zip(arrays, inner,
+                                                                           strict=True)))
+
+    @property
+    def inner(self) -> tuple[int, ...]:
+        return tuple(place[4] for place in self.places)
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Each place as a read-only (batch, outer, inner) array over its owner's memory."""
+        return tuple(map(self.array, range(len(self.places))))
+
+    def array(self, i: int) -> np.ndarray:
+        owner = self.held[i]
+        a = owner.numpy() if isinstance(owner, torch.Tensor) else owner  # (same address)
+        _, b, outer, inner, _ = self.places[i]
+        return np.lib.stride_tricks.as_strided(a, (b, outer, inner),
+                                               (4 * outer * inner, 4 * inner, 4),
+                                               writeable=False)
 
     def btc(self, i: int) -> np.ndarray:
-        """The ``i``-th array seen as (batch, time, channels)."""
-        a = self.arrays[i]
-        return a.transpose(0, 2, 1) if self.inner[i] else a
+        """The ``i``-th output seen as (batch, time, channels)."""
+        a = self.array(i)
+        return a.transpose(0, 2, 1) if self.places[i][4] else a
 
     def features(self) -> dict[str, np.ndarray]:
         feats = {}
@@ -236,6 +267,29 @@ class Kept:
             logits = self.btc(len(self.names))
             feats[OUTPUT_KEY] = output_scores(logits, None, logits.shape[1], self.head.blank)
         return feats
+
+
+def _place(tensor: torch.Tensor, dim: int) -> kernel.Place | None:
+    """Where a float32 CPU output whose channels are on ``dim`` lies (``kernel.Place``) when
+    its memory is laid out as channels then time or time then channels per input; else None.
+    (A size-1 axis may have any stride.) A (batch, channels) output has one frame."""
+    shape, strides = tensor.shape, tensor.stride()
+    if len(shape) == 3:
+        if dim == 1:
+            (b, c, t), (sb, sc, st) = shape, strides
+        else:
+            (b, t, c), (sb, st, sc) = shape, strides
+    elif len(shape) == 2:
+        (b, c), (sb, sc), t, st = shape, strides, 1, 0
+    else:
+        return None
+    if b == 0 or c == 0 or t == 0 or not (sb == c * t or b == 1):
+        return None
+    if (st == 1 or t == 1) and (sc == t or c == 1):
+        return tensor.data_ptr(), b, c, t, 1
+    if (sc == 1 or c == 1) and (st == c or t == 1):
+        return tensor.data_ptr(), b, t, c, 0
+    return None
 
 
 class Tap:
@@ -360,23 +414,24 @@ class FeatureCapture:
 
     def _kept(self) -> Kept | None:
         """The pass's kept outputs as ``Kept``, or None when one is not a float32 CPU
-        (batch, time, channels) or (batch, channels) tensor."""
-        slots: list[Any] = [None] * (len(self.names) + (self.head is not None))
-        inner = [0] * len(slots)
+        (batch, time, channels) or (batch, channels) tensor (one laid out otherwise in memory
+        is copied)."""
+        held: list[Any] = [None] * (len(self.names) + (self.head is not None))
+        places: list[Any] = [None] * len(held)
         for (_, at, dim), tensor, _ in self._pending:
             if tensor.dtype is not torch.float32 or not tensor.is_cpu:
                 return None
-            if tensor.ndim == 3 and tensor.is_contiguous():  # as the kernel reads it, as is
-                a, time_inner = tensor.numpy(), int(dim == 1)  # (channels first: time inner)
-            elif tensor.ndim == 2 or tensor.ndim == 3:
-                a, time_inner = kernel.in_order(as_batch_time_channels(tensor.numpy(), dim))
-            else:
-                return None
+            owner, place = tensor, _place(tensor, dim)
+            if place is None:
+                if tensor.ndim not in (2, 3) or 0 in tensor.shape:
+                    return None
+                owner, inner = kernel.in_order(as_batch_time_channels(tensor.numpy(), dim))
+                place = (owner.ctypes.data, *owner.shape, inner)
             for slot in at:
-                slots[slot], inner[slot] = a, time_inner
-        if not all(map(operator.is_not, slots, itertools.repeat(None))):  # (no frames)
+                held[slot], places[slot] = owner, place
+        if not all(map(operator.is_not, held, itertools.repeat(None))):  # (no frames)
             return None
-        return Kept(self._names, self.head, tuple(slots), tuple(inner))
+        return Kept(self._names, self.head, tuple(held), tuple(places))
 
     def __enter__(self) -> FeatureCapture:
         return self

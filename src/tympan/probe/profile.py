@@ -308,9 +308,12 @@ class Profile:
             raise InvalidInputError(f"these outputs are of layers {list(kept.names)} and head "
                                     f"{kept.head}, the profile's of {self.layer_names} and "
                                     f"{head}")
-        blank = -1 if head is None else check_blank(
-            head.blank, kept.arrays[-1].shape[1 if kept.inner[-1] else 2])
-        rows = self._scoring.pool_and_score(kept.arrays, kept.inner, blank)
+        if head is not None:
+            _, _, outer, inner, time_inner = kept.places[-1]
+            blank = check_blank(head.blank, outer if time_inner else inner)
+        else:
+            blank = -1
+        rows = self._scoring.pool_and_score(kept.places, blank)
         return None if rows is None else (rows, self._scoring.columns)
 
     def _scored(self, feats: Mapping[str, np.ndarray], alpha: float
