@@ -277,6 +277,83 @@ def test_a_lone_inputs_kept_outputs_pool_as_the_capture_would_in_every_layout() 
         capture.forward((x, lengths), kept=True)
 
 
+CASES = ("channels first", "channels last", "channels first seen last",
+         "one frame, any stride", "one input of a batch", "rows", "every other frame",
+         "two inputs of four", "every other row")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_kept_output_is_read_where_it_lies_only_when_its_memory_says_so(case: str) -> None:
+    """The guard reads a lone input's outputs by address (``_place``): only a layout whose
+    strides say channels-then-time or time-then-channels per input gets a place, and what is
+    read there is the output itself; any other view gets none (``_kept`` copies it)."""
+    from tympan.probe.features import Kept, _place
+
+    base = torch.randn(4, 7, 5)  # (batch, channels, time)
+    tensor, dim, readable = {
+        "channels first": (base[:1], 1, True),
+        "channels last": (base[:1].transpose(1, 2).contiguous(), -1, True),
+        "channels first seen last": (base[:1].transpose(1, 2), -1, True),
+        "one frame, any stride": (torch.randn(1, 7).as_strided((1, 1, 7), (7, 99, 1)), -1,
+                                  True),
+        "one input of a batch": (base[2:3], 1, True),
+        "rows": (base[1, :, 0].contiguous().reshape(1, 7), -1, True),
+        "every other frame": (base[:1, :, ::2], 1, False),
+        "two inputs of four": (base[::2], 1, False),
+        "every other row": (base[1, :, 0].reshape(1, 7), -1, False),
+    }[case]
+    place = _place(tensor, dim)
+    if not readable:
+        assert place is None
+        return
+    assert place is not None and place[1] == tensor.shape[0]
+    kept = Kept(("x",), None, (tensor,), (place,))
+    assert kept.array(0).ctypes.data == tensor.data_ptr()  # the tensor's own memory
+    btc = tensor.transpose(1, 2) if dim == 1 else tensor  # (batch, time, channels)
+    np.testing.assert_array_equal(kept.btc(0),
+                                  btc.numpy() if btc.dim() == 3 else btc[:, None].numpy())
+
+
+class TimeFirst(nn.Module):
+    """Hands its input on time-first, (time, batch, channels), as a seq-first layer does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(0, 1).contiguous()
+
+
+def test_a_lone_inputs_output_that_is_not_batch_first_is_refused_by_name() -> None:
+    """A (time, 1, channels) output of a lone input is one contiguous block that reads as
+    a batch of ``time`` inputs: the guard's kept path must not read it so (past the batch's
+    memory), and the pooling refuses it by name."""
+    from tympan.probe.features import FeatureCapture
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj, self.seq = nn.Linear(6, 4), TimeFirst()
+
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+            return self.seq(self.proj(x)).transpose(0, 1)
+
+    model = Model().eval()
+    with FeatureCapture(model, ["proj", "seq"], padding="batch") as capture, \
+            pytest.raises(InvalidInputError, match="'seq' put out 9 rows for a batch of 1"):
+        capture.forward((torch.randn(1, 9, 6), torch.tensor([9])), kept=True)
+
+
+def test_kept_of_arrays_takes_only_what_the_kernel_reads() -> None:
+    from tympan.probe.features import Kept
+
+    good = np.zeros((1, 4, 6), np.float32)
+    kept = Kept.of_arrays(["a"], None, [good], [1])
+    assert kept.inner == (1,) and kept.array(0).shape == (1, 4, 6)
+    for bad in (good[:, :, ::2], good.astype(np.float64), good[0]):
+        with pytest.raises(InvalidInputError, match="C-contiguous float32"):
+            Kept.of_arrays(["a"], None, [bad], [1])
+    with pytest.raises(InvalidInputError, match="of one batch"):
+        Kept.of_arrays(["a", "b"], None, [good, np.zeros((2, 4, 6), np.float32)], [1, 1])
+
+
 def test_a_tap_wraps_forward_and_leaves_the_module_as_it_found_it() -> None:
     """The capture wraps each watched module's forward (a forward hook would send every call
     through torch's slow path); leaving it restores the module, and a wrapper someone set

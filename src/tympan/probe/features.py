@@ -229,9 +229,11 @@ class Kept:
         """``Kept`` of C-contiguous float32 arrays, (batch, channels, time) where ``inner``
         is 1, else (batch, time, channels)."""
         for a in arrays:
-            if a.dtype != np.float32 or a.ndim != 3 or not a.flags.c_contiguous:
+            if a.dtype != np.float32 or a.ndim != 3 or not a.flags.c_contiguous or \
+                    a.shape[0] != arrays[0].shape[0]:
                 raise InvalidInputError(f"kept outputs must be C-contiguous float32 (batch, "
-                                        f"outer, inner) arrays, got {a.dtype} {a.shape}")
+                                        f"outer, inner) arrays of one batch, got {a.dtype} "
+                                        f"{a.shape}")
         return cls(tuple(names), head, tuple(arrays),
                    tuple((a.ctypes.data, *a.shape, int(i)) for a, i in zip(arrays, inner,
                                                                            strict=True)))
@@ -418,6 +420,7 @@ class FeatureCapture:
         is copied)."""
         held: list[Any] = [None] * (len(self.names) + (self.head is not None))
         places: list[Any] = [None] * len(held)
+        rows = self._batch[2]
         for (_, at, dim), tensor, _ in self._pending:
             if tensor.dtype is not torch.float32 or not tensor.is_cpu:
                 return None
@@ -427,6 +430,8 @@ class FeatureCapture:
                     return None
                 owner, inner = kernel.in_order(as_batch_time_channels(tensor.numpy(), dim))
                 place = (owner.ctypes.data, *owner.shape, inner)
+            if place[1] != rows:  # not batch-first: the pooling's way refuses it by name
+                return None
             for slot in at:
                 held[slot], places[slot] = owner, place
         if not all(map(operator.is_not, held, itertools.repeat(None))):  # (no frames)
