@@ -163,6 +163,10 @@ def test_guard_flags_shifted_audio_and_passes_clean_held_out_audio(served):
     count = _metric(text, "tympan_serve_batch_size_count")
     total = _metric(text, "tympan_serve_batch_size_sum")
     assert total > count, "no batch held more than one request"
+    # the guard's scoring time, one observation a batch (recorded once its answers are out)
+    assert _metric(text, "tympan_serve_guard_seconds_count") == count
+    assert 0 < _metric(text, "tympan_serve_guard_seconds_sum") < _metric(
+        text, "tympan_serve_batch_seconds_sum")
     assert _metric(text, "tympan_serve_guard_flagged_total") >= 18
     assert _metric(text, "tympan_serve_requests_total", status="200") >= 40
     assert _metric(text, "tympan_serve_traffic_share") == 1

@@ -28,10 +28,14 @@ class Guard:
     """A probe profile ready to score a model's layer features at ``threshold``."""
 
     def __init__(self, profile: Any, threshold: float, source: str) -> None:
+        from tympan.probe.scorer import kept_verdicts, verdicts
+
         profile.check_alpha(threshold)  # a threshold under the p-value floor flags nothing
         self.profile = profile
         self.threshold = threshold
         self.source = source  # the run or file the profile came from
+        # (held, not imported per request: an import statement costs microseconds cold)
+        self._verdicts, self._kept_verdicts = verdicts, kept_verdicts
 
     @classmethod
     def for_run(cls, run_id: str, threshold: float, *, profile: str | None = None,
@@ -97,11 +101,9 @@ class Guard:
     def judge(self, feats: Mapping[str, np.ndarray] | Kept) -> list[Any]:
         """One ``tympan.probe.scorer.Verdict`` per input of the pooled features, or of a lone
         input's unpooled outputs (``Kept``)."""
-        from tympan.probe.scorer import kept_verdicts, verdicts
-
         if isinstance(feats, dict):
-            return verdicts(self.profile.combine_features(feats, alpha=self.threshold))
-        return kept_verdicts(self.profile, feats, self.threshold)
+            return self._verdicts(self.profile.combine_features(feats, alpha=self.threshold))
+        return self._kept_verdicts(self.profile, feats, self.threshold)
 
 
 class Capture:

@@ -60,13 +60,14 @@ class Service:
         return self.batcher.alive and not self.closing
 
     def _handle(self, waves: list[np.ndarray]) -> list[Answer]:
-        answers = self.engine.answer(waves)
-        if self.engine.guard is not None:
-            self.served.guard_seconds.observe(self.engine.guard_seconds)
-        return answers
+        return self.engine.answer(waves)
 
     def _batched(self, stats: BatchStats) -> None:
+        """A batch's metrics, once its answers are on their way (the batch worker calls this
+        after it hands them over, before it runs the next batch)."""
         self.served.batch(stats)
+        if self.engine.guard is not None:
+            self.served.guard_seconds.observe(self.engine.guard_seconds)
 
     def receiving(self) -> contextlib.AbstractContextManager[None]:
         """Around reading and decoding a request: the batcher may wait for it."""
