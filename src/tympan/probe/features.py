@@ -235,8 +235,7 @@ class Kept:
                                         f"outer, inner) arrays of one batch, got {a.dtype} "
                                         f"{a.shape}")
         return cls(tuple(names), head, tuple(arrays),
-                   tuple((a.ctypes.data, *a.shape, int(i)) for a, i in zip(arrays, inner,
-                                                                           strict=True)))
+                   tuple(_array_place(a, i) for a, i in zip(arrays, inner, strict=True)))
 
     @property
     def inner(self) -> tuple[int, ...]:
@@ -269,6 +268,11 @@ class Kept:
             logits = self.btc(len(self.names))
             feats[OUTPUT_KEY] = output_scores(logits, None, logits.shape[1], self.head.blank)
         return feats
+
+
+def _array_place(a: np.ndarray, time_inner: int) -> kernel.Place:
+    """Where a C-contiguous float32 (batch, outer, inner) array lies."""
+    return a.ctypes.data, *a.shape, int(time_inner)
 
 
 def _place(tensor: torch.Tensor, dim: int) -> kernel.Place | None:
@@ -429,7 +433,7 @@ class FeatureCapture:
                 if tensor.ndim not in (2, 3) or 0 in tensor.shape:
                     return None
                 owner, inner = kernel.in_order(as_batch_time_channels(tensor.numpy(), dim))
-                place = (owner.ctypes.data, *owner.shape, inner)
+                place = _array_place(owner, inner)
             if place[1] != rows:  # not batch-first: the pooling's way refuses it by name
                 return None
             for slot in at:

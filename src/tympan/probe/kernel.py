@@ -163,8 +163,8 @@ class Scoring:
         wrong, got = _pool_and_score(places, blank, len(self._outputs) > 0, self._layout,
                                      self._params, self._z, self._outputs, self._calibration)
         if wrong >= 0:
-            lay, (_, _, outer, inner, time_inner) = self.layers[wrong], places[wrong]
-            raise InvalidInputError(f"layer {lay.name!r} has {outer if time_inner else inner} "
+            lay = self.layers[wrong]
+            raise InvalidInputError(f"layer {lay.name!r} has {place_channels(places[wrong])} "
                                     f"channels but {lay.channels} in the profile: another "
                                     f"architecture")
         return got  # (one array back: each array a compiled call returns costs a microsecond)
@@ -231,6 +231,12 @@ def _score(x, raw, dist, layout, params, zstat, outs, cal, measure):  # pragma: 
 Place = tuple[int, int, int, int, int]
 """Where a float32 (batch, outer, inner) C-ordered layer output lies: its address, the three
 sizes, and 1 when time is the inner axis (channels outer), 0 when the channels are."""
+
+
+def place_channels(place: Place) -> int:
+    """How many channels the output at ``place`` has (``_pool_and_score`` reads it so)."""
+    _, _, outer, inner, time_inner = place
+    return outer if time_inner else inner
 
 
 @intrinsic

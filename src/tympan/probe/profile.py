@@ -53,7 +53,7 @@ from tympan.probe.features import (
     collect,
     require_finite,
 )
-from tympan.probe.kernel import RowColumns, Scored, Scoring
+from tympan.probe.kernel import RowColumns, Scored, Scoring, place_channels
 from tympan.probe.pvalues import holm, step_down_min_p
 from tympan.records.probe import PROFILE
 
@@ -308,11 +308,8 @@ class Profile:
             raise InvalidInputError(f"these outputs are of layers {list(kept.names)} and head "
                                     f"{kept.head}, the profile's of {self.layer_names} and "
                                     f"{head}")
-        if head is not None:
-            _, _, outer, inner, time_inner = kept.places[-1]
-            blank = check_blank(head.blank, outer if time_inner else inner)
-        else:
-            blank = -1
+        blank = -1 if head is None else check_blank(head.blank,
+                                                    place_channels(kept.places[-1]))
         rows = self._scoring.pool_and_score(kept.places, blank)
         return None if rows is None else (rows, self._scoring.columns)
 

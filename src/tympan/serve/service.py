@@ -37,7 +37,7 @@ class Service:
             self.recorder = ServingRun(version, self.settings(), store=config.store,
                                        sample_rate=guard.sample_rate, seed=config.seed)
         self.card: dict[str, Any] | None = None
-        self.batcher = Batcher(self._handle, config.batching, self._batched, arrivals=True)
+        self.batcher = Batcher(engine.answer, config.batching, self._batched, arrivals=True)
         self.closing = False
 
     @classmethod
@@ -58,9 +58,6 @@ class Service:
     @property
     def ready(self) -> bool:
         return self.batcher.alive and not self.closing
-
-    def _handle(self, waves: list[np.ndarray]) -> list[Answer]:
-        return self.engine.answer(waves)
 
     def _batched(self, stats: BatchStats) -> None:
         """A batch's metrics, once its answers are on their way (the batch worker calls this
