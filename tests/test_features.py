@@ -215,6 +215,20 @@ def test_a_padded_batch_with_lengths_gives_each_clip_its_features_alone(
                                    atol=1e-6)
 
 
+def test_pad_waves_gives_the_same_batch_from_arrays_and_tensors() -> None:
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(n) for n in (300, 1, 120)]
+    arrays = [clips[0], clips[1].astype(np.float32), clips[2].reshape(-1, 1)]  # any float
+    tensors = [torch.from_numpy(np.asarray(c)) for c in clips]
+    got, counts = F.pad_waves(arrays)
+    want, want_counts = F.pad_waves(tensors)
+    assert got.dtype == torch.float32 and tuple(got.shape) == (3, 300)
+    assert torch.equal(got, want) and torch.equal(counts, want_counts)
+    assert counts.tolist() == [300, 1, 120] and got[1, 1:].abs().sum() == 0
+    mixed, _ = F.pad_waves([clips[0], tensors[2], [0.5, 0.25]])  # lists and tensors too
+    assert torch.equal(mixed[1, :120], want[2, :120]) and mixed[2, :2].tolist() == [0.5, 0.25]
+
+
 @pytest.mark.parametrize(("center", "scale"), [(True, True), (True, False), (False, False)])
 def test_normalize_frames_normalizes_each_utterance_over_its_own_frames(
         center: bool, scale: bool) -> None:

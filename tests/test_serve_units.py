@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tympan.errors import AudioError, InvalidInputError
-from tympan.serve.audio import AudioTooLongError, decode, decodes_quickly, encode_wav
+from tympan.serve.audio import AudioTooLongError, _wav, decode, decodes_quickly, encode_wav
 from tympan.serve.batching import Batcher, ServerClosingError
 from tympan.serve.config import Batching, GuardSettings
 from tympan.serve.drift import DriftMonitor, benjamini_hochberg
@@ -144,6 +144,42 @@ def test_decode_resamples_mixes_and_refuses_bad_audio():
     assert decodes_quickly(encode_wav(np.zeros(16000), 16000), 16000)
     assert not decodes_quickly(encode_wav(np.zeros(16000), 8000), 16000)
     assert not decodes_quickly(buffer.getvalue(), 8000)  # OGG
+
+
+@pytest.mark.parametrize(("subtype", "channels"), [
+    *((s, c) for s in ("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW")
+      for c in (1, 2, 3)),
+    ("IMA_ADPCM", 1), ("IMA_ADPCM", 2)])  # libsndfile's ADPCM: one or two channels
+def test_a_wav_decodes_to_the_samples_libsndfile_reads(subtype, channels):
+    """PCM and float WAVs go through scipy's reader, the other WAV codecs through soundfile:
+    either way the samples (scaled to [-1, 1), mixed down) are libsndfile's own."""
+    import io
+
+    import soundfile as sf
+
+    rng = np.random.default_rng(channels)
+    wave = np.clip(0.3 * rng.standard_normal((4000, channels)), -1, 1)
+    buffer = io.BytesIO()
+    sf.write(buffer, wave, 16000, format="WAV", subtype=subtype)
+    data = buffer.getvalue()
+    want = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)[0].mean(axis=1)
+    got = decode(data, 16000, 60)
+    assert (_wav(data) is not None) == (subtype not in ("ULAW", "IMA_ADPCM"))  # which reader
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-7)
+
+
+def test_a_malformed_wav_is_refused_with_libsndfiles_reason():
+    data = encode_wav(np.zeros(1000), 16000)
+    broken = {"no data chunk": data[:40], "a header that ends early": b"RIFF\0\0\0\0WAVEjunk",
+              "no channels": data[:22] + b"\0\0" + data[24:],
+              "a rate of 0": data[:24] + b"\0\0\0\0" + data[28:]}
+    for what, bad in broken.items():
+        with pytest.raises(AudioError, match=r"cannot decode the request's audio \(.+\)"):
+            decode(bad, 16000, 60)
+            pytest.fail(f"{what} was decoded")
+    with pytest.raises(AudioError, match="no frames"):
+        decode(data[:data.index(b"data") + 8], 16000, 60)
 
 
 def test_settings_are_checked():
