@@ -115,7 +115,7 @@ def test_model_health_and_readiness(served):
     assert model["signature"]["audio"]["sample_rate"] == 16000
     assert model["guard"]["layers"] and model["guard"]["threshold"] == THRESHOLD
     assert model["card"] is not None
-    assert model["serving_run"]
+    assert model["serving_run"] and model["serving"]["threads"] == 1  # live_serve's --threads
     assert client.get("/healthz").json() == {"ok": True}
     assert client.get("/readyz").json() == {"ready": True}
 

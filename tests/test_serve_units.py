@@ -272,3 +272,37 @@ def test_an_answer_renders_a_verdict_as_its_to_json_says():
     assert got["guard"] == verdict.to_json()
     assert got["guard"]["score"] is None and got["guard"]["z"]["encoder.1"] is None
     assert got["audio_seconds"] == 1.5 and got["scores"] == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize(("cores", "engines", "want"), [(1, 1, 1), (2, 1, 1), (8, 1, 7),
+                                                         (8, 2, 3), (2, 2, 1)])
+def test_a_server_leaves_its_event_loop_a_core(monkeypatch, cores, engines, want):
+    import torch
+
+    from tympan.serve.config import in_process_threads
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores)
+    assert in_process_threads(engines) == want
+
+
+@pytest.mark.parametrize(("args", "want"), [
+    ({}, 7), ({"threads": 3}, 3), ({"challenger": "models:/m/2", "split": 10.0}, 3),
+    ({"engine": "ray"}, None)])
+def test_serve_starts_its_engines_on_the_default_threads_unless_told(monkeypatch, args, want):
+    """Without --threads the in-process engines share torch's threads less one; Ray's
+    replicas keep their own default (one each), and --threads always wins."""
+    import torch
+
+    import tympan.serve.fleet
+    import tympan.serve.ray_engine
+    import tympan.serve.service
+    from tympan.serve.config import ServingConfig
+    from tympan.serve.server import start
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    started = []
+    for module, name in ((tympan.serve.service.Service, "start"),
+                         (tympan.serve.fleet, "embedded"), (tympan.serve.ray_engine, "start")):
+        monkeypatch.setattr(module, name, lambda config, *rest: started.append(config))
+    start(ServingConfig(model="models:/m/1", **args))
+    assert [c.threads for c in started] == [want]

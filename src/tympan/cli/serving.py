@@ -74,8 +74,9 @@ def serve_command(
              "(repeatable).")] = None,
     threads: Annotated[int | None, typer.Option(
         "--threads", metavar="N", min=1, show_default=False,
-        help="Intra-op threads of torch and onnxruntime (default: torch's, one per core); "
-             "1 when several replicas or processes share the cores.")] = None,
+        help="Intra-op threads of torch and onnxruntime (default: one per core but one, "
+             "kept for the HTTP event loop; 1 per Ray replica); 1 when several servers "
+             "share the cores.")] = None,
     engine: Annotated[str, typer.Option(
         "--engine", metavar="ENGINE",
         help="embedded (this process) or ray (replicas on Ray Serve: pip install "

@@ -91,7 +91,7 @@ class ServingConfig:
     auth: bool = False
     record: bool = True  # a serving run in the store, with samples and drift events
     seed: int = 0  # the request sampler's
-    threads: int | None = None  # intra-op threads of torch and onnxruntime (None: theirs)
+    threads: int | None = None  # intra-op threads, torch and onnxruntime (in_process_threads)
     options: dict[str, str] = field(default_factory=dict)  # the recipe's serving hook's
     engine: str = "embedded"  # or "ray": the replicas on Ray Serve (ray_engine.py)
     replicas: int = 1  # per served version, on Ray Serve
@@ -124,3 +124,16 @@ class ServingConfig:
         if not self.max_audio_seconds > 0:
             raise InvalidInputError(f"max audio seconds must be > 0, got "
                                     f"{self.max_audio_seconds}")
+
+
+def in_process_threads(engines: int = 1) -> int:
+    """The intra-op threads of each of ``engines`` engines serving in this process when
+    ``--threads`` is not given: torch's own count (one per core) less the core the HTTP event
+    loop needs, shared among the engines, at least one. Under load the loop decodes and answers
+    requests while a batch runs; with one torch thread per core, one of them kept losing its
+    core to it and the others waited for that one at every operation. On two cores, 16 clients:
+    one thread served 1.1 to 1.8 times the requests of torch's two, every encoder and batch
+    size (docs/benchmarks.md)."""
+    import torch
+
+    return max(1, (torch.get_num_threads() - 1) // max(1, engines))

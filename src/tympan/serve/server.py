@@ -7,9 +7,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from tympan.serve.config import ServingConfig
+from tympan.serve.config import ServingConfig, in_process_threads
 
 if TYPE_CHECKING:
     from tympan.serve.fleet import Fleet
@@ -23,6 +24,8 @@ def start(config: ServingConfig) -> Service | Fleet:
     from tympan.serve.service import Service
 
     split = Split.of(config)
+    if config.engine != "ray" and config.threads is None:  # Ray's replicas: one each
+        config = replace(config, threads=in_process_threads(2 if split else 1))
     if config.engine == "ray":
         from tympan.serve.ray_engine import start as start_ray
 

@@ -50,10 +50,13 @@ class Service:
         return service
 
     def settings(self) -> dict[str, Any]:
+        import torch
+
         c = self.config
         return {"model": c.model, "uri": self.engine.version.uri, "runtime": c.runtime,
                 "batching": asdict(c.batching), "guard": asdict(c.guard),
-                "max_audio_seconds": c.max_audio_seconds}
+                "max_audio_seconds": c.max_audio_seconds,
+                "threads": c.threads or torch.get_num_threads()}
 
     @property
     def ready(self) -> bool:
