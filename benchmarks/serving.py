@@ -17,7 +17,7 @@ concurrent clients, a bounded number of requests each, in the same run:
   torch thread each, against the embedded engine.
 
     .venv/bin/python benchmarks/serving.py                 # every encoder, --threads 1
-    .venv/bin/python benchmarks/serving.py --threads default   # torch's own thread count
+    .venv/bin/python benchmarks/serving.py --threads default   # the server's own: cores - 1
     .venv/bin/python benchmarks/serving.py --quick         # fewer requests, smoke test
     .venv/bin/python benchmarks/serving.py --encoders conv --config 'eager, guard, batch 16' \
         --config 'ray 1 replica, guard, batch 16' --config 'ray 2 replicas, guard, batch 16'
@@ -334,7 +334,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     parser.add_argument("--encoders", default="conv,gru,transformer")
     parser.add_argument("--threads", default="1",
-                        help="the servers' --threads, or 'default' for torch's own count")
+                        help="the servers' --threads, or 'default' for the server's own (one per "
+                             "core but one)")
     parser.add_argument("--config", action="append", choices=list(CONFIGS),
                         help="a configuration to run (repeatable; default: all)")
     parser.add_argument("--root", help="a folder for the corpus and the models, kept, so "
