@@ -131,9 +131,9 @@ def in_process_threads(engines: int = 1) -> int:
     ``--threads`` is not given: torch's own count (one per core) less the core the HTTP event
     loop needs, shared among the engines, at least one. Under load the loop decodes and answers
     requests while a batch runs; with one torch thread per core, one of them kept losing its
-    core to it and the others waited for that one at every operation. On two cores, 16 clients:
-    one thread served 1.1 to 1.8 times the requests of torch's two, every encoder and batch
-    size (docs/benchmarks.md)."""
+    core to it and the others waited for that one at every operation. On two cores one thread
+    served 16 clients up to twice the requests of torch's two (the transformer's batches as
+    many) and answered one client 1.2 to 1.5 times sooner (docs/benchmarks.md)."""
     import torch
 
     return max(1, (torch.get_num_threads() - 1) // max(1, engines))
