@@ -287,10 +287,10 @@ def test_a_server_leaves_its_event_loop_a_core(monkeypatch, cores, engines, want
 
 @pytest.mark.parametrize(("args", "want"), [
     ({}, 7), ({"threads": 3}, 3), ({"challenger": "models:/m/2", "split": 10.0}, 3),
-    ({"engine": "ray"}, None)])
+    ({"engine": "ray"}, 1), ({"engine": "ray", "threads": 2}, 2)])
 def test_serve_starts_its_engines_on_the_default_threads_unless_told(monkeypatch, args, want):
-    """Without --threads the in-process engines share torch's threads less one; Ray's
-    replicas keep their own default (one each), and --threads always wins."""
+    """Without --threads the in-process engines share torch's threads less one and each Ray
+    replica takes one; --threads always wins."""
     import torch
 
     import tympan.serve.fleet

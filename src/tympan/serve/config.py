@@ -91,7 +91,7 @@ class ServingConfig:
     auth: bool = False
     record: bool = True  # a serving run in the store, with samples and drift events
     seed: int = 0  # the request sampler's
-    threads: int | None = None  # intra-op threads, torch and onnxruntime (in_process_threads)
+    threads: int | None = None  # intra-op threads, torch and onnxruntime (None: server.start)
     options: dict[str, str] = field(default_factory=dict)  # the recipe's serving hook's
     engine: str = "embedded"  # or "ray": the replicas on Ray Serve (ray_engine.py)
     replicas: int = 1  # per served version, on Ray Serve

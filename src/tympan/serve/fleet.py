@@ -226,7 +226,7 @@ class Fleet:
             "engine": self.engine_name, "replicas": lane.backend.replicas,
             "batching": asdict(c.batching), "guard": asdict(c.guard),
             "max_audio_seconds": c.max_audio_seconds, "role": lane.role,
-            "threads": (c.threads or 1) if self.engine_name == "ray" else c.threads}
+            "threads": c.threads}
         if lane.backend.address is not None:
             out["ray_address"] = lane.backend.address
         if self.split is not None:

@@ -128,8 +128,8 @@ class RayCluster:
         replica has loaded its model."""
         from ray.serve.api import RunTarget, run_many
 
-        threads = config.threads or 1  # replicas share the cores: one thread each by default
-        settings = _replica_config(config, threads)
+        threads = config.threads  # (server.start's default: one, as replicas share the cores)
+        settings = _replica_config(config)
         targets = []
         for name, uri, replicas in apps:
             deployment = self.serve.deployment(
@@ -249,9 +249,10 @@ class RayBackend:
 
 def start(config: ServingConfig, split: Split | None) -> Fleet:
     """The fleet of ``config.model`` (and the split's challenger) on Ray Serve, with
-    ``config.replicas`` replicas each."""
+    ``config.replicas`` replicas each, of ``config.threads`` threads (``server.start`` sets
+    it)."""
     versions = 2 if split else 1
-    cluster = RayCluster(config.address, cpus=versions * config.replicas * (config.threads or 1))
+    cluster = RayCluster(config.address, cpus=versions * config.replicas * config.threads)
 
     def backends(uris: list[tuple[str, str]]) -> list[RayBackend]:
         names = [_app_name(uri, role) for role, uri in uris]
@@ -296,11 +297,11 @@ def _app_name(uri: str, role: str) -> str:
     return f"tympan-{model}-v{version}-{role}-{os.getpid()}"
 
 
-def _replica_config(config: ServingConfig, threads: int) -> ServingConfig:
+def _replica_config(config: ServingConfig) -> ServingConfig:
     """What a replica needs of ``config``: it records nothing (this process does)."""
     from dataclasses import replace
 
-    return replace(config, threads=threads, record=False)
+    return replace(config, record=False)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -24,8 +24,9 @@ def start(config: ServingConfig) -> Service | Fleet:
     from tympan.serve.service import Service
 
     split = Split.of(config)
-    if config.engine != "ray" and config.threads is None:  # Ray's replicas: one each
-        config = replace(config, threads=in_process_threads(2 if split else 1))
+    if config.threads is None:  # each Ray replica takes one core; in process, the loop keeps one
+        config = replace(config, threads=1 if config.engine == "ray"
+                         else in_process_threads(2 if split else 1))
     if config.engine == "ray":
         from tympan.serve.ray_engine import start as start_ray
 
