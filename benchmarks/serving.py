@@ -16,8 +16,8 @@ concurrent clients, a bounded number of requests each, in the same run:
 - Ray Serve (--engine ray, a local Ray started by the command) with 1 and 2 replicas, one
   torch thread each, against the embedded engine.
 
-    .venv/bin/python benchmarks/serving.py                 # every encoder, --threads 1
-    .venv/bin/python benchmarks/serving.py --threads default   # the server's own: cores - 1
+    .venv/bin/python benchmarks/serving.py                 # every encoder, the server's threads
+    .venv/bin/python benchmarks/serving.py --threads 1     # every server on one torch thread
     .venv/bin/python benchmarks/serving.py --quick         # fewer requests, smoke test
     .venv/bin/python benchmarks/serving.py --encoders conv --config 'eager, guard, batch 16' \
         --config 'ray 1 replica, guard, batch 16' --config 'ray 2 replicas, guard, batch 16'
@@ -25,8 +25,8 @@ concurrent clients, a bounded number of requests each, in the same run:
     .venv/bin/python benchmarks/serving.py --measures-only --guard-pairs 600 --guard-repeats 5
     /work/helpers/cpu exclusive .venv/bin/python benchmarks/serving.py   # figures we report
 
-Each configuration is a real `tympan serve` process (--threads 1 unless --threads,
---no-record) on a free port; clients are threads of this process posting WAV clips of the
+Each configuration is a real `tympan serve` process (its own thread count unless
+--threads, --no-record) on a free port; clients are threads of this process posting WAV clips of the
 synthesized digits corpus (test split, 0.9 to 3 s), each on its own keep-alive connection
 with `http.client` (the clients' CPU per request is printed: they share the machine). The
 models are the ASR recipe's untrained CTC models of the default
@@ -100,7 +100,8 @@ def setup(root: Path, encoder: str) -> tuple[str, str, list[bytes]]:
 
 
 @contextlib.contextmanager
-def serving(store: str, model: str, args: list[str], threads: str = "1") -> Iterator[str]:
+def serving(store: str, model: str, args: list[str], threads: str = "default"
+            ) -> Iterator[str]:
     """A ``tympan serve`` process up while the block runs: its URL. Stopped afterwards, and
     its log's folder removed (the log is printed if it did not start)."""
     folder = Path(tempfile.mkdtemp(prefix="tympan-bench-serve-"))
@@ -333,9 +334,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer requests")
     parser.add_argument("--encoders", default="conv,gru,transformer")
-    parser.add_argument("--threads", default="1",
-                        help="the servers' --threads, or 'default' for the server's own (one per "
-                             "core but one)")
+    parser.add_argument("--threads", default="default",
+                        help="the servers' --threads, or 'default' for the server's own (torch "
+                             "eager chooses batch by batch; onnxruntime one per core but one)")
     parser.add_argument("--config", action="append", choices=list(CONFIGS),
                         help="a configuration to run (repeatable; default: all)")
     parser.add_argument("--root", help="a folder for the corpus and the models, kept, so "

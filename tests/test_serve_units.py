@@ -286,10 +286,12 @@ def test_a_server_leaves_its_event_loop_a_core(monkeypatch, cores, engines, want
 
 
 @pytest.mark.parametrize(("args", "want"), [
-    ({}, 7), ({"threads": 3}, 3), ({"challenger": "models:/m/2", "split": 10.0}, 3),
-    ({"engine": "ray"}, 1), ({"engine": "ray", "threads": 2}, 2)])
+    ({}, None), ({"threads": 3}, 3), ({"runtime": "onnx"}, 7),
+    ({"challenger": "models:/m/2", "split": 10.0}, 3), ({"engine": "ray"}, 1),
+    ({"engine": "ray", "threads": 2}, 2)])
 def test_serve_starts_its_engines_on_the_default_threads_unless_told(monkeypatch, args, want):
-    """Without --threads the in-process engines share torch's threads less one and each Ray
+    """Without --threads a lone torch engine in process chooses its threads batch by batch
+    (None), onnxruntime and a split's engines share torch's threads less one, and each Ray
     replica takes one; --threads always wins."""
     import torch
 

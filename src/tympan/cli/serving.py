@@ -74,9 +74,10 @@ def serve_command(
              "(repeatable).")] = None,
     threads: Annotated[int | None, typer.Option(
         "--threads", metavar="N", min=1, show_default=False,
-        help="Intra-op threads of torch and onnxruntime (default: one per core but one, "
-             "kept for the HTTP event loop; 1 per Ray replica); 1 when several servers "
-             "share the cores.")] = None,
+        help="Intra-op threads of torch and onnxruntime (default: torch in process chooses "
+             "batch by batch between one per core and one less; onnxruntime and a split "
+             "take one per core but one, kept for the HTTP event loop; 1 per Ray replica); "
+             "1 when several servers share the cores.")] = None,
     engine: Annotated[str, typer.Option(
         "--engine", metavar="ENGINE",
         help="embedded (this process) or ray (replicas on Ray Serve: pip install "

@@ -37,6 +37,7 @@ import numpy as np
 
 from tympan.errors import TympanError
 from tympan.serve.config import Batching
+from tympan.serve.threads import ThreadTuner
 
 log = logging.getLogger("tympan.serve")
 
@@ -70,8 +71,9 @@ class Batcher:
 
     def __init__(self, handle: Callable[[list[np.ndarray]], list[Any]], settings: Batching,
                  on_batch: Callable[[BatchStats], None] | None = None,
-                 arrivals: bool = False) -> None:
+                 arrivals: bool = False, threads: ThreadTuner | None = None) -> None:
         self.handle = handle
+        self.threads = threads  # chooses torch's threads for each batch (None: as they are)
         self.arrivals = arrivals  # whether ``receiving`` says what is on its way in
         self.settings = settings
         self.on_batch = on_batch
@@ -163,6 +165,7 @@ class Batcher:
                 self._run(batch)
 
     def _run(self, batch: list[Pending]) -> None:
+        count = self.threads.pick(len(batch)) if self.threads is not None else None
         started = time.perf_counter()
         try:
             results = self.handle([p.wave for p in batch])
@@ -174,9 +177,12 @@ class Batcher:
         took = time.perf_counter() - started
         for p, result in zip(batch, results, strict=True):
             p.future.set_result(result)
+        seconds = sum(p.seconds for p in batch)
+        if count is not None:
+            self.threads.observe(len(batch), count, took, seconds)
         if self.on_batch is not None:
             try:
-                self.on_batch(BatchStats(len(batch), sum(p.seconds for p in batch),
+                self.on_batch(BatchStats(len(batch), seconds,
                                          [started - p.arrived for p in batch], took))
             except Exception:  # metrics must never stop the worker
                 log.exception("recording a batch's statistics failed")

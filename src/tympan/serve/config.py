@@ -91,7 +91,8 @@ class ServingConfig:
     auth: bool = False
     record: bool = True  # a serving run in the store, with samples and drift events
     seed: int = 0  # the request sampler's
-    threads: int | None = None  # intra-op threads, torch and onnxruntime (None: server.start)
+    threads: int | None = None  # intra-op threads, torch and onnxruntime (None: server.start
+    # sets them for onnxruntime, a split and Ray; a lone torch engine chooses, threads.py)
     options: dict[str, str] = field(default_factory=dict)  # the recipe's serving hook's
     engine: str = "embedded"  # or "ray": the replicas on Ray Serve (ray_engine.py)
     replicas: int = 1  # per served version, on Ray Serve
@@ -128,12 +129,12 @@ class ServingConfig:
 
 def in_process_threads(engines: int = 1) -> int:
     """The intra-op threads of each of ``engines`` engines serving in this process when
-    ``--threads`` is not given: torch's own count (one per core) less the core the HTTP event
-    loop needs, shared among the engines, at least one. Under load the loop decodes and answers
-    requests while a batch runs; with one torch thread per core, one of them kept losing its
-    core to it and the others waited for that one at every operation. On two cores one thread
-    served 16 clients up to twice the requests of torch's two (the transformer's batches as
-    many) and answered one client 1.2 to 1.5 times sooner (docs/benchmarks.md)."""
+    ``--threads`` is not given and the count is fixed (onnxruntime, a champion/challenger
+    split): torch's own count (one per core) less the core the HTTP event loop needs, shared
+    among the engines, at least one. Under load the loop decodes and answers requests while a
+    batch runs; with one torch thread per core, one of them kept losing its core to it on
+    some machines (docs/benchmarks.md). It is also the lower of the two counts a lone torch
+    engine chooses between (``threads.py``)."""
     import torch
 
     return max(1, (torch.get_num_threads() - 1) // max(1, engines))

@@ -24,7 +24,10 @@ def start(config: ServingConfig) -> Service | Fleet:
     from tympan.serve.service import Service
 
     split = Split.of(config)
-    if config.threads is None:  # each Ray replica takes one core; in process, the loop keeps one
+    # Without --threads each Ray replica takes one core, and in process the loop keeps one;
+    # a lone torch engine in process chooses batch by batch (service.thread_tuner).
+    if config.threads is None and (config.engine == "ray" or split is not None
+                                   or config.runtime != "torch"):
         config = replace(config, threads=1 if config.engine == "ray"
                          else in_process_threads(2 if split else 1))
     if config.engine == "ray":

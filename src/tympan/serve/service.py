@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 
 from tympan.serve.batching import Batcher, BatchStats
-from tympan.serve.config import CHAMPION, GuardSettings, ServingConfig
+from tympan.serve.config import CHAMPION, GuardSettings, ServingConfig, in_process_threads
 from tympan.serve.drift import DriftMonitor
 from tympan.serve.engine import Answer, Engine
 from tympan.serve.metrics import ServingMetrics, VersionMetrics
+from tympan.serve.threads import ThreadTuner
 
 log = logging.getLogger("tympan.serve")
 
@@ -30,6 +31,7 @@ class Service:
                                            engine.runtime, 1.0)
         guard = config.guard
         self.drift = drift_monitor(guard) if engine.guard is not None else None
+        self.threads = thread_tuner(config, engine)
         self.recorder = None
         if config.record:
             from tympan.serve.recording import ServingRun
@@ -37,7 +39,8 @@ class Service:
             self.recorder = ServingRun(version, self.settings(), store=config.store,
                                        sample_rate=guard.sample_rate, seed=config.seed)
         self.card: dict[str, Any] | None = None
-        self.batcher = Batcher(engine.answer, config.batching, self._batched, arrivals=True)
+        self.batcher = Batcher(engine.answer, config.batching, self._batched, arrivals=True,
+                               threads=self.threads)
         self.closing = False
 
     @classmethod
@@ -50,13 +53,13 @@ class Service:
         return service
 
     def settings(self) -> dict[str, Any]:
-        import torch
-
         c = self.config
-        return {"model": c.model, "uri": self.engine.version.uri, "runtime": c.runtime,
-                "batching": asdict(c.batching), "guard": asdict(c.guard),
-                "max_audio_seconds": c.max_audio_seconds,
-                "threads": c.threads or torch.get_num_threads()}
+        out = {"model": c.model, "uri": self.engine.version.uri, "runtime": c.runtime,
+               "batching": asdict(c.batching), "guard": asdict(c.guard),
+               "max_audio_seconds": c.max_audio_seconds, "threads": c.threads or "auto"}
+        if self.threads is not None:
+            out["thread_choice"] = self.threads.describe()
+        return out
 
     @property
     def ready(self) -> bool:
@@ -118,6 +121,17 @@ class Service:
         self.engine.close()
         if self.recorder is not None:
             self.recorder.finish()
+
+
+def thread_tuner(config: ServingConfig, engine: Engine) -> ThreadTuner | None:
+    """Without ``--threads``, torch eager in this process chooses its threads batch by batch
+    between one per core and one less (``threads.py``); None: the count is fixed."""
+    if config.threads is not None or engine.runtime != "torch":
+        return None
+    import torch
+
+    counts = {in_process_threads(1), torch.get_num_threads()}  # torch's own: one per core
+    return ThreadTuner(counts) if len(counts) > 1 else None
 
 
 def drift_monitor(guard: GuardSettings) -> DriftMonitor:
