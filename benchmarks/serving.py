@@ -237,6 +237,19 @@ def servers_up(store: str, model: str, configs: dict[str, str], threads: str
                for side, name in configs.items()}
 
 
+def thread_choices(urls: dict[str, str]) -> str:
+    """Which torch thread count each server runs each batch size on now (servers that choose:
+    no --threads), as text; empty when none chooses."""
+    got = []
+    for side, url in urls.items():
+        choice = httpx.get(f"{url}/v1/model", timeout=30).json()["serving"].get("thread_choice")
+        if choice:
+            sizes = ", ".join(f"{size}: {count}" for size, count
+                              in choice["chosen_by_batch_size"].items())
+            got.append(f"{side} {{{sizes}}}")
+    return f"threads by batch size: {'; '.join(got)}" if got else ""
+
+
 def alternating(urls: dict[str, str], clips: list[bytes], clients: int, blocks: int
                 ) -> dict[str, list[dict[str, float]]]:
     """``blocks`` blocks of ``16 * clients`` requests to each server, in alternation (ABBA
@@ -293,6 +306,7 @@ def guard_pairs(encoder: str, store: str, model: str, clips: list[bytes], thread
             for i in range(pairs):
                 for side in sides[i % 3:] + sides[:i % 3]:
                     took[side].append(post(http[side], clips[i % len(clips)])[0])
+            chosen = thread_choices(urls)
         finally:
             for connection in http.values():
                 connection.close()
@@ -305,7 +319,8 @@ def guard_pairs(encoder: str, store: str, model: str, clips: list[bytes], thread
     print(f"{encoder:>5} | guard vs none, {pairs} paired requests |  1 client | p50 "
           f"{p50['guard']:.2f} vs {p50['no guard']:.2f} and {p50['no guard again']:.2f} ms: "
           f"{100 * paired / base:+.1f}% (median of the differences {1000 * paired:.0f} us; "
-          f"target <= 5%); the two servers without it: {100 * null / base:+.1f}%", flush=True)
+          f"target <= 5%); the two servers without it: {100 * null / base:+.1f}%"
+          + (f"; {chosen}" if chosen else ""), flush=True)
     return [{"encoder": encoder, "config": "guard pairs", "clients": 1, "pairs": pairs,
              "p50_guard_ms": p50["guard"], "p50_no_guard_ms": p50["no guard"],
              "p50_no_guard_again_ms": p50["no guard again"], "paired_ms": paired,
@@ -321,11 +336,12 @@ def batching_gain(encoder: str, store: str, model: str, clips: list[bytes], thre
     other, moved by 20% or more between runs on the shared two cores."""
     with servers_up(store, model, {"batch 16": GUARD, "batch 1": BATCH_1}, threads) as urls:
         got = alternating(urls, clips, 16, blocks)
+        chosen = thread_choices(urls)
     rps = {side: float(np.median([b["rps"] for b in got[side]])) for side in got}
     gain = rps["batch 16"] / rps["batch 1"]
     print(f"{encoder:>5} | batch 16 vs batch 1, {blocks} alternating blocks | 16 clients | "
           f"{rps['batch 16']:.1f} vs {rps['batch 1']:.1f} req/s (median of blocks): "
-          f"{gain:.2f}x (target >= 2x)", flush=True)
+          f"{gain:.2f}x (target >= 2x)" + (f"; {chosen}" if chosen else ""), flush=True)
     return [{"encoder": encoder, "config": "batching blocks", "clients": 16, "blocks": blocks,
              "rps_batch_16": rps["batch 16"], "rps_batch_1": rps["batch 1"], "gain": gain}]
 

@@ -54,6 +54,13 @@ def test_batch_sizes_choose_apart_and_a_change_of_load_moves_the_choice():
     assert tuner.chosen() == {1: 1, 8: 1}
 
 
+def test_one_slow_batch_does_not_move_the_choice():
+    tuner = ThreadTuner([1, 2], trials=4, recheck=1000, apply=lambda count: None)
+    _run(tuner, 8, {1: 0.5, 2: 0.3}, 20)
+    _run(tuner, 8, {1: 0.5, 2: 5.0}, 1)  # a neighbour took the core for one batch
+    assert _run(tuner, 8, {1: 0.5, 2: 0.3}, 5) == [2] * 5
+
+
 def test_counts_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         ThreadTuner([0, 2])

@@ -8,19 +8,22 @@ both. Timing the model at load picks wrong too: alone in a process two threads w
 the loop takes a core from one of them and the other waits for it at every operation.
 
 So without ``--threads`` the embedded server measures. Its batch worker runs each batch on one
-of two counts, torch's own (one per core) or one less, and keeps each count's cost, seconds of
-compute per second of audio, separately for batches of about the same size (1, 2-3, 4-7, 8-15,
-16 and more: a batch's size changes what parallel threads gain): it tries each count on the
-first few batches of a size, then runs the cheaper one and tries the other again every
-``recheck``-th batch, so that a change of load or of neighbours on the machine moves the
-choice. A batch's cost is the worker's wall time, so threads that wait for a core or for the
-GIL count against their count. torch's thread count is a setting of the thread that calls it,
-so the choice applies to the batch worker alone.
+of two counts, torch's own (one per core) or one less, and keeps each count's costs, seconds
+of compute per second of audio, separately for batches of about the same size (1, 2-3, 4-7,
+8-15, 16 and more: a batch's size changes what parallel threads gain): it tries each count on
+the first ``trials`` batches of a size, then runs the one whose recent batches cost less (the
+median of the last ``window``: one batch slowed by a neighbour does not move it) and tries the
+other again every ``recheck``-th batch, so that a change of load or of neighbours on the
+machine moves the choice. A batch's cost is the worker's wall time, so threads that wait for a
+core or for the GIL count against their count. torch's thread count is a setting of the thread
+that calls it, so the choice applies to the batch worker alone.
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,11 +36,15 @@ def size_class(size: int) -> int:
 
 @dataclass
 class _Sizes:
-    """One size class: each count's batches and mean cost (exponentially weighted)."""
+    """One size class: its batches, and each count's batches and recent costs."""
 
+    window: int
     batches: int = 0
     tried: dict[int, int] = field(default_factory=dict)
-    cost: dict[int, float] = field(default_factory=dict)
+    costs: dict[int, deque[float]] = field(default_factory=dict)
+
+    def cost(self, count: int) -> float:
+        return statistics.median(self.costs[count])
 
 
 class ThreadTuner:
@@ -47,15 +54,15 @@ class ThreadTuner:
     only when the count changes. ``pick`` and ``observe`` are called by one worker thread;
     ``describe`` may be called from any."""
 
-    def __init__(self, counts: Sequence[int], *, trials: int = 4, recheck: int = 50,
-                 weight: float = 0.25, apply: Callable[[int], None] | None = None) -> None:
+    def __init__(self, counts: Sequence[int], *, trials: int = 8, recheck: int = 50,
+                 window: int = 16, apply: Callable[[int], None] | None = None) -> None:
         counts = sorted(set(counts))
         if not counts or counts[0] < 1:
             raise ValueError(f"thread counts must be at least 1, got {counts}")
         self.counts = tuple(counts)
         self.trials = trials
         self.recheck = recheck
-        self.weight = weight
+        self.window = max(window, trials)
         self._apply = apply or _set_torch_threads
         self._current: int | None = None
         self._sizes: dict[int, _Sizes] = {}
@@ -64,7 +71,7 @@ class ThreadTuner:
     def pick(self, size: int) -> int:
         """The count for a batch of ``size`` requests, set in the calling thread."""
         with self._lock:
-            sizes = self._sizes.setdefault(size_class(size), _Sizes())
+            sizes = self._sizes_of(size)
             sizes.batches += 1
             count = self._choose(sizes)
         if count != self._current:
@@ -76,7 +83,7 @@ class ThreadTuner:
         untried = [c for c in self.counts if sizes.tried.get(c, 0) < self.trials]
         if untried:  # the first batches of a size: each count in turn
             return min(untried, key=lambda c: sizes.tried.get(c, 0))
-        best = min(self.counts, key=sizes.cost.__getitem__)
+        best = min(self.counts, key=sizes.cost)
         if sizes.batches % self.recheck == 0:  # now and then the other: loads change
             others = [c for c in self.counts if c != best]
             return others[(sizes.batches // self.recheck) % len(others)]
@@ -85,18 +92,19 @@ class ThreadTuner:
     def observe(self, size: int, count: int, seconds: float, audio_seconds: float) -> None:
         """A batch of ``size`` requests and ``audio_seconds`` of audio took ``seconds`` on
         ``count`` threads."""
-        cost = seconds / max(audio_seconds, 1e-3)
         with self._lock:
-            sizes = self._sizes.setdefault(size_class(size), _Sizes())
+            sizes = self._sizes_of(size)
             sizes.tried[count] = sizes.tried.get(count, 0) + 1
-            before = sizes.cost.get(count)
-            sizes.cost[count] = cost if before is None else (
-                before + self.weight * (cost - before))
+            sizes.costs.setdefault(count, deque(maxlen=self.window)).append(
+                seconds / max(audio_seconds, 1e-3))
+
+    def _sizes_of(self, size: int) -> _Sizes:
+        return self._sizes.setdefault(size_class(size), _Sizes(self.window))
 
     def chosen(self) -> dict[int, int]:
         """For each size class tried on every count: the count it runs on now."""
         with self._lock:
-            return {size: min(self.counts, key=s.cost.__getitem__)
+            return {size: min(self.counts, key=s.cost)
                     for size, s in sorted(self._sizes.items())
                     if all(s.tried.get(c, 0) >= self.trials for c in self.counts)}
 
