@@ -123,3 +123,26 @@ def test_torch_threads_are_the_calling_threads_own():
     thread.join()
     assert seen["worker"] == other
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize(("threads", "cores", "want"), [(None, 2, "auto"), (3, 2, 3),
+                                                        (None, 1, 1)])
+def test_the_serving_settings_say_whether_the_count_is_chosen(monkeypatch, threads, cores,
+                                                              want):
+    import torch
+
+    from tympan.serve.service import Service
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: cores)
+    version = SimpleNamespace(model="m", version=1, uri="models:/m/1")
+    engine = SimpleNamespace(version=version, runtime="torch", guard=None,
+                             answer=lambda waves: waves)
+    service = Service(ServingConfig(model="models:/m/1", threads=threads, record=False), engine)
+    try:
+        settings = service.settings()
+    finally:
+        service.batcher.close()
+    assert settings["threads"] == want
+    assert ("thread_choice" in settings) == (want == "auto")
+    if want == "auto":
+        assert settings["thread_choice"] == {"choose_from": [1, 2], "chosen_by_batch_size": {}}

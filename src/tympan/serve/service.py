@@ -53,10 +53,13 @@ class Service:
         return service
 
     def settings(self) -> dict[str, Any]:
+        import torch
+
         c = self.config
         out = {"model": c.model, "uri": self.engine.version.uri, "runtime": c.runtime,
                "batching": asdict(c.batching), "guard": asdict(c.guard),
-               "max_audio_seconds": c.max_audio_seconds, "threads": c.threads or "auto"}
+               "max_audio_seconds": c.max_audio_seconds,
+               "threads": c.threads or ("auto" if self.threads else torch.get_num_threads())}
         if self.threads is not None:
             out["thread_choice"] = self.threads.describe()
         return out
