@@ -33,15 +33,25 @@ def test_size_classes():
 def test_each_count_is_tried_then_the_cheaper_runs_and_the_other_is_rechecked():
     applied: list[int] = []
     tuner = ThreadTuner([2, 1], trials=3, recheck=10, apply=applied.append)
-    counts = _run(tuner, 16, {1: 0.5, 2: 0.3}, 60)
+    counts = _run(tuner, 1, {1: 0.5, 2: 0.3}, 60)
     assert sorted(counts[:6]) == [1, 1, 1, 2, 2, 2]
     later = counts[6:]
     assert later.count(1) == sum(1 for n in range(7, 61) if n % 10 == 0) == 6
     assert later.count(2) == len(later) - 6
     # torch's count is set only when it changes: once per switch
     assert len(applied) == 1 + sum(a != b for a, b in pairwise(counts))
-    assert tuner.chosen() == {16: 2}
-    assert tuner.describe() == {"choose_from": [1, 2], "chosen_by_batch_size": {"16": 2}}
+    assert tuner.chosen() == {1: 2}
+    assert tuner.describe() == {"choose_from": [1, 2], "chosen_by_batch_size": {"1": 2}}
+
+
+def test_larger_batches_take_fewer_trials():
+    """A batch's cost averages over its clips: 8 trials of each count for lone requests, 2
+    for batches of 4 and more."""
+    tuner = ThreadTuner([1, 2], trials=8, recheck=1000, apply=lambda count: None)
+    assert sorted(_run(tuner, 1, {1: 0.5, 2: 0.3}, 16)) == [1] * 8 + [2] * 8
+    assert sorted(_run(tuner, 2, {1: 0.5, 2: 0.3}, 8)) == [1] * 4 + [2] * 4
+    assert sorted(_run(tuner, 20, {1: 0.5, 2: 0.3}, 4)) == [1, 1, 2, 2]
+    assert _run(tuner, 20, {1: 0.5, 2: 0.3}, 3) == [2, 2, 2]
 
 
 def test_batch_sizes_choose_apart_and_a_change_of_load_moves_the_choice():

@@ -8,15 +8,16 @@ both. Timing the model at load picks wrong too: alone in a process two threads w
 the loop takes a core from one of them and the other waits for it at every operation.
 
 So without ``--threads`` the embedded server measures. Its batch worker runs each batch on one
-of two counts, torch's own (one per core) or one less, and keeps each count's costs, seconds
-of compute per second of audio, separately for batches of about the same size (1, 2-3, 4-7,
-8-15, 16 and more: a batch's size changes what parallel threads gain): it tries each count on
-the first ``trials`` batches of a size, then runs the one whose recent batches cost less (the
-median of the last ``window``: one batch slowed by a neighbour does not move it) and tries the
-other again every ``recheck``-th batch, so that a change of load or of neighbours on the
-machine moves the choice. A batch's cost is the worker's wall time, so threads that wait for a
-core or for the GIL count against their count. torch's thread count is a setting of the thread
-that calls it, so the choice applies to the batch worker alone.
+of two counts, torch's own (one per core) or one less, and keeps each count's costs, seconds of
+compute per second of audio, separately for batches of about the same size (1, 2-3, 4-7, 8-15,
+16 and more: a batch's size changes what parallel threads gain): it tries each count on the
+first batches of a size (``trials`` for lone requests, fewer for larger batches, whose cost
+already averages over their clips: at least 2), then runs the one whose recent batches cost
+less (the median of the last ``window``: one batch slowed by a neighbour does not move it) and
+tries the other again every ``recheck``-th batch, so that a change of load or of neighbours on
+the machine moves the choice. A batch's cost is the worker's wall time, so threads that wait
+for a core or for the GIL count against their count. torch's thread count is a setting of the
+thread that calls it, so the choice applies to the batch worker alone.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def size_class(size: int) -> int:
 class _Sizes:
     """One size class: its batches, and each count's batches and recent costs."""
 
+    size: int  # the class's smallest batch
     window: int
     batches: int = 0
     tried: dict[int, int] = field(default_factory=dict)
@@ -80,7 +82,8 @@ class ThreadTuner:
         return count
 
     def _choose(self, sizes: _Sizes) -> int:
-        untried = [c for c in self.counts if sizes.tried.get(c, 0) < self.trials]
+        trials = self._trials(sizes)
+        untried = [c for c in self.counts if sizes.tried.get(c, 0) < trials]
         if untried:  # the first batches of a size: each count in turn
             return min(untried, key=lambda c: sizes.tried.get(c, 0))
         best = min(self.counts, key=sizes.cost)
@@ -99,14 +102,17 @@ class ThreadTuner:
                 seconds / max(audio_seconds, 1e-3))
 
     def _sizes_of(self, size: int) -> _Sizes:
-        return self._sizes.setdefault(size_class(size), _Sizes(self.window))
+        return self._sizes.setdefault(size_class(size), _Sizes(size_class(size), self.window))
+
+    def _trials(self, sizes: _Sizes) -> int:
+        return max(2, self.trials // sizes.size)
 
     def chosen(self) -> dict[int, int]:
         """For each size class tried on every count: the count it runs on now."""
         with self._lock:
             return {size: min(self.counts, key=s.cost)
                     for size, s in sorted(self._sizes.items())
-                    if all(s.tried.get(c, 0) >= self.trials for c in self.counts)}
+                    if all(s.tried.get(c, 0) >= self._trials(s) for c in self.counts)}
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/model`` shows: the counts, and the one each batch size runs on
