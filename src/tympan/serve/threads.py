@@ -37,13 +37,15 @@ def size_class(size: int) -> int:
 
 @dataclass
 class _Sizes:
-    """One size class: its batches, and each count's batches and recent costs."""
+    """One size class: its batches, and each count's recent costs (a window at least as long
+    as the trials, so its length says how many trials a count has had until they are done)."""
 
     size: int  # the class's smallest batch
-    window: int
     batches: int = 0
-    tried: dict[int, int] = field(default_factory=dict)
     costs: dict[int, deque[float]] = field(default_factory=dict)
+
+    def tried(self, count: int) -> int:
+        return len(self.costs.get(count, ()))
 
     def cost(self, count: int) -> float:
         return statistics.median(self.costs[count])
@@ -83,9 +85,9 @@ class ThreadTuner:
 
     def _choose(self, sizes: _Sizes) -> int:
         trials = self._trials(sizes)
-        untried = [c for c in self.counts if sizes.tried.get(c, 0) < trials]
+        untried = [c for c in self.counts if sizes.tried(c) < trials]
         if untried:  # the first batches of a size: each count in turn
-            return min(untried, key=lambda c: sizes.tried.get(c, 0))
+            return min(untried, key=sizes.tried)
         best = min(self.counts, key=sizes.cost)
         if sizes.batches % self.recheck == 0:  # now and then the other: loads change
             others = [c for c in self.counts if c != best]
@@ -97,12 +99,12 @@ class ThreadTuner:
         ``count`` threads."""
         with self._lock:
             sizes = self._sizes_of(size)
-            sizes.tried[count] = sizes.tried.get(count, 0) + 1
             sizes.costs.setdefault(count, deque(maxlen=self.window)).append(
                 seconds / max(audio_seconds, 1e-3))
 
     def _sizes_of(self, size: int) -> _Sizes:
-        return self._sizes.setdefault(size_class(size), _Sizes(size_class(size), self.window))
+        kind = size_class(size)
+        return self._sizes.setdefault(kind, _Sizes(kind))
 
     def _trials(self, sizes: _Sizes) -> int:
         return max(2, self.trials // sizes.size)
@@ -112,7 +114,7 @@ class ThreadTuner:
         with self._lock:
             return {size: min(self.counts, key=s.cost)
                     for size, s in sorted(self._sizes.items())
-                    if all(s.tried.get(c, 0) >= self._trials(s) for c in self.counts)}
+                    if all(s.tried(c) >= self._trials(s) for c in self.counts)}
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /v1/model`` shows: the counts, and the one each batch size runs on
