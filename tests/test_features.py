@@ -184,6 +184,30 @@ def test_bad_arguments_raise_invalid_input() -> None:
         F.stft(y, n_fft=256, window="no-such-window")
 
 
+@pytest.mark.parametrize("window", ["hann", "hamming", "blackman", ("kaiser", 8.0), "bohman"])
+@pytest.mark.parametrize("length", [1, 2, 7, 400, 512])
+def test_named_windows_are_scipys_periodic_windows(window: str | tuple, length: int) -> None:
+    from scipy.signal import get_window
+
+    got = F._named_window(window, length, length, torch.device("cpu"), torch.float64)
+    np.testing.assert_allclose(got.numpy(), get_window(window, length, fftbins=True),
+                               rtol=0, atol=1e-12)
+
+
+def test_log_mel_does_not_import_scipy_signal() -> None:
+    """scipy.signal imports scipy.stats: 2 s more to start every process that computes
+    features (a training run, a server), for three cosine windows."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from tympan.audio.features import log_mel; "
+            "log_mel(torch.zeros(4000), 16000, n_fft=512, hop_length=160, n_mels=40); "
+            "print('scipy.signal' in sys.modules, 'scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["False", "False"]
+
+
 def _clips(lengths: tuple[int, ...]) -> list[np.ndarray]:
     rng = np.random.default_rng(3)
     clips = [rng.standard_normal(n) * rng.uniform(0.01, 1.0) for n in lengths]

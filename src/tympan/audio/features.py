@@ -367,15 +367,26 @@ def _window(window: Window, win_length: int, n_fft: int, device: torch.device,
     return _named_window(window, win_length, n_fft, device, dtype)
 
 
+# The cosine-sum windows' coefficients (scipy.signal.windows' hann, hamming, blackman): built
+# here because importing scipy.signal (it imports scipy.stats) added 2 s to the cold start of
+# every process that computes features; other windows still come from scipy.
+_COSINE_WINDOWS = {"hann": (0.5, 0.5), "hamming": (0.54, 0.46), "blackman": (0.42, 0.5, 0.08)}
+
+
 @functools.lru_cache(maxsize=64)
 def _named_window(window: str | tuple, win_length: int, n_fft: int, device: torch.device,
                   dtype: torch.dtype) -> torch.Tensor:
-    from scipy.signal import get_window
+    if isinstance(window, str) and window in _COSINE_WINDOWS:  # periodic, as fftbins=True
+        phase = 2 * np.pi * np.arange(win_length) / win_length
+        w = sum((-1) ** k * a * np.cos(k * phase)
+                for k, a in enumerate(_COSINE_WINDOWS[window])) if win_length > 1 else np.ones(1)
+    else:
+        from scipy.signal import get_window
 
-    try:  # periodic (fftbins=True), librosa's choice for spectral analysis
-        w = get_window(window, win_length, fftbins=True)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInputError(f"unknown window {window!r}: {exc}") from exc
+        try:  # periodic (fftbins=True), librosa's choice for spectral analysis
+            w = get_window(window, win_length, fftbins=True)
+        except (ValueError, TypeError) as exc:
+            raise InvalidInputError(f"unknown window {window!r}: {exc}") from exc
     lpad = (n_fft - win_length) // 2
     w = np.pad(w, (lpad, n_fft - win_length - lpad))
     return torch.as_tensor(w, dtype=dtype, device=device)
