@@ -37,7 +37,7 @@ model: models:/asr-digits
 data: data
 gold: gold/manifest.jsonl
 recipe: {recipe}
-overrides: {{epochs: 20, hidden: 64, batch_size: 4, warmup_steps: 5, lr: 0.005, n_boot: 200,
+overrides: {{epochs: 10, hidden: 64, batch_size: 4, warmup_steps: 5, lr: 0.005, n_boot: 200,
             audio_samples: 0}}
 seeds: 2
 gate: {{metric: cer, rule: improve, confidence: 0.9, n_boot: 1000}}
