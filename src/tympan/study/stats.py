@@ -26,7 +26,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _sps
+
+# scipy.special, not scipy.stats: the same t distribution without the 1.5 s that importing
+# scipy.stats adds to the start of the server (its study routes import this module)
+from scipy.special import stdtr, stdtrit
 
 from tympan.errors import InvalidInputError
 from tympan.study.signflip import seeds_to_decide, sign_flip
@@ -101,7 +104,7 @@ def _t_test(mean: float, sd: float, n: int) -> float:
     if sd == 0.0:
         return 1.0 if mean == 0.0 else 0.0
     t = mean / (sd / math.sqrt(n))
-    return float(min(1.0, 2.0 * _sps.t.sf(abs(t), n - 1)))
+    return float(min(1.0, 2.0 * stdtr(n - 1, -abs(t))))
 
 
 def _prob_better(means: np.ndarray, lower_is_better: bool) -> float:
@@ -164,7 +167,7 @@ def effect_from_differences(
     if np.isfinite(q_low) and np.isfinite(q_high):
         low, high, interval = mean - q_high * se, mean - q_low * se, "bootstrap-t"
     else:  # too few seeds for bootstrap-t (always so with 3): the Student t interval
-        half = float(_sps.t.ppf(1.0 - tail, n - 1)) * se
+        half = float(stdtrit(n - 1, 1.0 - tail)) * se
         low, high, interval = mean - half, mean + half, "student-t"
     if test == T_TEST:
         p_value = _t_test(mean, sd, n)
@@ -396,7 +399,7 @@ def seeds_needed(
     ks = np.arange(n + 1, max_seeds + 1)
     means, ss = means[:, ks - 1], ss[:, ks - 1]
     se = np.sqrt(ss / (ks - 1) / ks)
-    crit = _sps.t.ppf(1.0 - alpha / 2.0, ks - 1)
+    crit = stdtrit(ks - 1, 1.0 - alpha / 2.0)
     same_side = np.sign(means) == np.sign(mean)
     t_abs = np.divide(np.abs(means), se, out=np.full_like(means, np.inf), where=se > 0)
     rejects = same_side & (means != 0) & (t_abs > crit)
