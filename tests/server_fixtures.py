@@ -154,13 +154,16 @@ class Server:
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.output()
-            try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
+        # One client for the polls: each httpx.get builds an SSL context (tens of ms of CPU),
+        # and polling with them took a core from the server it was waiting for.
+        with httpx.Client(timeout=1) as client:
+            while time.monotonic() < deadline:
+                assert self.proc.poll() is None, self.output()
+                try:
+                    if client.get(f"{self.url}/api/health").status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    time.sleep(0.05)
         raise AssertionError(f"server did not come up:\n{self.output()}")
 
     def kill(self) -> None:
