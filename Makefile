@@ -146,7 +146,7 @@ mlflow-venv: $(MLFLOW_VENV)/.deps
 
 test: $(VENV)/.deps-test browser mlflow-venv
 	$(VENV)/bin/ruff check src tests benchmarks recipes
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The UI's browser tests drive Debian's chromium through chromedriver. Installed here when
 # missing and apt is usable; otherwise those tests skip with a reason (and fail under CI=true).

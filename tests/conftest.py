@@ -120,3 +120,12 @@ def mlflow_python() -> str:
             pytest.fail(f"{MLFLOW_PYTHON} is missing: `make mlflow-venv` makes it")
         pytest.skip(f"{MLFLOW_PYTHON} is missing: run `make mlflow-venv`")
     return str(MLFLOW_PYTHON)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a test marked slow run first. `make test` hands whole modules to its two
+    workers in this order (``--dist loadfile --no-loadscope-reorder``): xdist's own order,
+    most tests first, left the few-test modules that train models or start Ray to the end,
+    where one worker ran them while the other had finished."""
+    slow = {item.module for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.module not in slow)  # stable: each module keeps its order

@@ -29,6 +29,8 @@ from tympan.study.records import load_stored_study
 from tympan.study.runner import register, run_study
 from tympan.study.spec import load_study
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 TRIAL = """\
 import json, random, sys
 import tympan

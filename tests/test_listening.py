@@ -29,6 +29,8 @@ from tympan.study.runner import run_study
 from tympan.study.spec import load_study
 from tympan.track.stores import close_stores, shared_store
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 __all__ = ["browser"]  # the module-scoped Chromium of the UI tests, shared here
 
 TOY = """\

@@ -31,6 +31,8 @@ from tympan.loop.iteration import run_iteration
 from tympan.loop.spec import load_pipeline
 from tympan.loop.watch import watch
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 PIPELINE = """\
 name: digits
 model: models:/asr-digits

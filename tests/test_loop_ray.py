@@ -16,6 +16,8 @@ from tympan.errors import InvalidInputError
 from tympan.loop.iteration import run_iteration
 from tympan.loop.spec import load_pipeline
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'tympan[ray]')")
 
 

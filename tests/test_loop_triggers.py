@@ -22,6 +22,8 @@ from tympan.loop.watch import watch
 from tympan.serve.drift import WindowResult
 from tympan.serve.recording import ServingRun
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 PIPELINE = """\
 name: digits
 model: models:/asr-digits

@@ -13,6 +13,8 @@ from tests.registry_fixtures import REPO
 from tests.test_loop import _batch, loop_lab
 from tests.test_ui_browser import _require_browser, browser, css, page, shoot, signed_in, wait
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 __all__ = ["browser", "page", "signed_in"]  # the UI tests' fixtures, shared here by name
 
 

@@ -16,6 +16,8 @@ import pytest
 
 import tympan
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Runs the CLI as in an environment where the given top-level modules are not installed:

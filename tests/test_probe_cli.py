@@ -13,6 +13,8 @@ from tests.test_cli import assert_one_line_error, tympan_cli
 
 import tympan
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 REPO = Path(__file__).resolve().parents[1]
 FIT = ("--data", "split:valid,test", "--calibration", "0.65")
 TINY = ["voices=6", "per_speaker=80", "epochs=1", "hidden=48", "layers=2", "n_boot=20",

@@ -23,6 +23,8 @@ from tests.serving_fixtures import assert_batch_features_match
 
 import tympan
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -22,6 +22,8 @@ from tympan.audio.corpus import synth_corpus
 from tympan.audio.metrics import f0_comparison, mcd_from_audio
 from tympan.audio.synth import synthesize
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 # The smallest corpus the recipe learns from: one training speaker saying 24 digit strings.
 SMALL = {"voices": 3, "per_speaker": 24, "held_out": 3}
 

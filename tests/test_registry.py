@@ -26,6 +26,8 @@ from tympan.errors import (
 from tympan.registry.gate import GATE_REPORT, gate_report
 from tympan.track.stores import close_stores
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 RECIPE = "recipes/asr_ctc"
 
 

@@ -31,6 +31,8 @@ from tympan.study.runner import register
 from tympan.study.source import open_studies
 from tympan.study.spec import load_study
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 TOY = """\
     name: toy
     project: toy

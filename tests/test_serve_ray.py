@@ -36,6 +36,8 @@ import tympan
 from tympan.serve.audio import encode_wav
 from tympan.serve.fleet import challenger_share
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 pytest.importorskip("ray.serve", reason="the serve-ray extra is not installed")
 
 THRESHOLD = 0.05

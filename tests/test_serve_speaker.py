@@ -25,7 +25,7 @@ from tympan.serve.audio import encode_wav
 VOICES, PER_SPEAKER, ENROLL_CLIPS = 9, 12, 4
 # The module's first test trains the model (about a minute on two idle cores, much longer on
 # cores that other work shares).
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

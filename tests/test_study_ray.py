@@ -19,6 +19,8 @@ import pytest
 from tympan.study.runner import run_study
 from tympan.study.spec import load_study
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'tympan[ray]')")
 
 RAY = str(Path(sys.executable).parent / "ray")

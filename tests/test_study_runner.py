@@ -28,6 +28,8 @@ from tympan.study.records import load_stored_study
 from tympan.study.runner import run_study
 from tympan.study.spec import load_study
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 TOY = """\
 import os, random, sys, time
 import tympan

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = Path(os.environ.get("TYMPAN_SCREENSHOTS")
              or Path(tempfile.gettempdir()) / "tympan-screenshots")

@@ -28,6 +28,8 @@ from tests.test_ui_browser import (
 )
 from tests.test_ui_read import server
 
+pytestmark = pytest.mark.slow  # minutes of trainings, servers or Ray: run first (conftest)
+
 __all__ = ["browser", "page", "server", "signed_in"]  # the UI tests' fixtures, by name
 
 
