@@ -96,21 +96,22 @@ def _wait_until_up(proc: subprocess.Popen, out_path: Path, err_path: Path,
                    timeout: float) -> str:
     deadline = time.monotonic() + timeout
     url = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ServerFailed(f"server exited with {proc.returncode}:\n"
-                               f"{out_path.read_text()}\n{err_path.read_text()}")
-        if url is None:
-            found = _URL.search(out_path.read_text())
-            url = found.group(1) if found else None
-        if url is not None:
-            try:
-                base = url.partition("/?token=")[0]
-                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
-                    return url
-            except httpx.HTTPError:
-                pass
-        time.sleep(0.05)
+    with httpx.Client(timeout=2) as client:  # one client for the polls, as in Server.start_with
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise ServerFailed(f"server exited with {proc.returncode}:\n"
+                                   f"{out_path.read_text()}\n{err_path.read_text()}")
+            if url is None:
+                found = _URL.search(out_path.read_text())
+                url = found.group(1) if found else None
+            if url is not None:
+                try:
+                    base = url.partition("/?token=")[0]
+                    if client.get(f"{base}/api/health").status_code == 200:
+                        return url
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.05)
     stop(proc)
     raise ServerFailed(f"server did not answer within {timeout} s:\n"
                        f"{out_path.read_text()}\n{err_path.read_text()}")
