@@ -46,6 +46,18 @@ def test_importing_tympan_and_its_cli_loads_no_web_framework() -> None:
     assert out.strip() == "[]"
 
 
+def test_the_server_starts_without_scipy_stats_or_signal(tmp_path: Path) -> None:
+    """Importing scipy.stats (scipy.signal imports it too) added 1.5 s to every server start;
+    the study routes need only the t distribution's quantiles, which scipy.special has."""
+    code = ("import sys; from tympan.server.app import create_app; "
+            "from tympan.server.config import ServerConfig; "
+            f"create_app(ServerConfig({str(tmp_path / 'store')!r}, create=True)); "
+            "print(sorted(m for m in ('scipy.stats', 'scipy.signal') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_ui_refuses_a_public_address_without_auth(tmp_path: Path, capsys) -> None:
     where = store_with_a_run(str(tmp_path / "store"))
     for host in ("0.0.0.0", "192.168.1.20", "example.org"):

@@ -171,14 +171,3 @@ def test_a_team_server_answers_its_proxys_name_once_allowed(tmp_path: Path) -> N
             answer = httpx.get(f"{url}/api/health", headers={"Host": host})
             assert answer.status_code == status, (host, answer.text)
 
-
-def test_the_server_starts_without_scipy_stats_or_signal(tmp_path: Path) -> None:
-    """Importing scipy.stats (scipy.signal imports it too) added 1.5 s to every server start;
-    the study routes need only the t distribution's quantiles, which scipy.special has."""
-    code = ("import sys; from tympan.server.app import create_app; "
-            "from tympan.server.config import ServerConfig; "
-            f"create_app(ServerConfig({str(tmp_path / 'store')!r}, create=True)); "
-            "print(sorted(m for m in ('scipy.stats', 'scipy.signal') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout
-    assert out.strip() == "[]"
