@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -99,11 +100,15 @@ def setup(root: Path, encoder: str) -> tuple[str, str, list[bytes]]:
     return store, "models:/bench/1", clips
 
 
+PIDS: dict[str, int] = {}  # each running server's process id, by URL (``serving``)
+
+
 @contextlib.contextmanager
 def serving(store: str, model: str, args: list[str], threads: str = "default"
             ) -> Iterator[str]:
-    """A ``tympan serve`` process up while the block runs: its URL. Stopped afterwards, and
-    its log's folder removed (the log is printed if it did not start)."""
+    """A ``tympan serve`` process up while the block runs: its URL (its pid in ``PIDS``).
+    Stopped afterwards, and its log's folder removed (the log is printed if it did not
+    start)."""
     folder = Path(tempfile.mkdtemp(prefix="tympan-bench-serve-"))
     log = folder / "out.txt"
     threading_args = [] if threads == "default" else ["--threads", threads]
@@ -113,14 +118,18 @@ def serving(store: str, model: str, args: list[str], threads: str = "default"
                                      "serve", model, "--port", "0", *threading_args,
                                      "--no-record", "--threshold", "0.05", *args],
                                     stdout=out, stderr=subprocess.STDOUT)
+        url = ""
         try:
             deadline = time.monotonic() + 120
             while not (found := re.search(r" at (http://\S+) ", log.read_text())):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"tympan serve did not start:\n{log.read_text()}")
                 time.sleep(0.05)
-            yield found.group(1)
+            url = found.group(1)
+            PIDS[url] = proc.pid
+            yield url
         finally:
+            PIDS.pop(url, None)
             proc.terminate()
             proc.wait(30)
     finally:
@@ -250,16 +259,52 @@ def thread_choices(urls: dict[str, str]) -> str:
     return f"threads by batch size: {'; '.join(got)}" if got else ""
 
 
+def thread_cpu(pid: int) -> tuple[float, float] | None:
+    """CPU seconds of a process's main thread (the server's event loop) and of its other
+    threads (the batch worker, torch's threads), from /proc; None where there is none."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = rest = 0.0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+            if int(tid) == pid:
+                main += seconds
+            else:
+                rest += seconds
+    except (OSError, ValueError, IndexError):
+        return None
+    return main, rest
+
+
 def alternating(urls: dict[str, str], clips: list[bytes], clients: int, blocks: int
                 ) -> dict[str, list[dict[str, float]]]:
     """``blocks`` blocks of ``16 * clients`` requests to each server, in alternation (ABBA
-    order, so that a drift in the machine's speed hits every side alike): each side's blocks."""
+    order, so that a drift in the machine's speed hits every side alike): each side's blocks,
+    with the server's CPU per request on its event loop and on its other threads (Linux)."""
     sides = list(urls)
     got: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     for block in range(blocks):
         for side in sides if block % 2 == 0 else sides[::-1]:
-            got[side].append(load_test(urls[side], clips, clients, 16 * clients))
+            pid = PIDS.get(urls[side])
+            before = thread_cpu(pid) if pid else None
+            row = load_test(urls[side], clips, clients, 16 * clients)
+            after = thread_cpu(pid) if pid else None
+            if before and after:
+                row["server_loop_cpu_ms"] = 1000 * (after[0] - before[0]) / row["requests"]
+                row["server_rest_cpu_ms"] = 1000 * (after[1] - before[1]) / row["requests"]
+            got[side].append(row)
     return got
+
+
+def server_cpu(blocks: list[dict[str, float]]) -> str:
+    """A side's server CPU per request (the median of its blocks), as text; empty without."""
+    if not all("server_loop_cpu_ms" in b for b in blocks):
+        return ""
+    loop = np.median([b["server_loop_cpu_ms"] for b in blocks])
+    rest = np.median([b["server_rest_cpu_ms"] for b in blocks])
+    return f"event loop {loop:.2f} + batch worker and torch {rest:.2f} ms"
 
 
 def guard_cost(encoder: str, store: str, model: str, clips: list[bytes], threads: str,
@@ -339,11 +384,15 @@ def batching_gain(encoder: str, store: str, model: str, clips: list[bytes], thre
         chosen = thread_choices(urls)
     rps = {side: float(np.median([b["rps"] for b in got[side]])) for side in got}
     gain = rps["batch 16"] / rps["batch 1"]
+    cpu = {side: server_cpu(got[side]) for side in got}
     print(f"{encoder:>5} | batch 16 vs batch 1, {blocks} alternating blocks | 16 clients | "
           f"{rps['batch 16']:.1f} vs {rps['batch 1']:.1f} req/s (median of blocks): "
-          f"{gain:.2f}x (target >= 2x)" + (f"; {chosen}" if chosen else ""), flush=True)
+          f"{gain:.2f}x (target >= 2x)" + (f"; {chosen}" if chosen else "")
+          + (f"; server CPU per request: batch 16 {cpu['batch 16']}, batch 1 "
+             f"{cpu['batch 1']}" if all(cpu.values()) else ""), flush=True)
     return [{"encoder": encoder, "config": "batching blocks", "clients": 16, "blocks": blocks,
-             "rps_batch_16": rps["batch 16"], "rps_batch_1": rps["batch 1"], "gain": gain}]
+             "rps_batch_16": rps["batch 16"], "rps_batch_1": rps["batch 1"], "gain": gain,
+             "server_cpu_per_request": cpu}]
 
 
 def main() -> None:
