@@ -59,7 +59,9 @@ def test_a_store_with_garbage_mid_file_is_refused_when_opened_for_writing(
     with open(db, "r+b") as f:  # one page of garbage in the middle, the header intact
         f.seek((size // page // 2) * page)
         f.write(os.urandom(page))
-    with pytest.raises(StoreCorruptError, match=r"is damaged.*quick_check.*backup"):
+    # quick_check names the damage, or the query that opening runs first does when the page
+    # is one of its tables' (the next test): either way as damage, with the way back
+    with pytest.raises(StoreCorruptError, match=r"is damaged \(SQLite.*backup"):
         tympan.init(project="p", store=str(store))
     monkeypatch.setenv("TYMPAN_CHECK_STORE", "0")  # the check is skipped, as documented
     shared_transport(str(store))
@@ -67,6 +69,29 @@ def test_a_store_with_garbage_mid_file_is_refused_when_opened_for_writing(
     assert main(["--store", str(store), "db", "check"]) == 1
     out = capsys.readouterr()
     assert "integrity_check found:\n  On tree page" in out.out and "is damaged" in out.err
+
+
+def test_damage_that_opening_meets_first_is_named_with_how_to_recover(tmp_path) -> None:
+    """Opening reads the schema revision before quick_check runs: garbage on that table's page
+    is met by that query, and must be named as damage with the way back, as quick_check's
+    finding is (it read "not a readable tympan store" and no more, when the middle page of
+    the test above happened to be one that opening reads)."""
+    store = tmp_path / "s"
+    _store_with_runs(store)
+    db = store / "tympan.db"
+    with sqlite3.connect(db) as conn:
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'alembic_version'"
+                            ).fetchone()[0]
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * page)
+        f.write(b"\xff" * page)
+    with pytest.raises(StoreCorruptError) as caught:
+        tympan.init(project="p", store=str(store))
+    message = str(caught.value)
+    assert f"the store at {db} is damaged (SQLite: " in message, message
+    assert "malformed" in message and "backup" in message and ".recover" in message
+    assert f"tympan --store {shlex.quote(str(db))} db check" in message
 
 
 def test_the_upgrade_hint_is_a_command_line_that_upgrades(tmp_path, capsys) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +57,7 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with translated(self.where), self.engine.connect() as conn:
+        with self.translated(), self.engine.connect() as conn:
             yield conn
 
     @contextmanager
@@ -70,7 +70,7 @@ class Store:
             with self.read() as conn:
                 yield conn
             return
-        with translated(self.where), SqliteReader(path, self.busy_timeout) as conn:
+        with self.translated(), SqliteReader(path, self.busy_timeout) as conn:
             yield conn
 
     @contextmanager
@@ -78,15 +78,19 @@ class Store:
         """One write transaction (BEGIN IMMEDIATE on SQLite), committed on success."""
         from tympan.store.engine import WRITE
 
-        with translated(self.where), self.engine.connect() as conn:
+        with self.translated(), self.engine.connect() as conn:
             conn = conn.execution_options(**WRITE)
             with conn.begin():
                 yield conn
 
+    def translated(self) -> AbstractContextManager[None]:
+        """Driver errors inside re-raised as StoreError naming this store (``translated``)."""
+        return translated(self.where, self.location.sqlite_path)
+
     def verify(self) -> None:
         """Refuse a damaged SQLite file (quick_check) before anything is written to it."""
         if self.location.sqlite_path is not None:
-            with translated(self.where):
+            with self.translated():
                 integrity.verify(self.engine, self.location.sqlite_path)
 
     def close(self) -> None:
@@ -117,7 +121,7 @@ def open_store(
         _create_sqlite_file(location)
     store = Store(location, settings.get("TYMPAN_BUSY_TIMEOUT"))
     try:
-        with translated(store.where):
+        with store.translated():
             root = _opened(store, create, check_schema)
     except BaseException:
         store.close()
@@ -151,7 +155,7 @@ def _opened(store: Store, create: bool, check_schema: bool) -> str:
 
 def store_revision(where: str | os.PathLike[str] | None = None) -> tuple[str | None, str]:
     """(the store's schema revision, where the store is), whatever the revision."""
-    with open_store(where, check_schema=False) as store, translated(store.where):
+    with open_store(where, check_schema=False) as store, store.translated():
         return versioning.current_revision(store.engine), store.where
 
 
@@ -167,7 +171,7 @@ def upgrade_store(where: str | os.PathLike[str] | None = None) -> tuple[str | No
     if before is None:
         with open_store(where, create=True) as store:
             return None, versioning.HEAD, store.where
-    with open_store(where, check_schema=False) as store, translated(store.where):
+    with open_store(where, check_schema=False) as store, store.translated():
         before, after = versioning.upgrade(store.engine)
         return before, after, store.where
 
@@ -182,7 +186,7 @@ def check_store(where: str | os.PathLike[str] | None = None) -> tuple[str, list[
     _sqlite_file_exists(location, create=False)
     engine = make_engine(location, settings.get("TYMPAN_BUSY_TIMEOUT"))
     try:
-        with translated(location.describe()):
+        with translated(location.describe(), location.sqlite_path):
             return location.describe(), integrity.problems(engine, full=True)
     finally:
         engine.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from tympan.errors import StoreCorruptError, StoreUnavailableError
 from tympan.store.location import redact
@@ -26,8 +27,10 @@ def _store_failure(exc: BaseException) -> bool:
 
 
 @contextmanager
-def translated(where: str) -> Iterator[None]:
-    """Re-raise connection/IO/corruption errors as StoreError subclasses naming ``where``."""
+def translated(where: str, sqlite_path: Path | None = None) -> Iterator[None]:
+    """Re-raise connection/IO/corruption errors as StoreError subclasses naming ``where``; a
+    SQLite store (``sqlite_path``) that reads as damaged is named so, with how to recover it,
+    whichever query met the damage first (opening reads a few tables before quick_check)."""
     try:
         yield
     except Exception as e:
@@ -36,6 +39,10 @@ def translated(where: str) -> Iterator[None]:
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()
         reason_text = redact(reason[0]) if reason else type(e).__name__
         if any(hint in reason_text.lower() for hint in _CORRUPT_HINTS):
+            if sqlite_path is not None:
+                from tympan.store.integrity import damaged
+
+                raise StoreCorruptError(damaged(sqlite_path, [reason_text])) from None
             raise StoreCorruptError(
                 f"the store at {where} is not a readable tympan store ({reason_text})"
             ) from None

@@ -56,14 +56,17 @@ def verify(engine: Engine, path: Path) -> None:
         raise StoreCorruptError(damaged(path, found, "quick_check", "Nothing was written to it. "))
 
 
-def damaged(path: Path, found: list[str], check: str, note: str = "") -> str:
+def damaged(path: Path, found: list[str], check: str | None = None, note: str = "") -> str:
+    """The message for a damaged SQLite store: what ``check`` found (None: what a query
+    met), and how to recover."""
     shown = "; ".join(found[:SHOWN]) + (f"; and {len(found) - SHOWN} more" if
                                          len(found) > SHOWN else "")
     quoted = shlex.quote(str(path))
     listed = "" if check == "integrity_check" else (
         f"; `tympan --store {quoted} db check` lists every problem")
+    source = f"SQLite {check}" if check else "SQLite"
     return (
-        f"the store at {path} is damaged (SQLite {check}: {shown}). {note}Restore it from a "
+        f"the store at {path} is damaged ({source}: {shown}). {note}Restore it from a "
         f"backup, or salvage what is readable with `sqlite3 {quoted} .recover | sqlite3 "
         f"recovered.db`{listed}"
     )
