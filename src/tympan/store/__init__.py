@@ -186,7 +186,7 @@ def check_store(where: str | os.PathLike[str] | None = None) -> tuple[str, list[
     _sqlite_file_exists(location, create=False)
     engine = make_engine(location, settings.get("TYMPAN_BUSY_TIMEOUT"))
     try:
-        with translated(location.describe(), location.sqlite_path):
+        with translated(location.describe(), location.sqlite_path, "integrity_check"):
             return location.describe(), integrity.problems(engine, full=True)
     finally:
         engine.dispose()

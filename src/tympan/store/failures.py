@@ -27,10 +27,12 @@ def _store_failure(exc: BaseException) -> bool:
 
 
 @contextmanager
-def translated(where: str, sqlite_path: Path | None = None) -> Iterator[None]:
+def translated(where: str, sqlite_path: Path | None = None,
+               check: str | None = None) -> Iterator[None]:
     """Re-raise connection/IO/corruption errors as StoreError subclasses naming ``where``; a
     SQLite store (``sqlite_path``) that reads as damaged is named so, with how to recover it,
-    whichever query met the damage first (opening reads a few tables before quick_check)."""
+    whichever query met the damage first (opening reads a few tables before quick_check), or
+    the ``check`` that was running."""
     try:
         yield
     except Exception as e:
@@ -42,7 +44,7 @@ def translated(where: str, sqlite_path: Path | None = None) -> Iterator[None]:
             if sqlite_path is not None:
                 from tympan.store.integrity import damaged
 
-                raise StoreCorruptError(damaged(sqlite_path, [reason_text])) from None
+                raise StoreCorruptError(damaged(sqlite_path, [reason_text], check)) from None
             raise StoreCorruptError(
                 f"the store at {where} is not a readable tympan store ({reason_text})"
             ) from None
