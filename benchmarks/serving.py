@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -261,28 +260,25 @@ def thread_choices(urls: dict[str, str]) -> str:
 
 def thread_cpu(pid: int) -> tuple[float, float] | None:
     """CPU seconds of a process's main thread (the server's event loop) and of its other
-    threads (the batch worker, torch's threads), from /proc; None where there is none."""
-    tick = os.sysconf("SC_CLK_TCK")
-    main = rest = 0.0
+    threads (the batch worker, torch's threads); None where its threads cannot be told apart
+    (psutil names the main thread by the process id on Linux)."""
+    import psutil
+
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
-            if int(tid) == pid:
-                main += seconds
-            else:
-                rest += seconds
-    except (OSError, ValueError, IndexError):
+        threads = psutil.Process(pid).threads()
+    except psutil.Error:
         return None
-    return main, rest
+    main = [t.user_time + t.system_time for t in threads if t.id == pid]
+    if not main:
+        return None
+    return main[0], sum(t.user_time + t.system_time for t in threads if t.id != pid)
 
 
 def alternating(urls: dict[str, str], clips: list[bytes], clients: int, blocks: int
                 ) -> dict[str, list[dict[str, float]]]:
     """``blocks`` blocks of ``16 * clients`` requests to each server, in alternation (ABBA
     order, so that a drift in the machine's speed hits every side alike): each side's blocks,
-    with the server's CPU per request on its event loop and on its other threads (Linux)."""
+    with the server's CPU per request on its event loop and on its other threads."""
     sides = list(urls)
     got: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
     for block in range(blocks):
