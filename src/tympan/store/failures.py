@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tympan.errors import StoreCorruptError, StoreUnavailableError
+from tympan.store.integrity import damaged
 from tympan.store.location import redact
 
 _CORRUPT_HINTS = ("file is not a database", "malformed", "not a database", "disk image")
@@ -42,8 +43,6 @@ def translated(where: str, sqlite_path: Path | None = None,
         reason_text = redact(reason[0]) if reason else type(e).__name__
         if any(hint in reason_text.lower() for hint in _CORRUPT_HINTS):
             if sqlite_path is not None:
-                from tympan.store.integrity import damaged
-
                 raise StoreCorruptError(damaged(sqlite_path, [reason_text], check)) from None
             raise StoreCorruptError(
                 f"the store at {where} is not a readable tympan store ({reason_text})"
